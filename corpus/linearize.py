@@ -1,0 +1,152 @@
+"""Turn an LLM API request body into the ordered text segments the provider's prefix cache sees.
+
+Order is the providers' cache order: tools, then system, then messages. One segment per tool,
+system block and message, so a caller can tokenize each segment once and reuse it on every
+later request that repeats it. The rendering is ours (role markers and JSON for tool calls); it
+is deterministic and shared by capture, the importers and the simulated engine, so the counts
+they report agree with each other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from corpus.normalize import normalize
+
+API_OPENAI_CHAT = "openai-chat"
+API_OPENAI_RESPONSES = "openai-responses"
+API_OPENAI_COMPLETIONS = "openai-completions"
+API_ANTHROPIC = "anthropic-messages"
+APIS = (API_OPENAI_CHAT, API_OPENAI_RESPONSES, API_OPENAI_COMPLETIONS, API_ANTHROPIC)
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _parts_text(content: Any) -> str:
+    """Text of a message `content`: a string, or a list of typed parts (any provider)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Mapping):
+        content = [content]
+    if not isinstance(content, Sequence):
+        return str(content)
+    out: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        if not isinstance(part, Mapping):
+            continue
+        kind = part.get("type", "text")
+        if kind in ("text", "input_text", "output_text", "summary_text"):
+            out.append(str(part.get("text", "")))
+        elif kind in ("thinking",):
+            out.append(str(part.get("thinking", "")))
+        elif kind == "redacted_thinking":
+            out.append(str(part.get("data", "")))
+        elif kind == "tool_use":
+            out.append(f"<call {part.get('name', '')}>{_dump(part.get('input', {}))}")
+        elif kind == "tool_result":
+            out.append(f"<result>{_parts_text(part.get('content'))}")
+        elif kind in ("image", "image_url", "input_image", "document", "input_file", "file"):
+            out.append(f"<{kind}>")
+        elif kind == "refusal":
+            out.append(str(part.get("refusal", "")))
+        else:
+            out.append(_dump(part))
+    return "\n".join(out)
+
+
+def _openai_message(msg: Mapping[str, Any]) -> str:
+    role = msg.get("role", "user")
+    text = f"<|{role}|>{_parts_text(msg.get('content'))}"
+    for call in msg.get("tool_calls") or ():
+        fn = call.get("function", {}) if isinstance(call, Mapping) else {}
+        text += f"<call {fn.get('name', '')}>{fn.get('arguments', '')}"
+    if msg.get("function_call"):
+        fc = msg["function_call"]
+        text += f"<call {fc.get('name', '')}>{fc.get('arguments', '')}"
+    return text
+
+
+def _tools(tools: Iterable[Any] | None) -> list[str]:
+    return [f"<|tool|>{_dump(t)}" for t in tools or ()]
+
+
+def openai_chat(body: Mapping[str, Any]) -> list[str]:
+    """Segments of an OpenAI Chat Completions request."""
+    return _tools(body.get("tools")) + [_openai_message(m) for m in body.get("messages") or ()]
+
+
+def anthropic_messages(body: Mapping[str, Any]) -> list[str]:
+    """Segments of an Anthropic Messages request (tools, then system, then messages)."""
+    segs = _tools(body.get("tools"))
+    system = body.get("system")
+    if isinstance(system, str):
+        segs.append(f"<|system|>{system}")
+    elif isinstance(system, Sequence):
+        segs.extend(f"<|system|>{_parts_text([block])}" for block in system)
+    for msg in body.get("messages") or ():
+        segs.append(f"<|{msg.get('role', 'user')}|>{_parts_text(msg.get('content'))}")
+    return segs
+
+
+def _responses_item(item: Any) -> str:
+    if isinstance(item, str):
+        return f"<|user|>{item}"
+    kind = item.get("type", "message")
+    if kind == "message":
+        return f"<|{item.get('role', 'user')}|>{_parts_text(item.get('content'))}"
+    if kind in ("function_call", "custom_tool_call"):
+        return f"<call {item.get('name', '')}>{item.get('arguments', item.get('input', ''))}"
+    if kind in ("function_call_output", "custom_tool_call_output"):
+        return f"<result>{_parts_text(item.get('output'))}"
+    if kind == "reasoning":
+        return f"<|reasoning|>{_parts_text(item.get('summary'))}{item.get('encrypted_content', '')}"
+    return _dump(item)
+
+
+def openai_responses(body: Mapping[str, Any]) -> list[str]:
+    """Segments of an OpenAI Responses request (tools, instructions, input items)."""
+    segs = _tools(body.get("tools"))
+    if body.get("instructions"):
+        segs.append(f"<|system|>{body['instructions']}")
+    items = body.get("input")
+    if isinstance(items, str):
+        segs.append(f"<|user|>{items}")
+    else:
+        segs.extend(_responses_item(item) for item in items or ())
+    return segs
+
+
+def openai_completions(body: Mapping[str, Any]) -> list[str]:
+    """Segments of a legacy Completions request with a text prompt (token-id prompts: none)."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return [prompt]
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        return list(prompt)
+    return []
+
+
+_BY_API = {
+    API_OPENAI_CHAT: openai_chat,
+    API_ANTHROPIC: anthropic_messages,
+    API_OPENAI_RESPONSES: openai_responses,
+    API_OPENAI_COMPLETIONS: openai_completions,
+}
+
+
+def segments(api: str, body: Mapping[str, Any]) -> list[str]:
+    """Normalized segments of `body` for `api` (one of `APIS`), in the provider's cache order."""
+    try:
+        fn = _BY_API[api]
+    except KeyError:
+        raise ValueError(f"unknown api {api!r}; expected one of {', '.join(APIS)}") from None
+    return [normalize(s) for s in fn(body)]

@@ -1,0 +1,208 @@
+"""Reading corpus files: sessions as objects, or every turn as numpy columns in one pass.
+
+Memory is bounded by the sessions open at once (a session is yielded when its `Close` record
+is read, or at the end of the file when it never closed), not by the size of the corpus.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from corpus import columns as col
+from corpus.errors import FormatError, TruncatedError
+from corpus.frames import Frame, Problem, scan
+from corpus.records import MAGIC, VERSION, Close, Header, Open, Session, Turn, Turns
+
+
+def _header(path: str, first: Frame | Problem | None) -> Header:
+    if first is None:
+        raise FormatError(f"{path}: empty file; not an agentload corpus")
+    if isinstance(first, Problem) and not first.partial:
+        if first.detail == "no zstd frame starts here":
+            raise FormatError(f"{path}: not a zstd file; not an agentload corpus")
+        raise FormatError(
+            f"{path}: frame 0 at byte 0 is {first.kind} ({first.detail}); no session is readable"
+        )
+    recs = first.records if isinstance(first, Frame) else first.partial
+    head = recs[0] if recs else None
+    if not isinstance(head, Header) or head.magic != MAGIC:
+        raise FormatError(f"{path}: zstd data, but not an agentload corpus (no corpus header)")
+    if head.version > VERSION:
+        raise FormatError(
+            f"{path}: file is format v{head.version}, this reader supports ≤ v{VERSION}; "
+            "upgrade agentload"
+        )
+    return head
+
+
+@dataclass
+class Damage:
+    """Where and how a file stopped being readable."""
+
+    kind: str
+    frame: int
+    offset: int
+    detail: str
+    intact_frames: int
+
+    def message(self, path: str, sessions: int) -> str:
+        return (
+            f"{path}: frame {self.frame} at byte {self.offset} is {self.kind} ({self.detail}); "
+            f"{self.intact_frames} frames and {sessions} sessions before it are intact — "
+            f"run 'corpus salvage {path} -o FIXED.zst' to keep them"
+        )
+
+
+class Reader:
+    """Streaming reader. `strict=True` raises at a damaged frame instead of stopping there
+    (the intact part is always yielded first); `damage` tells what was found."""
+
+    def __init__(self, path: str | os.PathLike[str], *, strict: bool = False) -> None:
+        self.path = os.fspath(path)
+        self.strict = strict
+        self.damage: Damage | None = None
+        try:
+            first = next(iter(scan(self.path)), None)
+        except OSError as exc:
+            raise FormatError(f"{self.path}: cannot read ({exc.strerror})") from exc
+        self.header = _header(self.path, first)
+
+    def frames(self) -> Iterator[Frame]:
+        """Intact frames in order; stops (or raises when strict) at the first damaged one."""
+        self.damage = None
+        count = 0
+        for item in scan(self.path):
+            if isinstance(item, Problem):
+                self.damage = Damage(item.kind, item.index, item.offset, item.detail, count)
+                if self.strict:
+                    msg = self.damage.message(self.path, -1).replace(" and -1 sessions", "")
+                    raise TruncatedError(msg, intact_frames=count, offset=item.offset)
+                return
+            count += 1
+            yield item
+
+    def sessions(self) -> Iterator[Session]:
+        """Every session with its turns (on-disk `reuse`/`blocks`; see `Session.prefixes`)."""
+        meta: dict[int, Open] = {}
+        turns: dict[int, list[Turn]] = {}
+        for frame in self.frames():
+            for rec in frame.records:
+                if isinstance(rec, Turns):
+                    try:
+                        rows = col.turns(col.decode(rec))
+                    except ValueError as exc:
+                        raise FormatError(
+                            f"{self.path}: frame {frame.index} at byte {frame.offset}: {exc}"
+                        ) from exc
+                    for sid, turn in rows:
+                        turns.setdefault(sid, []).append(turn)
+                elif isinstance(rec, Open):
+                    meta[rec.id] = rec
+                    turns.setdefault(rec.id, [])
+                elif isinstance(rec, Close):
+                    for sid in rec.ids:
+                        if sid in meta:
+                            yield _session(meta.pop(sid), turns.pop(sid, []))
+        for sid in sorted(meta):
+            yield _session(meta[sid], turns.pop(sid, []))
+
+    def table(self) -> Table:
+        """All turns and sessions as numpy columns, in one pass, without per-turn objects."""
+        return _table(self)
+
+
+def _session(meta: Open, turns: list[Turn]) -> Session:
+    return Session(
+        id=meta.id,
+        start=meta.start,
+        model=meta.model,
+        api=meta.api,
+        agent=meta.agent,
+        parent=meta.parent,
+        turns=tuple(turns),
+    )
+
+
+@dataclass
+class Table:
+    """Columnar view of a corpus.
+
+    `turns[name]` are per-turn arrays in file order (names from `corpus.columns.COLUMNS`; time
+    columns in float seconds, NaN when missing; optional counts -1 when missing; `stop` indexes
+    `stop_vocab`, 0 = none). `blocks` holds each turn's new block ids, turn i's being
+    `blocks[block_start[i]:block_start[i+1]]` after its first `turns['reuse'][i]` inherited
+    ones. `sessions` has `id`, `start`, `parent` (-1 = none), `closed`, and `model`/`api`/`agent`
+    as indexes into `vocab`.
+    """
+
+    header: Header
+    turns: dict[str, np.ndarray]
+    blocks: np.ndarray
+    block_start: np.ndarray
+    stop_vocab: list[str]
+    sessions: dict[str, np.ndarray]
+    vocab: list[str] = field(default_factory=list)
+
+    @property
+    def n_turns(self) -> int:
+        return int(self.turns["session"].shape[0])
+
+    @property
+    def n_sessions(self) -> int:
+        return int(self.sessions["id"].shape[0])
+
+
+def _table(reader: Reader) -> Table:
+    batches: list[dict[str, np.ndarray]] = []
+    blocks: list[np.ndarray] = []
+    stop_vocab: dict[str, int] = {}
+    vocab: dict[str, int] = {}
+    opens: list[Open] = []
+    closed: set[int] = set()
+    for frame in reader.frames():
+        for rec in frame.records:
+            if isinstance(rec, Turns):
+                try:
+                    batch = col.decode(rec)
+                except ValueError as exc:
+                    raise FormatError(
+                        f"{reader.path}: frame {frame.index} at byte {frame.offset}: {exc}"
+                    ) from exc
+                remap = np.array([0] + [stop_vocab.setdefault(s, len(stop_vocab)) + 1
+                                        for s in batch.vocab], dtype=np.int32)
+                cols = dict(batch.columns)
+                cols["stop"] = remap[cols["stop"].astype(np.int64)]
+                batches.append(cols)
+                blocks.append(batch.blocks)
+            elif isinstance(rec, Open):
+                opens.append(rec)
+            elif isinstance(rec, Close):
+                closed.update(rec.ids)
+    if batches:
+        turns = {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
+    else:
+        turns = {name: col._unpack(b"", 0, *spec) for name, spec in col.COLUMNS.items()}
+        for name in col.TIMES:
+            turns[name] = turns[name].astype(np.float64)
+    ids = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
+    start = np.zeros(turns["nblocks"].shape[0] + 1, dtype=np.int64)
+    np.cumsum(turns["nblocks"], out=start[1:])
+    opens.sort(key=lambda o: o.id)
+
+    def code(s: str) -> int:
+        return vocab.setdefault(s, len(vocab))
+
+    sessions = {
+        "id": np.array([o.id for o in opens], dtype=np.int64),
+        "start": np.array([o.start for o in opens], dtype=np.float64),
+        "parent": np.array([-1 if o.parent is None else o.parent for o in opens], dtype=np.int64),
+        "closed": np.array([o.id in closed for o in opens], dtype=bool),
+        "model": np.array([code(o.model) for o in opens], dtype=np.int32),
+        "api": np.array([code(o.api) for o in opens], dtype=np.int32),
+        "agent": np.array([code(o.agent) for o in opens], dtype=np.int32),
+    }
+    return Table(reader.header, turns, ids, start, list(stop_vocab), sessions, list(vocab))

@@ -1,0 +1,52 @@
+"""Content-keyed tokenization cache: each distinct segment is tokenized once.
+
+Agents re-send the same tools, system prompt and earlier messages on every call; keying token
+lists by a digest of the segment text makes a request cost O(new text), not O(context).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+from corpus import tokenizer
+
+
+def digest(text: str) -> bytes:
+    """16-byte content key of a segment (unkeyed: it never leaves the process)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class TokenCache:
+    """LRU map from segment text to its token ids, bounded by the total tokens it holds."""
+
+    def __init__(self, name: str = tokenizer.DEFAULT, *, max_tokens: int = 20_000_000) -> None:
+        self._enc = tokenizer.encoding(name)
+        self._max = max_tokens
+        self._held = 0
+        self._map: OrderedDict[bytes, list[int]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self.encoded_chars = 0
+
+    def tokens(self, text: str, key: bytes | None = None) -> list[int]:
+        """Token ids of `text`; `key` may pass a precomputed `digest(text)`. Do not mutate."""
+        key = key if key is not None else digest(text)
+        found = self._map.get(key)
+        if found is not None:
+            self._map.move_to_end(key)
+            self.hits += 1
+            return found
+        self.misses += 1
+        self.encoded_chars += len(text)
+        toks = self._enc.encode(text, disallowed_special=())
+        self._map[key] = toks
+        self._held += len(toks)
+        while self._held > self._max and len(self._map) > 1:
+            _, old = self._map.popitem(last=False)
+            self._held -= len(old)
+        return toks
+
+    def count(self, segments: list[str]) -> int:
+        """Total tokens over `segments`."""
+        return sum(len(self.tokens(s)) for s in segments)

@@ -1,0 +1,210 @@
+"""Writing corpus files, all at once (imports) or as turns happen (capture).
+
+Pending records become one zstd frame on `flush()`. With `flush_every` set, `add_turn`,
+`open_session` and `close_session` flush by themselves once that many seconds have passed since
+the last frame, and a capture also calls `flush()` from a timer, so a killed process loses at
+most the last interval. The keys sidecar is saved before each frame, so a frame never names a
+block id the sidecar lacks.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+import msgspec
+
+from corpus import columns as col
+from corpus.errors import CorpusError
+from corpus.frames import compress, pack
+from corpus.keys import Keys
+from corpus.reader import Reader
+from corpus.records import Close, Header, Open, Record, Turn
+
+
+def producer() -> str:
+    """`agentload <version>` for headers."""
+    try:
+        return f"agentload {metadata.version('agentload')}"
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "agentload (source)"
+
+
+def _common_prefix(prev: list[int], full: Sequence[int]) -> int:
+    n = len(prev)
+    if n <= len(full) and full[:n] == prev:
+        return n
+    i = 0
+    for i, (a, b) in enumerate(zip(prev, full, strict=False)):  # noqa: B007
+        if a != b:
+            return i
+    return min(n, len(full))
+
+
+class Writer:
+    """Writes one corpus file. Use as a context manager, or call `close()`.
+
+    `append=True` continues an existing file (its header wins; session ids continue after the
+    highest one in it); `append=False` refuses to overwrite an existing file. `keys=True` keeps
+    the private `<file>.keys` sidecar (needed for consistent ids across appends); `keys=False`
+    uses a throwaway key.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        header: Header | None = None,
+        *,
+        append: bool = False,
+        keys: bool = True,
+        flush_every: float | None = None,
+        max_turns: int = 50_000,
+        level: int = 9,
+    ) -> None:
+        self.path = Path(path)
+        self.flush_every = flush_every
+        self.max_turns = max_turns
+        self.level = level
+        self.sessions = 0
+        self.turns = 0
+        self.frames = 0
+        self._next_id = 0
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if exists and not append:
+            raise CorpusError(
+                f"{self.path}: already exists; choose another output or append to it"
+            )
+        if exists:
+            reader = Reader(self.path, strict=True)
+            wanted = header
+            header = reader.header
+            if wanted is not None and wanted.block_size != header.block_size:
+                raise CorpusError(
+                    f"{self.path}: existing corpus uses {header.block_size}-token blocks, "
+                    f"this writer was asked for {wanted.block_size}; write a new file instead"
+                )
+            for frame in reader.frames():
+                for rec in frame.records:
+                    if isinstance(rec, Open):
+                        self._next_id = max(self._next_id, rec.id + 1)
+            self.keys = Keys.open(self.path, create=False) if keys else Keys.ephemeral()
+            self.header = header
+            self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        else:
+            header = header or Header()
+            if not header.created or not header.producer:
+                header = msgspec.structs.replace(
+                    header,
+                    created=header.created or Header.today(),
+                    producer=header.producer or producer(),
+                )
+            self.header = header
+            if keys:
+                stale = Path(f"{self.path}.keys")
+                if stale.exists():  # a sidecar without its corpus: start a fresh id space
+                    stale.unlink()
+            self.keys = Keys.open(self.path) if keys else Keys.ephemeral()
+            self._file = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        self._pending: list[Record] = [] if exists else [self.header]
+        self._rows: list[tuple[int, Turn]] = []
+        self._closing: list[int] = []
+        self._last: dict[int, list[int]] = {}
+        self._flushed_at = time.monotonic()
+        if not exists:
+            self.flush(force=True)
+
+    # -- sessions and turns ---------------------------------------------------------------
+
+    def open_session(
+        self,
+        *,
+        start: float = 0.0,
+        model: str = "",
+        api: str = "",
+        agent: str = "",
+        parent: int | None = None,
+    ) -> int:
+        """Begin a session `start` seconds after the corpus's first one; returns its id."""
+        sid = self._next_id
+        self._next_id += 1
+        self._pending.append(
+            Open(id=sid, start=start, model=model, api=api, agent=agent, parent=parent)
+        )
+        self._last[sid] = []
+        self.sessions += 1
+        self._tick()
+        return sid
+
+    def add_turn(self, session: int, turn: Turn, blocks: Sequence[int]) -> None:
+        """Record `turn` of `session`; `blocks` is its full block-id list (the writer stores
+        only what differs from the session's previous turn)."""
+        prev = self._last.get(session)
+        if prev is None:
+            raise CorpusError(f"session {session} is not open in this writer")
+        full = list(blocks)
+        reuse = _common_prefix(prev, full)
+        self._rows.append(
+            (session, msgspec.structs.replace(turn, reuse=reuse, blocks=tuple(full[reuse:])))
+        )
+        self._last[session] = full
+        self.turns += 1
+        if len(self._rows) >= self.max_turns:
+            self.flush()
+        else:
+            self._tick()
+
+    def close_session(self, session: int) -> None:
+        """No more turns for `session`."""
+        if self._last.pop(session, None) is None:
+            raise CorpusError(f"session {session} is not open in this writer")
+        self._closing.append(session)
+        self._tick()
+
+    def relative(self, unix_time: float) -> float:
+        """Seconds since the corpus's first session (the first call sets that origin)."""
+        self.keys.set_epoch(unix_time)
+        assert self.keys.epoch is not None
+        return unix_time - self.keys.epoch
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        if self.flush_every is not None and (
+            time.monotonic() - self._flushed_at >= self.flush_every
+        ):
+            self.flush()
+
+    def flush(self, *, force: bool = False) -> None:
+        """Write everything pending as one frame (no-op when nothing is pending)."""
+        records = self._pending
+        if self._rows:
+            records.append(col.encode(self._rows))
+        if self._closing:
+            records.append(Close(ids=self._closing))
+        if not records and not force:
+            self._flushed_at = time.monotonic()
+            return
+        self.keys.save()
+        self._file.write(compress(pack(records), self.level))
+        self._file.flush()
+        self.frames += 1
+        self._pending, self._rows, self._closing = [], [], []
+        self._flushed_at = time.monotonic()
+
+    def close(self) -> None:
+        """Flush and close. Sessions still open stay open in the file (readers yield them)."""
+        if self._file.closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._file.close()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
