@@ -1,0 +1,163 @@
+"""/metrics in Prometheus text with DCGM and vLLM names, and batching seen from real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+
+import aiohttp
+import openai
+import pytest
+
+from replay.engine import PROFILES, Running, serve
+
+Scrape = Callable[[str], dict[str, float]]
+SHARED = "You review contracts clause by clause and cite them. " * 30
+
+
+def test_metrics_use_dcgm_and_vllm_names_and_types(engine_url: str, scrape: Scrape) -> None:
+    m = scrape(engine_url)
+    for name, kind in [
+        ("DCGM_FI_DEV_POWER_USAGE", "gauge"),
+        ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter"),
+        ("vllm:num_requests_running", "gauge"),
+        ("vllm:num_requests_waiting", "gauge"),
+        ("vllm:prefix_cache_queries", "counter"),
+        ("vllm:prefix_cache_hits", "counter"),
+        ("vllm:prompt_tokens", "counter"),
+        ("vllm:generation_tokens", "counter"),
+        ("agentload_engine_simulated", "gauge"),
+    ]:
+        assert f"TYPE {name} {kind}" in m, name
+    assert m["agentload_engine_simulated"] == 1
+    assert m["DCGM_FI_DEV_POWER_USAGE"] >= PROFILES["instant"].idle_power_w
+
+
+def test_counters_move_with_requests_and_cache_hits(engine_url: str, scrape: Scrape) -> None:
+    before = scrape(engine_url)
+    with openai.OpenAI(base_url=engine_url + "/v1", api_key="t", max_retries=0) as client:
+        usages = []
+        for question in ("First question about clause 2?", "Second, about clause 7?"):
+            resp = client.chat.completions.create(
+                model="sim",
+                messages=[
+                    {"role": "system", "content": SHARED},
+                    {"role": "user", "content": question},
+                ],
+                max_tokens=7,
+                extra_body={"ignore_eos": True},
+            )
+            assert resp.usage is not None
+            assert resp.usage.prompt_tokens_details is not None
+            usages.append(resp.usage)
+    after = scrape(engine_url)
+    cached = [u.prompt_tokens_details.cached_tokens for u in usages if u.prompt_tokens_details]
+    assert cached[0] == 0
+    assert cached[1] > 300
+
+    def delta(name: str) -> float:
+        return after[name] - before[name]
+
+    assert delta("vllm:generation_tokens_total") == 14
+    assert delta("vllm:prompt_tokens_total") == sum(u.prompt_tokens for u in usages)
+    assert delta("vllm:prefix_cache_queries_total") == sum(u.prompt_tokens for u in usages)
+    assert delta("vllm:prefix_cache_hits_total") == cached[1]
+    assert delta("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION") > 0
+    assert after["vllm:num_requests_running"] == after["vllm:num_requests_waiting"] == 0
+
+
+async def _stream_speeds(url: str, streams: int, tokens: int) -> list[float]:
+    """Per-stream decode speed (tokens/s between first and last content chunk)."""
+    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="t", max_retries=0) as client:
+
+        async def one(i: int) -> float:
+            stream = await client.chat.completions.create(
+                model="sim",
+                messages=[{"role": "user", "content": f"stream {i} of {streams}"}],
+                max_tokens=tokens,
+                stream=True,
+                extra_body={"ignore_eos": True},
+            )
+            stamps = []
+            async with stream:
+                async for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        stamps.append(time.perf_counter())
+            assert len(stamps) >= tokens // 2
+            return (tokens - 1) / (stamps[-1] - stamps[0])
+
+        return list(await asyncio.gather(*(one(i) for i in range(streams))))
+
+
+async def test_more_concurrent_streams_are_slower_per_stream(
+    start_engine: Callable[..., Running], scrape: Scrape
+) -> None:
+    url = start_engine("h100").url
+    alone = (await _stream_speeds(url, 1, 30))[0]
+    crowd = await _stream_speeds(url, 16, 30)
+    # Modelled: 16.0 ms steps alone, 19.2 ms with 16 decoding (~17% slower per stream).
+    assert statistics.median(crowd) < alone
+    assert max(crowd) < alone * 1.02
+    m = await asyncio.to_thread(scrape, url)
+    assert m["vllm:generation_tokens_total"] == 30 * 17
+    assert m["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"] > 0
+
+
+async def test_running_gauge_counts_a_live_stream(
+    start_engine: Callable[..., Running], scrape: Scrape
+) -> None:
+    url = start_engine("h100").url
+    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="t", max_retries=0) as client:
+        stream = await client.chat.completions.create(
+            model="sim",
+            messages=[{"role": "user", "content": "long answer"}],
+            max_tokens=500,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+        async with stream:
+            async for _ in stream:
+                break
+            live = await asyncio.to_thread(scrape, url)
+    assert live["vllm:num_requests_running"] == 1
+    assert live["DCGM_FI_DEV_POWER_USAGE"] > PROFILES["h100"].idle_power_w
+    for _ in range(100):  # closing the stream aborts the request server-side
+        done = await asyncio.to_thread(scrape, url)
+        if done["vllm:num_requests_running"] == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert done["vllm:num_requests_running"] == 0
+    assert (
+        done['vllm:request_success_total{model_name="sim-32b",engine="0",finished_reason="abort"}']
+        == 1
+    )
+
+
+async def test_client_hangup_aborts_a_non_streaming_request(
+    start_engine: Callable[..., Running], scrape: Scrape
+) -> None:
+    url = start_engine("h100").url
+    body = {"model": "sim", "messages": [{"role": "user", "content": "x"}], "max_tokens": 3000}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as session:
+        with pytest.raises(asyncio.TimeoutError):
+            async with session.post(url + "/v1/chat/completions", json=body | {"ignore_eos": True}):
+                pass
+    for _ in range(100):
+        m = await asyncio.to_thread(scrape, url)
+        if m["vllm:num_requests_running"] == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert m["vllm:num_requests_running"] == 0
+    assert m["vllm:generation_tokens_total"] < 100
+
+
+async def test_serve_runs_in_the_callers_event_loop() -> None:
+    async with serve("instant") as running, aiohttp.ClientSession() as session:
+        body = {"model": "m", "prompt": [1, 2, 3], "max_tokens": 4, "ignore_eos": True}
+        async with session.post(running.url + "/v1/completions", json=body) as resp:
+            doc = await resp.json()
+            assert resp.headers["x-agentload-engine"] == "simulated"
+    assert doc["usage"]["completion_tokens"] == 4
+    assert running.engine.stats().generation_tokens_total == 4
