@@ -126,7 +126,13 @@ def openai_responses(body: Mapping[str, Any]) -> list[str]:
 
 
 def openai_completions(body: Mapping[str, Any]) -> list[str]:
-    """Segments of a legacy Completions request with a text prompt (token-id prompts: none)."""
+    """Segments of a legacy Completions request with a text prompt (token-id prompts: none).
+
+    A list of strings is a *batch* of independent prompts (OpenAI and the simulated engine
+    answer one choice per prompt). This returns one segment per prompt, in order, so the token
+    total over the segments is the batch's total prompt tokens; but the prompts do not share a
+    prefix cache. Use `prompts()` to get each prompt's own segments.
+    """
     prompt = body.get("prompt")
     if isinstance(prompt, str):
         return [prompt]
@@ -143,10 +149,30 @@ _BY_API = {
 }
 
 
+def _check(api: str) -> None:
+    if api not in _BY_API:
+        raise ValueError(f"unknown api {api!r}; expected one of {', '.join(APIS)}")
+
+
 def segments(api: str, body: Mapping[str, Any]) -> list[str]:
-    """Normalized segments of `body` for `api` (one of `APIS`), in the provider's cache order."""
-    try:
-        fn = _BY_API[api]
-    except KeyError:
-        raise ValueError(f"unknown api {api!r}; expected one of {', '.join(APIS)}") from None
-    return [normalize(s) for s in fn(body)]
+    """Normalized segments of `body` for `api` (one of `APIS`), in the provider's cache order.
+
+    For a batched Completions request (`prompt` a list of strings) these are all the prompts'
+    segments in order; see `prompts()` for one list per prompt.
+    """
+    _check(api)
+    return [normalize(s) for s in _BY_API[api](body)]
+
+
+def prompts(api: str, body: Mapping[str, Any]) -> list[list[str]]:
+    """Normalized segments of each prompt `body` sends: one list per prompt.
+
+    Only a Completions request can carry several prompts (`prompt` as a list of strings, a
+    batch answered with one choice per prompt); every other request is one prompt, so this is
+    `[segments(api, body)]`. A Completions request with token-id prompts has no text to
+    linearize and gives `[]`. Concatenating the lists gives `segments(api, body)`.
+    """
+    _check(api)
+    if api == API_OPENAI_COMPLETIONS:
+        return [[normalize(text)] for text in openai_completions(body)]
+    return [segments(api, body)]

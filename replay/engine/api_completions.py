@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from corpus import linearize
 from replay.engine import output
 from replay.engine.api_openai import DONE, error_body, stream_usage, usage
 from replay.engine.errors import EngineError, InvalidRequest
@@ -25,23 +26,18 @@ from replay.engine.wire import (
     opt_bool,
     opt_int,
     prepare_sse,
-    prompt_ids,
     read_json,
     req_str,
+    segment_ids,
 )
 
 
 def _prompts(request: web.Request, body: dict[str, Any]) -> list[list[int]]:
     prompt = body.get("prompt")
     tokens = request.app[TOKENS]
-    if isinstance(prompt, str):
-        texts: list[str] | None = [prompt]
-    elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-        texts = prompt
-    else:
-        texts = None
-    if texts is not None:
-        return [prompt_ids(tokens, "openai-completions", {"prompt": t}) for t in texts]
+    texts = linearize.prompts(linearize.API_OPENAI_COMPLETIONS, body)  # one per text prompt
+    if texts:
+        return [segment_ids(tokens, segs) for segs in texts]
     if isinstance(prompt, list) and prompt and all(isinstance(p, list) for p in prompt):
         return [check_ids(p, "prompt") for p in prompt]
     if isinstance(prompt, list) and prompt:

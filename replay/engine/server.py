@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from corpus.tokencache import TokenCache
-from replay.engine import api_anthropic, api_completions, api_openai, metrics
+from replay.engine import api_anthropic, api_completions, api_openai, api_responses, metrics
 from replay.engine.errors import EngineError
 from replay.engine.profiles import PROFILES, Profile
 from replay.engine.scheduler import Engine
@@ -110,6 +110,7 @@ def make_app(
     app = web.Application(middlewares=[_errors], client_max_size=256 * 1024 * 1024)
     app[ENGINE] = Engine(resolve(profile), max_queue=max_queue, seed=seed, time_scale=time_scale)
     app[TOKENS] = TokenCache(tokenizer)
+    app[api_responses.STORE] = api_responses.ResponseStore()
     app.on_response_prepare.append(_tag)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -120,6 +121,7 @@ def make_app(
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/v1/chat/completions", api_openai.chat_completions)
     app.router.add_post("/v1/completions", api_completions.completions)
+    app.router.add_post("/v1/responses", api_responses.responses)
     app.router.add_post("/v1/messages", api_anthropic.messages)
     app.router.add_post("/v1/messages/count_tokens", api_anthropic.count_tokens)
     app.router.add_get("/v1/models", _models)

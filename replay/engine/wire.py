@@ -127,13 +127,22 @@ def argument_key(schema: Any) -> str:
     return "input"
 
 
-def prompt_ids(tokens: TokenCache, api: str, body: Mapping[str, Any]) -> list[int]:
-    """Prompt token ids exactly as capture counts them: linearized segments, content-cached."""
+def segments(api: str, body: Mapping[str, Any]) -> list[str]:
+    """`corpus.linearize.segments`, with a body it can't read reported as `InvalidRequest`."""
     try:
-        segs = linearize.segments(api, body)
+        return linearize.segments(api, body)
     except (AttributeError, TypeError, ValueError) as exc:
         raise InvalidRequest(f"could not read the request's messages: {exc}") from exc
+
+
+def segment_ids(tokens: TokenCache, segs: Sequence[str]) -> list[int]:
+    """Token ids of linearized segments, each tokenized once (content-cached)."""
     return list(itertools.chain.from_iterable(tokens.tokens(s) for s in segs))
+
+
+def prompt_ids(tokens: TokenCache, api: str, body: Mapping[str, Any]) -> list[int]:
+    """Prompt token ids exactly as capture counts them: linearized segments, content-cached."""
+    return segment_ids(tokens, segments(api, body))
 
 
 def check_ids(ids: Sequence[Any], param: str) -> list[int]:
