@@ -1,7 +1,14 @@
 """The agentload trajectory corpus: records, reader/writer, anonymizer, importers/exporters."""
 
 from corpus.anonymizer import KNOWN_TOOLS, Anonymizer, Prompt
-from corpus.errors import CorpusError, FormatError, SourceError, TruncatedError
+from corpus.errors import (
+    CorpusError,
+    CorruptError,
+    DamagedError,
+    FormatError,
+    SourceError,
+    TruncatedError,
+)
 from corpus.keys import Keys, sidecar
 from corpus.reader import Reader, Table
 from corpus.records import VERSION, Header, Session, Turn
@@ -12,6 +19,8 @@ __all__ = [
     "VERSION",
     "Anonymizer",
     "CorpusError",
+    "CorruptError",
+    "DamagedError",
     "FormatError",
     "Header",
     "Keys",

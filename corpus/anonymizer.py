@@ -48,7 +48,7 @@ class _Node:
     __slots__ = ("chain", "ids", "ntok", "parent", "tail")
 
     def __init__(
-        self, parent: _Node | None, ntok: int, chain: bytes, tail: list[int], ids: list[int]
+        self, parent: _Node | None, ntok: int, chain: bytes, tail: array[int], ids: list[int]
     ) -> None:
         self.parent = parent
         self.ntok = ntok  # tokens from the start of the request through this segment
@@ -76,10 +76,12 @@ class Anonymizer:
             raise ValueError(f"block size must be ≥ 1, got {block_size}")
         self.keys = keys
         self.block_size = block_size
-        self.cache = TokenCache(tokenizer_name, max_tokens=cache_tokens)
-        self._root = _Node(None, 0, _ROOT_CHAIN, [], [])
+        self.cache = TokenCache(tokenizer_name, max_tokens=cache_tokens, compact=True)
+        self._root = _Node(None, 0, _ROOT_CHAIN, array("I"), [])
         self._nodes: OrderedDict[bytes, _Node] = OrderedDict()
         self._max_nodes = max_nodes
+        self._last: tuple[list[str], list[tuple[bytes, bytes]]] = ([], [])
+        self._last_ids: tuple[_Node | None, list[int]] = (None, [])
         self.new_tokens = 0  # tokens hashed because no earlier request had that prefix
 
     # -- prompts --------------------------------------------------------------------------
@@ -90,12 +92,20 @@ class Anonymizer:
 
     def prompt(self, segments: list[str]) -> Prompt:
         """Token count and block ids of a request given as linearized segments."""
-        path: list[tuple[bytes, bytes]] = []
-        key = b""
-        for seg in segments:
+        # The leading segments shared with the previous request (the same objects when an
+        # importer renders each message once, else equal text) reuse its path keys, so a
+        # conversation's next turn only digests its new segments.
+        last_segs, last_path = self._last
+        n, m = 0, min(len(last_segs), len(segments))
+        while n < m and (segments[n] is last_segs[n] or segments[n] == last_segs[n]):
+            n += 1
+        path: list[tuple[bytes, bytes]] = last_path[:n]
+        key = path[-1][0] if path else b""
+        for seg in segments[n:]:
             sd = digest(seg)
             key = hashlib.blake2b(key + sd, digest_size=16).digest()
             path.append((key, sd))
+        self._last = (list(segments), path)
         node, depth = self._root, 0
         for i in range(len(path) - 1, -1, -1):
             found = self._nodes.get(path[i][0])
@@ -108,35 +118,46 @@ class Anonymizer:
             self._nodes[path[i][0]] = node
         while len(self._nodes) > self._max_nodes:
             self._nodes.popitem(last=False)
+        # Full-block ids along the path; only the nodes below the previous request's node are
+        # walked (a conversation's next turn), the rest is a copy of its list.
+        base_node, base_ids = self._last_ids
         parts: list[list[int]] = []
         walk: _Node | None = node
-        while walk is not None:
+        while walk is not None and walk is not base_node:
             if walk.ids:
                 parts.append(walk.ids)
             walk = walk.parent
-        blocks = list(itertools.chain.from_iterable(reversed(parts)))
+        full = list(itertools.chain.from_iterable(reversed(parts)))
+        if walk is not None:
+            full = base_ids + full
+        self._last_ids = (node, full)
+        blocks = list(full)
         if node.tail:
-            blocks.append(self.keys.id(self.keys.mac(node.chain + array("I", node.tail).tobytes())))
+            blocks.append(self.keys.id(self.keys.mac(node.chain + node.tail.tobytes())))
         return Prompt(node.ntok, blocks)
 
     def _extend(self, node: _Node, segment: str, key: bytes) -> _Node:
-        toks = self.cache.tokens(segment, key)
+        toks = self.cache.array(segment, key)
         self.new_tokens += len(toks)
         bs = self.block_size
         pending = node.tail + toks if node.tail else toks
-        chain, ids = node.chain, []
         full = len(pending) - len(pending) % bs
-        mac, assign = self.keys.mac, self.keys.id
-        for j in range(0, full, bs):
-            chain = mac(chain + array("I", pending[j : j + bs]).tobytes())
-            ids.append(assign(chain))
-        return _Node(node, node.ntok + len(toks), chain, list(pending[full:]), ids)
+        chain = node.chain
+        ids: list[int] = []
+        if full:
+            raw = pending.tobytes()  # one conversion, then byte slices per block
+            size = bs * pending.itemsize
+            mac, assign = self.keys.mac, self.keys.id
+            for j in range(0, full * pending.itemsize, size):
+                chain = mac(chain + raw[j : j + size])
+                ids.append(assign(chain))
+        return _Node(node, node.ntok + len(toks), chain, pending[full:], ids)
 
     # -- other anonymous numbers ----------------------------------------------------------
 
     def count(self, text: str) -> int:
         """Tokens in generated text (when the provider reports no usage)."""
-        return len(self.cache.tokens(text))
+        return len(self.cache.array(text))
 
     def tool(self, name: str) -> str:
         """A tool name as the corpus stores it: in clear if well known, else a keyed id."""

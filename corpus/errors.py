@@ -11,13 +11,22 @@ class FormatError(CorpusError):
     """A file that is not a corpus, is corrupt, or is from a future format version."""
 
 
-class TruncatedError(FormatError):
-    """A file whose tail frame is cut short; the frames before it are intact."""
+class DamagedError(FormatError):
+    """A corpus whose frame `intact_frames` (at byte `offset`) is damaged; the frames before it
+    are intact and `corpus salvage` keeps them."""
 
     def __init__(self, message: str, *, intact_frames: int, offset: int) -> None:
         super().__init__(message)
         self.intact_frames = intact_frames
         self.offset = offset
+
+
+class TruncatedError(DamagedError):
+    """A file whose tail frame is cut short (a killed writer, a partial copy)."""
+
+
+class CorruptError(DamagedError):
+    """A file with a frame whose bytes are wrong (checksum mismatch, undecodable records)."""
 
 
 class SourceError(CorpusError):

@@ -2,7 +2,7 @@
 
 `scan()` walks a file frame by frame with byte offsets and never raises on bad bytes: it yields
 what is intact and reports the first problem, so readers, `validate` and `salvage` share one
-notion of "intact".
+notion of "intact". Frames carry a zstd content checksum, so a flipped byte is caught, not read.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import msgspec
 import zstandard
@@ -18,6 +19,8 @@ import zstandard
 from corpus.records import Record
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+MAX_BODY = 1 << 31
+"""Largest decompressed frame a reader accepts (a writer's frames are far smaller)."""
 _LEN = struct.Struct("<I")
 _CHUNK = 1 << 20
 
@@ -48,14 +51,17 @@ def unpack(body: bytes) -> tuple[list[Record], str | None]:
             return out, f"record at body byte {pos} claims {size} bytes, {end - pos} remain"
         try:
             out.append(_decoder.decode(body[pos : pos + size]))
-        except msgspec.DecodeError as exc:
+        # msgspec raises UnicodeDecodeError (a ValueError) for bad UTF-8 in a tag value
+        except (msgspec.DecodeError, ValueError) as exc:
             return out, f"record at body byte {pos} does not decode ({exc})"
         pos += size
     return out, None
 
 
 def compress(body: bytes, level: int) -> bytes:
-    return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(body)
+    return zstandard.ZstdCompressor(
+        level=level, write_content_size=True, write_checksum=True
+    ).compress(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,26 +73,52 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Why a scan stopped early: `truncated` (a cut tail) or `corrupt` (bad bytes)."""
+    """Why a scan stopped early: `truncated` (a cut tail) or `corrupt` (bad bytes).
+
+    `partial` holds the complete records of the damaged frame's readable prefix when they can
+    be trusted: for a cut tail (zstd emits only whole, correct blocks) and for a frame that
+    decompressed and checksummed but holds an undecodable record; never for a zstd error,
+    whose earlier output may already be wrong. `zstd_ok` says the frame itself decompressed.
+    """
 
     kind: str
     index: int
     offset: int
     detail: str
-    partial: list[Record]  # complete records recovered from the damaged frame's readable prefix
+    partial: list[Record]
+    zstd_ok: bool = False
 
 
-def scan(path: str | os.PathLike[str]) -> Iterator[Frame | Problem]:
-    """Yield each intact frame, then at most one `Problem` (the scan ends there)."""
+def scan(
+    path: str | os.PathLike[str], *, start: int = 0, index: int = 0
+) -> Iterator[Frame | Problem]:
+    """Yield each intact frame from byte `start` (numbered from `index`), then at most one
+    `Problem` (the scan ends there)."""
     with open(path, "rb") as f:
-        yield from _scan(f)
+        f.seek(start)
+        yield from _scan(f, start, index)
 
 
-def _scan(f) -> Iterator[Frame | Problem]:  # type: ignore[no-untyped-def]
+def resync(path: str | os.PathLike[str], offset: int) -> int | None:
+    """Byte offset of the next zstd frame magic after `offset`, or None (for salvage: a frame
+    that follows a damaged one still starts with the magic)."""
+    with open(path, "rb") as f:
+        pos = offset + 1
+        f.seek(pos)
+        carry = b""
+        while chunk := f.read(_CHUNK):
+            data = carry + chunk
+            found = data.find(ZSTD_MAGIC)
+            if found >= 0:
+                return pos - len(carry) + found
+            carry = data[-(len(ZSTD_MAGIC) - 1) :]
+            pos += len(chunk)
+    return None
+
+
+def _scan(f: BinaryIO, base: int, index: int) -> Iterator[Frame | Problem]:
     dctx = zstandard.ZstdDecompressor()
-    buf = b""
-    base = 0  # file offset of buf[0]
-    index = 0
+    buf = b""  # bytes read from f but not yet consumed; buf[0] is at file offset `base`
     eof = False
     while True:
         while not eof and len(buf) < _CHUNK:
@@ -97,19 +129,26 @@ def _scan(f) -> Iterator[Frame | Problem]:  # type: ignore[no-untyped-def]
         if not buf:
             return
         if buf[:4] != ZSTD_MAGIC:
-            yield Problem("corrupt", index, base, "no zstd frame starts here", [])
+            if len(buf) < 4 and ZSTD_MAGIC.startswith(buf):  # cut inside the magic itself
+                yield Problem("truncated", index, base, "the file ends inside this frame", [])
+            else:
+                yield Problem("corrupt", index, base, "no zstd frame starts here", [])
             return
         dobj = dctx.decompressobj()
         out: list[bytes] = []
-        consumed = 0
+        size = consumed = 0
         error: str | None = None
-        pending = buf
-        buf = b""
+        pending, buf = buf, b""
         while True:
             try:
-                out.append(dobj.decompress(pending))
+                piece = dobj.decompress(pending)
             except zstandard.ZstdError as exc:
                 error = str(exc)
+                break
+            out.append(piece)
+            size += len(piece)
+            if size > MAX_BODY:
+                error = f"frame decompresses to more than {MAX_BODY} bytes"
                 break
             if dobj.eof:
                 rest = dobj.unused_data
@@ -121,16 +160,15 @@ def _scan(f) -> Iterator[Frame | Problem]:  # type: ignore[no-untyped-def]
             if not pending:
                 eof = True
                 break
-        body = b"".join(out)
-        if error is not None or not dobj.eof:
-            records, _ = unpack(body)
-            kind = "corrupt" if error is not None else "truncated"
-            detail = error or "the file ends inside this frame"
-            yield Problem(kind, index, base, detail, records)
+        if error is not None:
+            yield Problem("corrupt", index, base, error, [])
             return
-        records, bad = unpack(body)
+        records, bad = unpack(b"".join(out))
+        if not dobj.eof:
+            yield Problem("truncated", index, base, "the file ends inside this frame", records)
+            return
         if bad is not None:
-            yield Problem("corrupt", index, base, bad, records)
+            yield Problem("corrupt", index, base, bad, records, zstd_ok=True)
             return
         yield Frame(index, base, records)
         index += 1

@@ -30,19 +30,42 @@ def sidecar(path: str | os.PathLike[str]) -> Path:
 class Keys:
     """Key material and block table of one corpus. `id()` assigns ids in first-seen order."""
 
-    def __init__(self, key: bytes, epoch: float | None, digests: list[bytes], path: Path | None):
+    def __init__(
+        self,
+        key: bytes,
+        epoch: float | None,
+        digests: list[bytes],
+        path: Path | None,
+        *,
+        base: int = 0,
+    ) -> None:
         self.key = key
         self.epoch = epoch
         self.path = path
-        self._ids: dict[bytes, int] = {d: i for i, d in enumerate(digests)}
+        self.base = base  # first id this table assigns (ephemeral keys appending to a corpus)
+        self._ids: dict[bytes, int] = {d: base + i for i, d in enumerate(digests)}
         self._saved = len(digests)
         self._new: list[bytes] = []
         self._epoch_saved = epoch
 
     @classmethod
-    def ephemeral(cls) -> Keys:
-        """Keys that are never saved (the corpus can't be appended to with consistent ids)."""
-        return cls(secrets.token_bytes(32), None, [], None)
+    def ephemeral(cls, *, base: int = 0) -> Keys:
+        """Keys that are never saved (the corpus can't be appended to with consistent ids).
+        Ids start at `base`, so appending with them never reuses an id already in the file."""
+        return cls(secrets.token_bytes(32), None, [], None, base=base)
+
+    @classmethod
+    def create(
+        cls, corpus: str | os.PathLike[str], *, key: bytes | None = None, epoch: float | None = None
+    ) -> Keys:
+        """A new sidecar for `corpus` (mode 0600; fails if one exists), with a random key unless
+        `key` is given (a copy of a corpus that keeps its id space)."""
+        path = sidecar(corpus)
+        keys = cls(key if key is not None else secrets.token_bytes(32), epoch, [], path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(HEADER.pack(MAGIC, keys.key, float("nan") if epoch is None else epoch))
+        return keys
 
     @classmethod
     def open(cls, corpus: str | os.PathLike[str], *, create: bool = True) -> Keys:
@@ -51,11 +74,7 @@ class Keys:
         if not path.exists():
             if not create:
                 raise CorpusError(f"{path}: no keys sidecar; ids can't be kept consistent")
-            keys = cls(secrets.token_bytes(32), None, [], path)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(HEADER.pack(MAGIC, keys.key, float("nan")))
-            return keys
+            return cls.create(corpus)
         data = path.read_bytes()
         if len(data) < HEADER.size or data[:16] != MAGIC:
             raise CorpusError(
@@ -74,11 +93,15 @@ class Keys:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def digests(self) -> list[bytes]:
+        """Every known digest, in id order (digest i has id `base + i`)."""
+        return list(self._ids)
+
     def id(self, digest: bytes) -> int:
         """The corpus-wide id of a block digest, assigning the next id on first sight."""
         found = self._ids.get(digest)
         if found is None:
-            found = self._ids[digest] = len(self._ids)
+            found = self._ids[digest] = self.base + len(self._ids)
             self._new.append(digest)
         return found
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from corpus import columns as col
-from corpus.errors import FormatError, TruncatedError
+from corpus.errors import CorruptError, DamagedError, FormatError, TruncatedError
 from corpus.frames import Frame, Problem, scan
 from corpus.records import MAGIC, VERSION, Close, Header, Open, Session, Turn, Turns
 
@@ -24,6 +24,8 @@ def _header(path: str, first: Frame | Problem | None) -> Header:
     if isinstance(first, Problem) and not first.partial:
         if first.detail == "no zstd frame starts here":
             raise FormatError(f"{path}: not a zstd file; not an agentload corpus")
+        if first.zstd_ok:
+            raise FormatError(f"{path}: zstd data, but not an agentload corpus ({first.detail})")
         raise FormatError(
             f"{path}: frame 0 at byte 0 is {first.kind} ({first.detail}); no session is readable"
         )
@@ -39,6 +41,15 @@ def _header(path: str, first: Frame | Problem | None) -> Header:
     return head
 
 
+def batch(path: str | os.PathLike[str], index: int, offset: int, rec: Turns) -> col.Batch:
+    """Decoded columns of a `Turns` record found in frame `index` at byte `offset` of `path`;
+    FormatError (naming that place) when its columns are inconsistent."""
+    try:
+        return col.decode(rec)
+    except ValueError as exc:
+        raise FormatError(f"{os.fspath(path)}: frame {index} at byte {offset}: {exc}") from exc
+
+
 @dataclass
 class Damage:
     """Where and how a file stopped being readable."""
@@ -49,12 +60,20 @@ class Damage:
     detail: str
     intact_frames: int
 
-    def message(self, path: str, sessions: int) -> str:
+    def message(self, path: str, sessions: int | None = None) -> str:
+        intact = f"{self.intact_frames} frames"
+        if sessions is not None:
+            intact += f" and {sessions} sessions"
         return (
             f"{path}: frame {self.frame} at byte {self.offset} is {self.kind} ({self.detail}); "
-            f"{self.intact_frames} frames and {sessions} sessions before it are intact — "
+            f"the {intact} before it are intact — "
             f"run 'corpus salvage {path} -o FIXED.zst' to keep them"
         )
+
+    def error(self, path: str) -> DamagedError:
+        """The exception a strict reader raises for this damage."""
+        kind = TruncatedError if self.kind == "truncated" else CorruptError
+        return kind(self.message(path), intact_frames=self.intact_frames, offset=self.offset)
 
 
 class Reader:
@@ -79,52 +98,52 @@ class Reader:
             if isinstance(item, Problem):
                 self.damage = Damage(item.kind, item.index, item.offset, item.detail, count)
                 if self.strict:
-                    msg = self.damage.message(self.path, -1).replace(" and -1 sessions", "")
-                    raise TruncatedError(msg, intact_frames=count, offset=item.offset)
+                    raise self.damage.error(self.path)
                 return
             count += 1
             yield item
 
+    def batch(self, frame: Frame, rec: Turns) -> col.Batch:
+        """Decoded columns of a `Turns` record of `frame`; FormatError when inconsistent."""
+        return batch(self.path, frame.index, frame.offset, rec)
+
     def sessions(self) -> Iterator[Session]:
-        """Every session with its turns (on-disk `reuse`/`blocks`; see `Session.prefixes`)."""
+        """Every session with its turns (on-disk `reuse`/`blocks`; see `Session.prefixes`), in
+        the order they close; sessions never closed follow at the end, by id. Turns of a
+        session that is not open (a damaged file) are skipped; `corpus validate` reports them."""
         meta: dict[int, Open] = {}
         turns: dict[int, list[Turn]] = {}
         for frame in self.frames():
             for rec in frame.records:
                 if isinstance(rec, Turns):
-                    try:
-                        rows = col.turns(col.decode(rec))
-                    except ValueError as exc:
-                        raise FormatError(
-                            f"{self.path}: frame {frame.index} at byte {frame.offset}: {exc}"
-                        ) from exc
-                    for sid, turn in rows:
-                        turns.setdefault(sid, []).append(turn)
+                    for sid, turn in col.turns(self.batch(frame, rec)):
+                        if sid in meta:
+                            turns[sid].append(turn)
                 elif isinstance(rec, Open):
                     meta[rec.id] = rec
-                    turns.setdefault(rec.id, [])
+                    turns[rec.id] = []
                 elif isinstance(rec, Close):
                     for sid in rec.ids:
                         if sid in meta:
-                            yield _session(meta.pop(sid), turns.pop(sid, []))
+                            yield self._session(meta.pop(sid), turns.pop(sid))
         for sid in sorted(meta):
-            yield _session(meta[sid], turns.pop(sid, []))
+            yield self._session(meta[sid], turns.pop(sid))
 
     def table(self) -> Table:
         """All turns and sessions as numpy columns, in one pass, without per-turn objects."""
         return _table(self)
 
-
-def _session(meta: Open, turns: list[Turn]) -> Session:
-    return Session(
-        id=meta.id,
-        start=meta.start,
-        model=meta.model,
-        api=meta.api,
-        agent=meta.agent,
-        parent=meta.parent,
-        turns=tuple(turns),
-    )
+    def _session(self, meta: Open, turns: list[Turn]) -> Session:
+        return Session(
+            id=meta.id,
+            start=meta.start,
+            model=meta.model,
+            api=meta.api,
+            agent=meta.agent,
+            parent=meta.parent,
+            turns=tuple(turns),
+            domain=meta.domain or self.header.domain,
+        )
 
 
 @dataclass
@@ -135,8 +154,8 @@ class Table:
     columns in float seconds, NaN when missing; optional counts -1 when missing; `stop` indexes
     `stop_vocab`, 0 = none). `blocks` holds each turn's new block ids, turn i's being
     `blocks[block_start[i]:block_start[i+1]]` after its first `turns['reuse'][i]` inherited
-    ones. `sessions` has `id`, `start`, `parent` (-1 = none), `closed`, and `model`/`api`/`agent`
-    as indexes into `vocab`.
+    ones. `sessions` has `id`, `start`, `parent` (-1 = none), `closed`, and `model`/`api`/`agent`/
+    `domain` as indexes into `vocab` (`domain` filled in from the header where unset).
     """
 
     header: Header
@@ -166,18 +185,15 @@ def _table(reader: Reader) -> Table:
     for frame in reader.frames():
         for rec in frame.records:
             if isinstance(rec, Turns):
-                try:
-                    batch = col.decode(rec)
-                except ValueError as exc:
-                    raise FormatError(
-                        f"{reader.path}: frame {frame.index} at byte {frame.offset}: {exc}"
-                    ) from exc
-                remap = np.array([0] + [stop_vocab.setdefault(s, len(stop_vocab)) + 1
-                                        for s in batch.vocab], dtype=np.int32)
-                cols = dict(batch.columns)
+                decoded = reader.batch(frame, rec)
+                remap = np.array(
+                    [0] + [stop_vocab.setdefault(s, len(stop_vocab)) + 1 for s in decoded.vocab],
+                    dtype=np.int32,
+                )
+                cols = dict(decoded.columns)
                 cols["stop"] = remap[cols["stop"].astype(np.int64)]
                 batches.append(cols)
-                blocks.append(batch.blocks)
+                blocks.append(decoded.blocks)
             elif isinstance(rec, Open):
                 opens.append(rec)
             elif isinstance(rec, Close):
@@ -204,5 +220,6 @@ def _table(reader: Reader) -> Table:
         "model": np.array([code(o.model) for o in opens], dtype=np.int32),
         "api": np.array([code(o.api) for o in opens], dtype=np.int32),
         "agent": np.array([code(o.agent) for o in opens], dtype=np.int32),
+        "domain": np.array([code(o.domain or reader.header.domain) for o in opens], dtype=np.int32),
     }
     return Table(reader.header, turns, ids, start, list(stop_vocab), sessions, list(vocab))

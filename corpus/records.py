@@ -9,13 +9,18 @@ with defaults; readers ignore fields they don't know.
 from __future__ import annotations
 
 import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 MAGIC = "agentload-corpus"
 VERSION = 1
 DEFAULT_BLOCK_SIZE = 64
+MAX_BATCH = 1 << 20
+"""Most turns one `Turns` record may hold (bounds what a damaged or hostile file can allocate)."""
+
+# Session ids are stored in an int32 column; decoding rejects what a column couldn't hold.
+SessionId = Annotated[int, msgspec.Meta(ge=0, lt=1 << 31)]
 
 After = Literal["start", "tool", "user"]
 AFTER: tuple[str, ...] = ("start", "tool", "user")
@@ -72,6 +77,7 @@ class Session(msgspec.Struct, frozen=True, kw_only=True):
     agent: str = ""
     parent: int | None = None
     turns: tuple[Turn, ...] = ()
+    domain: str = ""  # this session's domain (the reader fills in the header's when unset)
 
     def prefixes(self) -> list[list[int]]:
         """The full block-id list of every turn, rebuilt from `reuse` + `blocks`."""
@@ -85,20 +91,22 @@ class Session(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Open(msgspec.Struct, frozen=True, kw_only=True, tag="open"):
-    """On disk: a session begins."""
+    """On disk: a session begins. `domain` is set only where it differs from the header's
+    (a merge of corpora from different domains)."""
 
-    id: int
+    id: SessionId
     start: float = 0.0
     model: str = ""
     api: str = ""
     agent: str = ""
-    parent: int | None = None
+    parent: SessionId | None = None
+    domain: str = ""
 
 
 class Close(msgspec.Struct, frozen=True, kw_only=True, tag="close"):
     """On disk: these sessions have ended and will get no more turns."""
 
-    ids: list[int]
+    ids: list[SessionId]
 
 
 class Turns(msgspec.Struct, frozen=True, kw_only=True, tag="turns"):
@@ -107,7 +115,7 @@ class Turns(msgspec.Struct, frozen=True, kw_only=True, tag="turns"):
     the default. `blocks` holds the new block ids of all turns, delta-coded, `nblocks` how many
     belong to each turn. Strings (stop reasons, tool names) are indexes into `vocab`."""
 
-    n: int
+    n: Annotated[int, msgspec.Meta(ge=0, le=MAX_BATCH)]
     session: bytes = b""
     t: bytes = b""
     input: bytes = b""

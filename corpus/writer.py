@@ -9,6 +9,7 @@ block id the sidecar lacks.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -18,11 +19,42 @@ from pathlib import Path
 import msgspec
 
 from corpus import columns as col
-from corpus.errors import CorpusError
+from corpus.errors import CorpusError, DamagedError
 from corpus.frames import compress, pack
 from corpus.keys import Keys
 from corpus.reader import Reader
-from corpus.records import Close, Header, Open, Record, Turn
+from corpus.records import AFTER, MAX_BATCH, Close, Header, Open, Record, Turn, Turns
+
+_I32 = 1 << 31
+_U16 = 1 << 16
+_TIME = 1 << 62  # microseconds that still fit the int64 time columns
+
+
+def _check(turn: Turn) -> None:
+    """Refuse what the columns can't store faithfully (instead of failing at flush time or
+    silently reading back as "not recorded")."""
+    bad: list[str] = []
+    for name in ("input", "output"):
+        if not 0 <= getattr(turn, name) < _I32:
+            bad.append(f"{name}={getattr(turn, name)}")
+    for name in ("reasoning", "usage_input", "usage_cached"):
+        value = getattr(turn, name)
+        if value is not None and not 0 <= value < _I32:
+            bad.append(f"{name}={value}")
+    for name in ("t", "wait"):
+        value = getattr(turn, name)
+        if not (math.isfinite(value) and abs(value) * 1e6 < _TIME):
+            bad.append(f"{name}={value}")
+    for name in ("ttft", "duration"):
+        value = getattr(turn, name)
+        if value is not None and not (math.isfinite(value) and 0 <= value * 1e6 < _TIME):
+            bad.append(f"{name}={value}")
+    if turn.status is not None and not 0 < turn.status < _U16:
+        bad.append(f"status={turn.status}")
+    if turn.after not in AFTER:
+        bad.append(f"after={turn.after!r} (expected one of {', '.join(AFTER)})")
+    if bad:
+        raise CorpusError(f"turn can't be stored: {', '.join(bad)}")
 
 
 def producer() -> str:
@@ -33,15 +65,23 @@ def producer() -> str:
         return "agentload (source)"
 
 
-def _common_prefix(prev: list[int], full: Sequence[int]) -> int:
-    n = len(prev)
-    if n <= len(full) and full[:n] == prev:
+def _common_prefix(prev: list[int], full: list[int]) -> int:
+    """Length of the longest common prefix, with C-speed slice comparisons only: agents' turns
+    usually extend the previous one except for its partial last block, and a Python loop
+    over a 100K-token context would cost more than the rest of the turn."""
+    n = min(len(prev), len(full))
+    if prev[:n] == full[:n]:
         return n
-    i = 0
-    for i, (a, b) in enumerate(zip(prev, full, strict=False)):  # noqa: B007
-        if a != b:
-            return i
-    return min(n, len(full))
+    if prev[: n - 1] == full[: n - 1]:  # only the partial tail block changed
+        return n - 1
+    lo, hi = 0, n - 1  # prev[:lo] == full[:lo]; the first difference is before hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if prev[lo:mid] == full[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 class Writer:
@@ -50,7 +90,9 @@ class Writer:
     `append=True` continues an existing file (its header wins; session ids continue after the
     highest one in it); `append=False` refuses to overwrite an existing file. `keys=True` keeps
     the private `<file>.keys` sidecar (needed for consistent ids across appends); `keys=False`
-    uses a throwaway key.
+    uses a throwaway key (appending with it gives new content ids after every id in the file,
+    so nothing is falsely shared); a `Keys` object is used as given (a copy that keeps the id
+    space of its source).
     """
 
     def __init__(
@@ -59,12 +101,14 @@ class Writer:
         header: Header | None = None,
         *,
         append: bool = False,
-        keys: bool = True,
+        keys: bool | Keys = True,
         flush_every: float | None = None,
-        max_turns: int = 50_000,
+        max_turns: int = 16_384,
         level: int = 9,
     ) -> None:
         self.path = Path(path)
+        if not 1 <= max_turns <= MAX_BATCH:
+            raise ValueError(f"max_turns must be in 1..{MAX_BATCH}, got {max_turns}")
         self.flush_every = flush_every
         self.max_turns = max_turns
         self.level = level
@@ -74,10 +118,10 @@ class Writer:
         self._next_id = 0
         exists = self.path.exists() and self.path.stat().st_size > 0
         if exists and not append:
-            raise CorpusError(
-                f"{self.path}: already exists; choose another output or append to it"
-            )
+            raise CorpusError(f"{self.path}: already exists; choose another output or append to it")
         if exists:
+            if isinstance(keys, Keys):
+                raise ValueError("a Keys object can only start a new corpus")
             reader = Reader(self.path, strict=True)
             wanted = header
             header = reader.header
@@ -86,11 +130,30 @@ class Writer:
                     f"{self.path}: existing corpus uses {header.block_size}-token blocks, "
                     f"this writer was asked for {wanted.block_size}; write a new file instead"
                 )
-            for frame in reader.frames():
-                for rec in frame.records:
-                    if isinstance(rec, Open):
-                        self._next_id = max(self._next_id, rec.id + 1)
-            self.keys = Keys.open(self.path, create=False) if keys else Keys.ephemeral()
+            top = -1  # highest block id in the file
+            try:
+                for frame in reader.frames():
+                    for rec in frame.records:
+                        if isinstance(rec, Open):
+                            self._next_id = max(self._next_id, rec.id + 1)
+                        elif isinstance(rec, Turns):
+                            ids = reader.batch(frame, rec).blocks
+                            if ids.size:
+                                top = max(top, int(ids.max()))
+            except DamagedError as exc:
+                raise type(exc)(
+                    f"can't append: {exc}", intact_frames=exc.intact_frames, offset=exc.offset
+                ) from exc
+            if keys:
+                self.keys = Keys.open(self.path, create=False)
+                if len(self.keys) <= top:
+                    raise CorpusError(
+                        f"{self.keys.path}: knows {len(self.keys)} block ids, but the corpus "
+                        f"uses ids up to {top}; this sidecar does not belong to {self.path}. "
+                        "Append with keys=False or write a new corpus"
+                    )
+            else:
+                self.keys = Keys.ephemeral(base=top + 1)
             self.header = header
             self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
         else:
@@ -102,11 +165,15 @@ class Writer:
                     producer=header.producer or producer(),
                 )
             self.header = header
-            if keys:
+            if isinstance(keys, Keys):
+                self.keys = keys
+            elif keys:
                 stale = Path(f"{self.path}.keys")
                 if stale.exists():  # a sidecar without its corpus: start a fresh id space
                     stale.unlink()
-            self.keys = Keys.open(self.path) if keys else Keys.ephemeral()
+                self.keys = Keys.open(self.path)
+            else:
+                self.keys = Keys.ephemeral()
             self._file = open(self.path, "wb")  # noqa: SIM115 - closed in close()
         self._pending: list[Record] = [] if exists else [self.header]
         self._rows: list[tuple[int, Turn]] = []
@@ -126,12 +193,26 @@ class Writer:
         api: str = "",
         agent: str = "",
         parent: int | None = None,
+        domain: str = "",
     ) -> int:
-        """Begin a session `start` seconds after the corpus's first one; returns its id."""
+        """Begin a session `start` seconds after the corpus's first one; returns its id.
+        `domain` is needed only when it differs from the header's (a merged corpus)."""
+        if not math.isfinite(start):
+            raise CorpusError(f"session start must be a finite time, got {start}")
+        if parent is not None and not 0 <= parent < self._next_id:
+            raise CorpusError(f"parent session {parent} has not been opened in this corpus")
         sid = self._next_id
         self._next_id += 1
         self._pending.append(
-            Open(id=sid, start=start, model=model, api=api, agent=agent, parent=parent)
+            Open(
+                id=sid,
+                start=start,
+                model=model,
+                api=api,
+                agent=agent,
+                parent=parent,
+                domain="" if domain == self.header.domain else domain,
+            )
         )
         self._last[sid] = []
         self.sessions += 1
@@ -144,11 +225,13 @@ class Writer:
         prev = self._last.get(session)
         if prev is None:
             raise CorpusError(f"session {session} is not open in this writer")
+        _check(turn)
         full = list(blocks)
         reuse = _common_prefix(prev, full)
-        self._rows.append(
-            (session, msgspec.structs.replace(turn, reuse=reuse, blocks=tuple(full[reuse:])))
-        )
+        new = tuple(full[reuse:])
+        if new and not 0 <= min(new) <= max(new) < 1 << 63:
+            raise CorpusError(f"block ids must be in 0..2**63-1, got {min(new)}..{max(new)}")
+        self._rows.append((session, msgspec.structs.replace(turn, reuse=reuse, blocks=new)))
         self._last[session] = full
         self.turns += 1
         if len(self._rows) >= self.max_turns:

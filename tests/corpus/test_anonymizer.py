@@ -1,0 +1,144 @@
+"""The anonymizer: equal prefixes share ids, keys separate corpora, work is O(new tokens)."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corpus import KNOWN_TOOLS, Anonymizer, Keys, linearize, tokenizer
+from corpus.normalize import normalize
+
+TOOLS = [
+    {"type": "function", "function": {"name": "Bash", "parameters": {"type": "object"}}},
+    {"type": "function", "function": {"name": "Read", "parameters": {"type": "object"}}},
+]
+SYSTEM = "You are a careful assistant for a law firm. " * 40
+
+
+def chat(*turns: str) -> dict:
+    messages = [{"role": "system", "content": SYSTEM}]
+    for i, text in enumerate(turns):
+        messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": text})
+    return {"model": "m", "tools": TOOLS, "messages": messages}
+
+
+def tokens_of(api: str, body: dict) -> list[int]:
+    out: list[int] = []
+    for seg in linearize.segments(api, body):
+        out += tokenizer.encode(seg)
+    return out
+
+
+def test_equal_prefixes_get_equal_ids_across_sessions() -> None:
+    anon = Anonymizer(Keys.ephemeral(), block_size=16)
+    a = anon.request("openai-chat", chat("Please review clause 4 of the lease."))
+    b = anon.request("openai-chat", chat("Summarise the deposition of the second witness."))
+    shared = tokens_of("openai-chat", {"tools": TOOLS, "messages": chat()["messages"]})
+    full = len(shared) // 16  # whole blocks of the common tools + system prefix
+    assert full >= 10
+    assert a.blocks[:full] == b.blocks[:full]
+    assert a.blocks[full:] != b.blocks[full:]
+    assert set(a.blocks[full + 1 :]).isdisjoint(b.blocks[full + 1 :])
+
+
+def test_next_turn_extends_the_previous_ids() -> None:
+    anon = Anonymizer(Keys.ephemeral(), block_size=32)
+    first = anon.request("openai-chat", chat("What is our exposure?"))
+    second = anon.request("openai-chat", chat("What is our exposure?", "About 2M.", "Why?"))
+    whole = first.tokens // 32
+    assert second.blocks[:whole] == first.blocks[:whole]
+    assert second.tokens > first.tokens
+
+
+def test_a_different_key_gives_different_digests() -> None:
+    k1, k2 = Keys.ephemeral(), Keys.ephemeral()
+    a1, a2 = Anonymizer(k1, block_size=16), Anonymizer(k2, block_size=16)
+    body = chat("Draft a non-disclosure agreement.")
+    p1, p2 = a1.request("openai-chat", body), a2.request("openai-chat", body)
+    assert p1.blocks == p2.blocks  # ids are first-seen ranks in both
+    assert set(k1.digests()).isdisjoint(k2.digests())  # but nothing links the two corpora
+    assert k1.tag("secret-tool") != k2.tag("secret-tool")
+
+
+def test_same_key_gives_the_same_digests() -> None:
+    k1 = Keys.ephemeral()
+    k2 = Keys(k1.key, None, [], None)
+    body = chat("Draft a non-disclosure agreement.")
+    Anonymizer(k1, block_size=16).request("openai-chat", body)
+    Anonymizer(k2, block_size=16).request("openai-chat", body)
+    assert k1.digests() == k2.digests()
+
+
+def test_partial_last_block_has_its_own_id() -> None:
+    anon = Anonymizer(Keys.ephemeral(), block_size=64)
+    short = anon.request("openai-chat", chat("x"))
+    assert short.tokens % 64, "the test needs a partial last block"
+    longer = anon.request("openai-chat", chat("x", "y"))
+    whole = short.tokens // 64
+    assert longer.blocks[:whole] == short.blocks[:whole]
+    assert longer.blocks[whole] != short.blocks[whole]  # same start, different tail: new id
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    texts=st.lists(st.text(max_size=300), min_size=0, max_size=5),
+    block_size=st.integers(1, 80),
+)
+def test_blocks_cover_exactly_the_input_tokens(texts: list[str], block_size: int) -> None:
+    anon = Anonymizer(Keys.ephemeral(), block_size=block_size)
+    body = {"messages": [{"role": "user", "content": t} for t in texts]}
+    prompt = anon.request("openai-chat", body)
+    assert prompt.tokens == len(tokens_of("openai-chat", body))
+    assert len(prompt.blocks) == math.ceil(prompt.tokens / block_size)
+
+
+def test_cost_is_new_tokens_only() -> None:
+    anon = Anonymizer(Keys.ephemeral(), block_size=64)
+    turns = ["Open the contract."]
+    anon.request("openai-chat", chat(*turns))
+    for i in range(6):
+        reply = f"Step {i}: the indemnity clause caps liability at {i} million. " * 5
+        turns += [reply, f"And clause {i + 5}?"]
+        before = anon.new_tokens
+        anon.request("openai-chat", chat(*turns))
+        new = sum(
+            len(tokenizer.encode(seg))
+            for seg in linearize.segments(
+                "openai-chat",
+                {
+                    "messages": [
+                        {"role": "assistant", "content": turns[-2]},
+                        {"role": "user", "content": turns[-1]},
+                    ]
+                },
+            )
+        )
+        assert anon.new_tokens - before == new
+
+
+def test_billing_nonce_does_not_break_the_prefix() -> None:
+    def request(nonce: str, version: str) -> dict:
+        header = f"x-anthropic-billing-header: cc_version={version}; cch={nonce};"
+        return {
+            "system": [{"type": "text", "text": header}, {"type": "text", "text": SYSTEM}],
+            "messages": [{"role": "user", "content": "hello"}],
+        }
+
+    anon = Anonymizer(Keys.ephemeral(), block_size=8)
+    a = anon.request("anthropic-messages", request("a1b2c", "2.0.14.abc"))
+    b = anon.request("anthropic-messages", request("ZZ99-_", "2.0.15.def"))
+    assert a == b
+    assert "cch=0" in normalize("x-anthropic-billing-header: cch=deadbeef;")
+    assert normalize("no header here cch=123") == "no header here cch=123"
+
+
+def test_tool_names_are_kept_only_when_well_known() -> None:
+    anon = Anonymizer(Keys.ephemeral())
+    assert anon.tool("Bash") == "Bash"
+    assert "Bash" in KNOWN_TOOLS
+    private = anon.tool("lookup_client_ledger")
+    assert private.startswith("tool-")
+    assert "ledger" not in private
+    assert anon.tool("lookup_client_ledger") == private  # stable within the corpus
