@@ -1,0 +1,48 @@
+"""Exporters: a corpus -> other tools' trace formats, so they can replay it too.
+
+`run(fmt, src, out)` writes `src` as `fmt`: `mooncake` (one JSONL file, with the `session_id` /
+`delay` extension AIPerf and Dynamo read) or `weka` (a folder of kv-cache-tester trace JSON,
+one file per session tree). What a format can't carry is listed in its module docstring;
+caveats about this corpus come back in `Report.warnings`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from corpus.errors import CorpusError
+from corpus.exporters import mooncake, weka
+from corpus.exporters.base import Report
+
+FORMATS: tuple[str, ...] = ("mooncake", "weka")
+
+
+def run(
+    fmt: str,
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    block_size: int | None = None,
+) -> Report:
+    """Export corpus `src` to `out` in format `fmt`. `block_size` (mooncake only) coarsens
+    the blocks to a multiple of the corpus's own size, e.g. 512 for a 64-token corpus."""
+    src, out = Path(src), Path(out)
+    if fmt == "mooncake":
+        if out.exists():
+            raise CorpusError(f"{out}: already exists; choose another output or remove it first")
+        try:
+            return mooncake.write(src, out, block_size=block_size)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+    if fmt == "weka":
+        if block_size is not None:
+            raise CorpusError(
+                "weka traces declare their own block size; export without a block size"
+            )
+        return weka.write(src, out)
+    raise CorpusError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+__all__ = ["FORMATS", "Report", "run"]

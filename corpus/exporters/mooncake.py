@@ -1,0 +1,79 @@
+"""Export a corpus as Mooncake trace JSONL with the multi-turn extension AIPerf and Dynamo read.
+
+One line per turn, grouped by session, sessions in order of their start:
+`{"session_id", "timestamp" | "delay", "input_length", "output_length", "hash_ids"}`. The first
+turn of a session carries `timestamp` (ms since the corpus's first session); later turns carry
+`delay` (ms to wait after the previous turn of the session finished: the recorded `wait`) and
+no timestamp, because AIPerf's fixed schedule lets a timestamp override a delay. `hash_ids` are
+the corpus's block ids. Mooncake consumers assume 512-token blocks; `block_size` coarsens a
+corpus's blocks to any multiple of its own size (block ids are chained, so a coarse block is
+named by its last fine block), and any other size is reported in a warning. Sub-agent links,
+durations, tool calls and `after` have no Mooncake field and are left out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from corpus.errors import CorpusError
+from corpus.exporters.base import Report, in_order, ms, opens
+from corpus.reader import Reader
+
+MOONCAKE_BLOCK_SIZE = 512
+
+
+def coarsen(blocks: list[int], factor: int) -> list[int]:
+    """Ids of `factor`-times larger blocks: each is named by the last fine block it holds."""
+    if factor == 1:
+        return blocks
+    out = blocks[factor - 1 :: factor]
+    if len(blocks) % factor:
+        out.append(blocks[-1])
+    return out
+
+
+def write(src: Path, out: Path, *, block_size: int | None = None) -> Report:
+    reader = Reader(src)
+    bs = reader.header.block_size
+    target = block_size or bs
+    if target % bs:
+        raise CorpusError(
+            f"{src}: blocks of {bs} tokens can only be exported as multiples of {bs} "
+            f"(e.g. {bs * max(1, round(target / bs))}), not {target}"
+        )
+    factor = target // bs
+    report = Report(format="mooncake", out=out, files=1)
+    if target != MOONCAKE_BLOCK_SIZE:
+        msg = (
+            f"hash_ids use {target}-token blocks, not Mooncake's {MOONCAKE_BLOCK_SIZE}: tell the "
+            f"replayer (AIPerf: --isl-block-size {target})"
+        )
+        if block_size is None and MOONCAKE_BLOCK_SIZE % bs == 0:
+            msg += f", or export with block size {MOONCAKE_BLOCK_SIZE}"
+        report.warn(msg)
+    order = [o.id for o in sorted(opens(reader), key=lambda o: (o.start, o.id))]
+    enc = msgspec.json.Encoder()
+    with open(out, "wb") as f:
+        for sess in in_order(reader, order):
+            if not sess.turns:
+                continue
+            name = f"s{sess.id}"
+            for k, (turn, blocks) in enumerate(zip(sess.turns, sess.prefixes(), strict=True)):
+                row: dict[str, Any] = {"session_id": name}
+                if k == 0:
+                    row["timestamp"] = ms(sess.start + turn.t)
+                else:
+                    row["delay"] = ms(turn.wait)
+                row["input_length"] = turn.input
+                row["output_length"] = turn.output
+                row["hash_ids"] = coarsen(blocks, factor)
+                f.write(enc.encode(row))
+                f.write(b"\n")
+            report.sessions += 1
+            report.turns += len(sess.turns)
+    if reader.damage is not None:
+        report.warn(reader.damage.message(str(src)))
+    return report

@@ -1,0 +1,217 @@
+"""Import plain conversations: JSONL, one session per line, OpenAI-style message lists.
+
+A record (one line of a `.jsonl` file; a `.json` file may hold one record or a list of them):
+
+    {"messages": [...],          # required: the whole conversation, OpenAI Chat style
+     "tools": [...],             # optional: tool definitions sent with every request
+     "model": "gpt-4o",          # optional
+     "api": "openai-chat",       # optional: openai-chat (default) or anthropic-messages
+     "system": "...",            # optional, anthropic-messages only
+     "agent": "my-agent",        # optional: client family
+     "start": 0.0,               # optional: seconds since the corpus's first session
+     "timings": [{"t": 0.0, "wait": 0.0, "ttft": 0.4, "duration": 2.1}, ...],
+     "usage": [{"input": 1234, "output": 56, "cached": 1024, "reasoning": 0}, ...]}
+
+Every assistant message is one model call whose request is all messages before it (plus tools
+and system). `timings` and `usage`, when given, hold one entry (or null) per assistant message,
+in order; every field is optional. Output tokens are `usage.output`, else the local count of the
+assistant message. Without timings every `t` and `wait` is 0 (nothing is invented; choose a
+replay wait policy instead); with only some fields, `t` accumulates the previous turn's `t`,
+`duration` and this turn's `wait`, and a missing `wait` is the idle gap before `t`. `after` is
+`tool` when the previous assistant message called tools, else `user`.
+
+Also read: the τ-bench trajectory files (`historical_trajectories/<model>-<domain>.json`, a list
+of `{task_id, reward, info, traj, trial}`): one session per item, `traj` as its messages, model
+from the file name, agent `tau-bench`; `info` and `reward` are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from corpus.anonymizer import Anonymizer
+from corpus.errors import SourceError
+from corpus.importers.base import (
+    Conversation,
+    Imported,
+    Report,
+    count,
+    expand,
+    seconds,
+    tool_names,
+    where,
+)
+from corpus.linearize import API_ANTHROPIC, API_OPENAI_CHAT
+from corpus.records import Turn
+
+DOMAIN = "unknown"
+NOTES = "conversations: one session per record; t and wait are 0 where no timings were given"
+APIS = (API_OPENAI_CHAT, API_ANTHROPIC)
+_TAU_NAME = re.compile(r"^(?P<model>.+)-(?P<domain>airline|retail)$")
+
+
+def native_block_size(sources: list[Path]) -> int | None:
+    return None
+
+
+def files(sources: list[Path]) -> list[Path]:
+    return expand(sources, ("*.jsonl", "*.json"), "conversation files (*.jsonl, *.json)")
+
+
+def _records(path: Path, report: Report) -> Iterator[tuple[str, Any]]:
+    """(location, record) pairs of one file."""
+    if path.suffix == ".jsonl":
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    yield where(path, n), msgspec.json.decode(raw)
+                except msgspec.DecodeError as exc:
+                    report.skip(where(path, n), f"expected one JSON record per line ({exc})")
+        return
+    try:
+        data = msgspec.json.decode(path.read_bytes())
+    except msgspec.DecodeError as exc:
+        raise SourceError(
+            f"{path}: expected a JSON record, a list of records or a τ-bench trajectory file; "
+            f"found invalid JSON ({exc})"
+        ) from exc
+    if isinstance(data, list):
+        tau = _tau_model(path) if any(isinstance(x, dict) and "traj" in x for x in data) else None
+        for i, item in enumerate(data):
+            if tau is not None and isinstance(item, dict) and "traj" in item:
+                item = {"messages": item["traj"], "model": tau, "agent": "tau-bench"}
+            yield where(path, f"[{i}]"), item
+    else:
+        yield where(path, None), data
+
+
+def _tau_model(path: Path) -> str:
+    m = _TAU_NAME.match(path.stem)
+    return m.group("model") if m else ""
+
+
+def sessions(sources: list[Path], anon: Anonymizer, report: Report) -> Iterator[Imported]:
+    untimed = False
+    for path in files(sources):
+        for at, rec in _records(path, report):
+            try:
+                sess = session(rec, anon)
+            except ValueError as exc:
+                report.skip(at, f"{exc}; record left out")
+                continue
+            if sess is None:
+                report.skip(at, "no assistant message, so no model call; record left out")
+                continue
+            untimed = untimed or not (isinstance(rec, dict) and rec.get("timings"))
+            yield sess
+        report.bytes_read += path.stat().st_size
+    if untimed:
+        report.warn("some sessions carry no timings: their t and wait are 0")
+
+
+def _list(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"'{name}' should be a list, found {type(value).__name__}")
+    return value
+
+
+def session(rec: Any, anon: Anonymizer) -> Imported | None:
+    """One record as a session (None when it holds no assistant message). ValueError on a
+    record that does not follow the schema."""
+    if not isinstance(rec, Mapping):
+        raise ValueError(f"expected a JSON object, found {type(rec).__name__}")
+    messages = _list(rec.get("messages"), "messages")
+    if not messages:
+        raise ValueError("'messages' is missing or empty")
+    api = rec.get("api") or API_OPENAI_CHAT
+    if api not in APIS:
+        raise ValueError(f"'api' should be one of {', '.join(APIS)}, found {api!r}")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, Mapping) or not isinstance(msg.get("role"), str):
+            raise ValueError(f"messages[{i}] should be an object with a 'role'")
+    calls = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    if not calls:
+        return None
+    timings = _list(rec.get("timings"), "timings")
+    usage = _list(rec.get("usage"), "usage")
+    for name, lst in (("timings", timings), ("usage", usage)):
+        if lst and len(lst) != len(calls):
+            raise ValueError(
+                f"'{name}' holds {len(lst)} entries for {len(calls)} assistant messages; "
+                "give one per assistant message (null where unknown)"
+            )
+    conv = Conversation(api, tools=rec.get("tools"), system=rec.get("system"), messages=messages)
+    start = seconds(rec.get("start"), "start") or 0.0
+    out = Imported(
+        start=start,
+        model=str(rec.get("model") or ""),
+        api=api,
+        agent=str(rec.get("agent") or ""),
+    )
+    prev: Turn | None = None
+    for k, i in enumerate(calls):
+        tim = timings[k] if timings else None
+        use = usage[k] if usage else None
+        prev_msg = messages[calls[k - 1]] if k else None
+        turn, blocks = _turn(conv, messages[i], i, prev_msg, tim, use, prev, anon)
+        out.turns.append((turn, blocks))
+        prev = turn
+    return out
+
+
+def _turn(
+    conv: Conversation,
+    msg: Mapping[str, Any],
+    i: int,
+    prev_msg: Mapping[str, Any] | None,
+    tim: Any,
+    use: Any,
+    prev: Turn | None,
+    anon: Anonymizer,
+) -> tuple[Turn, list[int]]:
+    tim = tim or {}
+    use = use or {}
+    if not isinstance(tim, Mapping) or not isinstance(use, Mapping):
+        raise ValueError("'timings' and 'usage' entries should be objects or null")
+    prompt = anon.prompt(conv.segments(i))
+    output = count(use.get("output"), "usage.output")
+    if output is None:
+        output = anon.count(conv.output_text(i))
+    t = seconds(tim.get("t"), "timings.t")
+    wait = seconds(tim.get("wait"), "timings.wait")
+    duration = seconds(tim.get("duration"), "timings.duration")
+    if prev is None or prev_msg is None:
+        after = "start"
+        wait = 0.0 if wait is None else wait
+        t = 0.0 if t is None else t
+    else:
+        after = "tool" if tool_names(prev_msg) else "user"
+        ready = prev.t + (prev.duration or 0.0)
+        if t is None:
+            t = ready + (wait or 0.0)
+        if wait is None:
+            wait = max(0.0, t - ready)
+    names = tool_names(msg)
+    turn = Turn(
+        t=t,
+        input=prompt.tokens,
+        output=output,
+        reasoning=count(use.get("reasoning"), "usage.reasoning"),
+        wait=wait,
+        after=after,
+        tool_calls=tuple(anon.tool(n) for n in names),
+        ttft=seconds(tim.get("ttft"), "timings.ttft"),
+        duration=duration,
+        usage_input=count(use.get("input"), "usage.input"),
+        usage_cached=count(use.get("cached"), "usage.cached"),
+    )
+    return turn, prompt.blocks

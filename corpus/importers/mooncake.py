@@ -1,0 +1,202 @@
+"""Import Mooncake trace JSONL: one request per line, 512-token hash blocks, no text.
+
+Fields: `timestamp` (ms), `input_length`, `output_length`, `hash_ids` (prefix hashes of the
+input's 512-token blocks, the last one partial; ids are global within a file), and the
+multi-turn extension AIPerf and Dynamo read: `session_id` and `delay` (ms to wait after the
+previous request of the session finished).
+
+Sessions:
+- rows with a `session_id` form one session per id, in file order. `t` comes from `timestamp`
+  when the row has one, else accumulates the `delay`s (Mooncake records no durations, so each
+  request is taken to end when it starts); `wait` is `delay`, else the gap between arrivals.
+- rows without one are chained by prefix: a request joins the session whose latest request's
+  full blocks are a prefix of its own `hash_ids`, provided the last matched block belongs to that
+  session alone (a prefix that other sessions share too, such as a common system prompt, is not
+  evidence of a continuation). Anything else starts a new session. `wait` is the gap between
+  the two arrivals (an upper bound: it includes the previous request's own service time).
+Session `start` is the first request's time, relative to the earliest timestamp in its file
+(every file starts at 0). Ids are scoped to their file. One file's sessions are held in memory
+while it is read.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from corpus.anonymizer import Anonymizer
+from corpus.importers.base import Ids, Imported, Report, count, expand, where
+from corpus.records import Turn
+
+BLOCK_SIZE = 512
+DOMAIN = "chat"
+NOTES = (
+    "mooncake: sessions from session_id, else chained by hash-id prefix; waits are arrival gaps "
+    "unless a delay was recorded; no durations"
+)
+
+
+def native_block_size(sources: list[Path]) -> int | None:
+    return BLOCK_SIZE
+
+
+def files(sources: list[Path]) -> list[Path]:
+    return expand(sources, ("*.jsonl",), "Mooncake JSONL files")
+
+
+@dataclass
+class _Row:
+    ts: float | None  # seconds
+    delay: float | None  # seconds
+    input: int
+    output: int
+    ids: list[int]
+
+
+@dataclass
+class _Session:
+    rows: list[_Row] = field(default_factory=list)
+
+
+def _parse(path: Path, report: Report) -> tuple[list[_Row], list[object]]:
+    rows: list[_Row] = []
+    sids: list[object] = []
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = msgspec.json.decode(raw)
+            except msgspec.DecodeError as exc:
+                report.skip(
+                    where(path, n), f"expected one JSON object per line, found invalid JSON ({exc})"
+                )
+                continue
+            if not isinstance(obj, dict):
+                report.skip(where(path, n), f"expected a JSON object, found {type(obj).__name__}")
+                continue
+            try:
+                ids = obj.get("hash_ids") or []
+                if not isinstance(ids, list) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in ids
+                ):
+                    raise ValueError("'hash_ids' should be a list of integers")
+                inp = count(obj.get("input_length"), "input_length", required=True)
+                assert inp is not None
+                if len(ids) > math.ceil(inp / BLOCK_SIZE):
+                    raise ValueError(
+                        f"{len(ids)} hash_ids need more than {inp} input tokens "
+                        f"at {BLOCK_SIZE} tokens per block"
+                    )
+                ts = obj.get("timestamp")
+                row = _Row(
+                    ts=None if ts is None else _ms(ts, "timestamp"),
+                    delay=None if obj.get("delay") is None else _ms(obj["delay"], "delay"),
+                    input=inp,
+                    output=count(obj.get("output_length"), "output_length") or 0,
+                    ids=ids,
+                )
+            except ValueError as exc:
+                report.skip(where(path, n), f"{exc}; row left out")
+                continue
+            rows.append(row)
+            sid = obj.get("session_id")
+            sids.append(None if sid is None else str(sid))
+    return rows, sids
+
+
+def _ms(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"'{name}' should be a number of milliseconds, found {value!r}")
+    return float(value) / 1000.0
+
+
+def _by_session_id(rows: list[_Row], sids: list[object]) -> list[_Session]:
+    groups: dict[object, _Session] = {}
+    out: list[_Session] = []
+    for row, sid in zip(rows, sids, strict=True):
+        if sid is None:
+            out.append(_Session([row]))
+            continue
+        sess = groups.get(sid)
+        if sess is None:
+            sess = groups[sid] = _Session()
+            out.append(sess)
+        sess.rows.append(row)
+    return out
+
+
+def _chain(rows: list[_Row]) -> list[_Session]:
+    """Sessions by prefix chaining (see the module docstring)."""
+    if all(r.ts is not None for r in rows):
+        rows = sorted(rows, key=lambda r: r.ts or 0.0)
+    sessions: list[_Session] = []
+    tails: dict[int, tuple[int, list[int]]] = {}  # last full block -> (session, full blocks)
+    owner: dict[int, int] = {}  # block -> first session that used it
+    shared: set[int] = set()  # blocks used by more than one session
+    for row in rows:
+        ids = row.ids
+        found: int | None = None
+        for k in range(len(ids), 0, -1):
+            hit = tails.get(ids[k - 1])
+            if hit is None:
+                continue
+            if ids[k - 1] not in shared and hit[1] == ids[:k]:
+                found = hit[0]
+                del tails[ids[k - 1]]
+            break
+        if found is None:
+            found = len(sessions)
+            sessions.append(_Session())
+        sessions[found].rows.append(row)
+        for b in ids:
+            if owner.setdefault(b, found) != found:
+                shared.add(b)
+        full = min(len(ids), row.input // BLOCK_SIZE)
+        if full:
+            tails[ids[full - 1]] = (found, ids[:full])
+    return sessions
+
+
+def sessions(sources: list[Path], anon: Anonymizer, report: Report) -> Iterator[Imported]:
+    for path in files(sources):
+        rows, sids = _parse(path, report)
+        report.bytes_read += path.stat().st_size
+        if not rows:
+            continue
+        groups = _by_session_id(rows, sids) if any(s is not None for s in sids) else _chain(rows)
+        stamps = [r.ts for r in rows if r.ts is not None]
+        origin = min(stamps) if stamps else 0.0
+        ids = Ids(anon, f"mooncake\x00{path.resolve()}")
+        groups.sort(key=lambda g: g.rows[0].ts if g.rows[0].ts is not None else origin)
+        for group in groups:
+            yield _session(group.rows, origin, ids)
+
+
+def _session(rows: list[_Row], origin: float, ids: Ids) -> Imported:
+    first = rows[0]
+    t0 = first.ts if first.ts is not None else origin
+    out = Imported(start=max(0.0, t0 - origin))
+    t = 0.0
+    for k, row in enumerate(rows):
+        if k == 0:
+            wait, after = 0.0, "start"
+        else:
+            after = "user"
+            if row.ts is not None:
+                t_new = row.ts - t0
+                wait = row.delay if row.delay is not None else max(0.0, t_new - t)
+                t = t_new
+            else:
+                wait = row.delay or 0.0
+                t += wait
+        blocks = ids(row.ids)
+        for _ in range(len(blocks), math.ceil(row.input / BLOCK_SIZE)):
+            blocks.append(ids.anon.unique())  # a source that hashed only a prefix
+        turn = Turn(t=max(0.0, t), input=row.input, output=row.output, wait=wait, after=after)
+        out.turns.append((turn, blocks))
+    return out

@@ -1,0 +1,170 @@
+"""Exporters: Mooncake JSONL (session_id/delay extension) and WEKA JSON, and round trips through
+the importers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from corpus import CorpusError, Header, Reader, Session, Turn, Writer, exporters, importers
+from corpus.exporters.mooncake import coarsen
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def sessions(path: Path) -> list[Session]:
+    return sorted(Reader(path).sessions(), key=lambda s: s.id)
+
+
+def numbers(path: Path, *, timing: tuple[str, ...]) -> list[tuple[object, ...]]:
+    """What a corpus says, sessions in start order, block ids renamed in first-seen order (ids
+    are corpus-local)."""
+    rename: dict[int, int] = {}
+    out: list[tuple[object, ...]] = []
+    for s in sorted(sessions(path), key=lambda s: (s.start, s.id)):
+        turns = []
+        for turn, blocks in zip(s.turns, s.prefixes(), strict=True):
+            ids = tuple(rename.setdefault(b, len(rename)) for b in blocks)
+            turns.append((turn.input, turn.output, ids, *(getattr(turn, name) for name in timing)))
+        out.append((round(s.start, 6), s.parent is None, s.model, tuple(turns)))
+    return out
+
+
+# -- mooncake ---------------------------------------------------------------------------------
+
+
+def test_mooncake_round_trip_keeps_the_numbers(tmp_path: Path) -> None:
+    first = tmp_path / "a.zst"
+    importers.run("mooncake", [FIXTURES / "mooncake"], first, keys=False)
+    report = exporters.run("mooncake", first, tmp_path / "a.jsonl")
+    second = tmp_path / "b.zst"
+    importers.run("mooncake", [tmp_path / "a.jsonl"], second, keys=False)
+    timing = ("t", "wait", "after")
+    assert numbers(second, timing=timing) == numbers(first, timing=timing)
+    assert (report.sessions, report.turns, report.files) == (6, 10, 1)
+    assert report.warnings == []
+
+
+def test_mooncake_rows_carry_session_id_then_timestamp_or_delay(tmp_path: Path) -> None:
+    src = tmp_path / "a.zst"
+    importers.run("mooncake", [FIXTURES / "mooncake" / "sessions.jsonl"], src, keys=False)
+    exporters.run("mooncake", src, tmp_path / "a.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [list(r) for r in rows[:2]] == [
+        ["session_id", "timestamp", "input_length", "output_length", "hash_ids"],
+        ["session_id", "delay", "input_length", "output_length", "hash_ids"],
+    ]
+    assert [(r["session_id"], r.get("timestamp"), r.get("delay")) for r in rows] == [
+        ("s0", 0, None),
+        ("s0", None, 1500),
+        ("s0", None, 250.5),
+        ("s1", 500, None),
+    ]
+    assert rows[1]["hash_ids"][0] == rows[0]["hash_ids"][0] == rows[3]["hash_ids"][0]
+
+
+def test_mooncake_coarsens_chained_blocks_by_their_last_member() -> None:
+    assert coarsen(list(range(16)), 8) == [7, 15]
+    assert coarsen(list(range(17)), 8) == [7, 15, 16]
+    assert coarsen(list(range(3)), 8) == [2]
+    assert coarsen([4, 5], 1) == [4, 5]
+
+
+def test_mooncake_export_of_a_64_token_corpus_warns_or_coarsens(tmp_path: Path) -> None:
+    src = tmp_path / "w.zst"
+    importers.run("weka", [FIXTURES / "weka"], src, keys=False)
+    fine = exporters.run("mooncake", src, tmp_path / "fine.jsonl")
+    assert fine.warnings == [
+        "hash_ids use 64-token blocks, not Mooncake's 512: tell the replayer "
+        "(AIPerf: --isl-block-size 64), or export with block size 512"
+    ]
+    coarse = exporters.run("mooncake", src, tmp_path / "coarse.jsonl", block_size=512)
+    assert coarse.warnings == []
+    for line in (tmp_path / "coarse.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        assert len(row["hash_ids"]) == -(-row["input_length"] // 512)
+    with pytest.raises(CorpusError, match="multiples of 64"):
+        exporters.run("mooncake", src, tmp_path / "bad.jsonl", block_size=100)
+    assert not (tmp_path / "bad.jsonl").exists()
+
+
+def test_mooncake_rows_are_grouped_by_session_in_start_order(tmp_path: Path) -> None:
+    src = tmp_path / "c.zst"
+    with Writer(src, Header(block_size=512), keys=False) as w:
+        late = w.open_session(start=9.0)
+        early = w.open_session(start=1.0)
+        w.add_turn(late, Turn(t=0.0, input=10, output=1), [1])
+        w.add_turn(early, Turn(t=0.5, input=20, output=2), [2])
+        w.add_turn(early, Turn(t=3.0, input=30, output=3, wait=1.25), [2, 3])
+        w.close_session(late)
+        w.close_session(early)
+    exporters.run("mooncake", src, tmp_path / "c.jsonl")
+    rows = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [(r["session_id"], r.get("timestamp"), r.get("delay")) for r in rows] == [
+        (f"s{early}", 1500, None),
+        (f"s{early}", None, 1250),
+        (f"s{late}", 9000, None),
+    ]
+
+
+# -- weka -------------------------------------------------------------------------------------
+
+
+def test_weka_round_trip_keeps_sessions_sub_agents_and_timing(tmp_path: Path) -> None:
+    first = tmp_path / "a.zst"
+    importers.run("weka", [FIXTURES / "weka"], first, keys=False)
+    report = exporters.run("weka", first, tmp_path / "traces")
+    assert sorted(p.name for p in (tmp_path / "traces").iterdir()) == [
+        "trace_0000.json",
+        "trace_0003.json",
+    ]
+    assert (report.sessions, report.turns, report.files) == (4, 8, 2)
+    second = tmp_path / "b.zst"
+    importers.run("weka", [tmp_path / "traces"], second, keys=False)
+    timing = ("t", "wait", "after", "ttft", "duration", "stop")
+    assert numbers(second, timing=timing) == numbers(first, timing=timing)
+    parents = [s.parent for s in sessions(second)]
+    assert parents == [None, 0, 0, None]
+
+
+def test_weka_export_writes_kv_cache_tester_fields(tmp_path: Path) -> None:
+    src = tmp_path / "a.zst"
+    importers.run("weka", [FIXTURES / "weka" / "trace_0001.json"], src, keys=False)
+    exporters.run("weka", src, tmp_path / "traces")
+    trace = json.loads((tmp_path / "traces" / "trace_0000.json").read_text())
+    assert trace["block_size"] == 64
+    assert trace["hash_id_scope"] == "local"
+    assert trace["models"] == ["claude-opus-4-5", "claude-haiku-4-5"]
+    kinds = [r["type"] for r in trace["requests"]]
+    assert kinds == ["n", "subagent", "n", "n", "subagent"]
+    first = trace["requests"][0]
+    assert (first["in"], len(first["hash_ids"]), first["stop"]) == (200, 3, "tool_use")
+    sub = trace["requests"][1]
+    assert (sub["t"], sub["duration_ms"], sub["status"]) == (10.0, 5000, "completed")
+    assert [r["type"] for r in sub["requests"]] == ["n", "s"]
+    assert sub["requests"][1]["ttft"] == 0.5
+    assert "ttft" not in sub["requests"][0]
+
+
+def test_weka_export_needs_a_new_folder(tmp_path: Path) -> None:
+    src = tmp_path / "a.zst"
+    importers.run("weka", [FIXTURES / "weka"], src, keys=False)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    with pytest.raises(CorpusError, match="not an empty folder"):
+        exporters.run("weka", src, tmp_path / "full")
+    with pytest.raises(CorpusError, match="declare their own block size"):
+        exporters.run("weka", src, tmp_path / "new", block_size=512)
+    with pytest.raises(CorpusError, match="expected one of mooncake, weka"):
+        exporters.run("bailian", src, tmp_path / "new")
+
+
+def test_content_corpus_exports_map_openai_stop_reasons(tmp_path: Path) -> None:
+    src = tmp_path / "c.zst"
+    importers.run("mini-swe-agent", [FIXTURES / "miniswe"], src, keys=False)
+    exporters.run("weka", src, tmp_path / "traces")
+    trace = json.loads((tmp_path / "traces" / "trace_0000.json").read_text())
+    assert [r["stop"] for r in trace["requests"]] == ["end_turn"] * 3
+    assert [r["input_types"] for r in trace["requests"]] == [["text"], ["tool_result"], ["text"]]

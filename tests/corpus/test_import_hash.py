@@ -1,0 +1,172 @@
+"""Hash-only importers (Mooncake JSONL, WEKA / kv-cache-tester JSON) on small hand-made files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from corpus import Reader, Session, SourceError, importers
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def load(tmp_path: Path, fmt: str, *sources: Path, **kw: object) -> tuple[list[Session], object]:
+    out = tmp_path / f"{fmt}.zst"
+    report = importers.run(fmt, list(sources), out, keys=False, **kw)  # type: ignore[arg-type]
+    return sorted(Reader(out).sessions(), key=lambda s: s.id), report
+
+
+# -- mooncake ---------------------------------------------------------------------------------
+
+
+def test_mooncake_chains_requests_that_extend_a_sessions_private_prefix(tmp_path: Path) -> None:
+    sessions, report = load(tmp_path, "mooncake", FIXTURES / "mooncake" / "chat.jsonl")
+    assert [len(s.turns) for s in sessions] == [3, 1, 1, 1]
+    conv = sessions[0]
+    assert [t.input for t in conv.turns] == [1200, 1800, 2100]
+    assert [t.t for t in conv.turns] == [0.0, 5.0, 9.0]
+    assert [t.wait for t in conv.turns] == [0.0, 5.0, 4.0]  # arrival gaps: no durations
+    assert [t.after for t in conv.turns] == ["start", "user", "user"]
+    assert all(t.duration is None for t in conv.turns)
+    # the prefix every request shares (block 0) is no evidence of a continuation
+    assert sessions[2].start == 1.0
+    assert sessions[3].turns[0].input == 1536
+
+
+def test_mooncake_keeps_block_ids_and_their_sharing(tmp_path: Path) -> None:
+    sessions, _ = load(tmp_path, "mooncake", FIXTURES / "mooncake" / "chat.jsonl")
+    full = [s.prefixes() for s in sessions]
+    first = full[0][0]
+    assert len(first) == 3  # ceil(1200 / 512): the last block is partial
+    assert full[0][1][:2] == first[:2]  # [0, 1] shared by the chained turn
+    assert {p[0][0] for p in full} == {first[0]}  # block 0 is the same block everywhere
+    assert full[1][0][1] != full[3][0][2]
+
+
+def test_mooncake_lists_bad_rows_and_imports_the_rest(tmp_path: Path) -> None:
+    src = FIXTURES / "mooncake" / "chat.jsonl"
+    _, report = load(tmp_path, "mooncake", src)
+    assert report.turns == 6
+    assert [s.split(": ", 1)[0] for s in report.skipped] == [f"{src}:5", f"{src}:6", f"{src}:9"]
+    assert "invalid JSON" in report.skipped[0]
+    assert "3 hash_ids need more than 100 input tokens" in report.skipped[1]
+    assert "'input_length' is missing" in report.skipped[2]
+
+
+def test_mooncake_session_ids_and_delays_define_sessions(tmp_path: Path) -> None:
+    sessions, _ = load(tmp_path, "mooncake", FIXTURES / "mooncake" / "sessions.jsonl")
+    a, b = sessions
+    assert (a.start, b.start) == (0.0, 0.5)
+    assert [t.t for t in a.turns] == [0.0, 1.5, 1.7505]
+    assert [t.wait for t in a.turns] == [0.0, 1.5, 0.2505]
+    assert [t.output for t in a.turns] == [10, 30, 40]
+    assert len(b.turns) == 1
+
+
+def test_mooncake_refuses_another_block_size(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="can't be re-blocked to 64"):
+        importers.run(
+            "mooncake", [FIXTURES / "mooncake"], tmp_path / "x.zst", block_size=64, keys=False
+        )
+    assert not (tmp_path / "x.zst").exists()
+
+
+def test_mooncake_ids_are_scoped_to_their_file(tmp_path: Path) -> None:
+    src = FIXTURES / "mooncake" / "sessions.jsonl"
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(src.read_bytes())
+    sessions, _ = load(tmp_path, "mooncake", src, copy)
+    assert len(sessions) == 4
+    assert sessions[0].prefixes()[0][0] != sessions[2].prefixes()[0][0]
+
+
+def test_mooncake_header_says_what_it_is(tmp_path: Path) -> None:
+    out = tmp_path / "m.zst"
+    importers.run("mooncake", [FIXTURES / "mooncake" / "chat.jsonl"], out, keys=False)
+    header = Reader(out).header
+    assert header.block_size == 512
+    assert header.source == "import:mooncake"
+    assert "prefix" in header.notes
+
+
+# -- weka -------------------------------------------------------------------------------------
+
+
+def test_weka_sub_agents_become_child_sessions_started_when_launched(tmp_path: Path) -> None:
+    sessions, report = load(tmp_path, "weka", FIXTURES / "weka" / "trace_0001.json")
+    parent, explore, background = sessions
+    assert parent.parent is None
+    assert parent.start == 0.0
+    assert explore.parent == parent.id
+    assert background.parent == parent.id
+    assert explore.start == 5.0  # finished at t=40 after 35 s
+    assert background.start == 70.0  # async_launched: recorded at launch
+    assert explore.model == "claude-haiku-4-5"
+    assert parent.model == "claude-opus-4-5"
+    assert {s.agent for s in sessions} == {"claude-code"}
+    assert {s.api for s in sessions} == {"anthropic-messages"}
+    assert report.sessions == 3
+    assert report.turns == 6
+
+
+def test_weka_turn_timing_comes_from_think_and_api_time(tmp_path: Path) -> None:
+    sessions, _ = load(tmp_path, "weka", FIXTURES / "weka" / "trace_0001.json")
+    parent, explore, _ = sessions
+    assert [t.t for t in parent.turns] == [0.0, 45.0, 60.0]
+    assert [t.wait for t in parent.turns] == [0.0, 42.0, 12.0]  # the last lacks think_time
+    assert [t.after for t in parent.turns] == ["start", "tool", "user"]
+    assert [t.duration for t in parent.turns] == [2.5, 3.0, 1.5]
+    assert [t.stop for t in parent.turns] == ["tool_use", "end_turn", None]
+    assert explore.turns[1].ttft == 0.5
+    assert explore.turns[0].ttft is None
+
+
+def test_weka_partial_tail_is_a_block_of_its_own(tmp_path: Path) -> None:
+    sessions, _ = load(tmp_path, "weka", FIXTURES / "weka" / "trace_0001.json")
+    parent, explore, _ = sessions
+    p = parent.prefixes()
+    assert [len(x) for x in p] == [4, 5, 7]  # 200 -> 3 full + tail; 320 -> 5 full; 400 -> 6 + tail
+    assert p[1][:3] == p[0][:3]
+    assert p[1][3] != p[0][3]
+    # a sub-agent shares its parent's id space: hash id 1 is the same block
+    assert explore.prefixes()[0][0] == p[0][0]
+
+
+def test_weka_ids_are_scoped_per_trace(tmp_path: Path) -> None:
+    sessions, _ = load(tmp_path, "weka", FIXTURES / "weka")
+    one = next(s for s in sessions if s.model == "claude-opus-4-5")
+    two = next(s for s in sessions if s.model == "claude-sonnet-4-5")
+    assert not set(one.prefixes()[0]) & set(two.prefixes()[0])
+    assert len(two.prefixes()[0]) == 3  # 192 tokens: three full blocks, no tail
+
+
+def test_weka_lists_contradictory_requests(tmp_path: Path) -> None:
+    src = FIXTURES / "weka" / "trace_0001.json"
+    _, report = load(tmp_path, "weka", src)
+    assert report.skipped == [
+        f"{src}: requests[5]: 7 hash_ids of 64 tokens exceed 'in' = 100 tokens; request left out"
+    ]
+
+
+def test_weka_rejects_a_file_that_is_not_a_trace(tmp_path: Path) -> None:
+    bad = tmp_path / "trace_9999.json"
+    bad.write_text(json.dumps([{"t": 0}]))
+    with pytest.raises(SourceError, match="expected a kv-cache-tester trace"):
+        importers.run("weka", [bad], tmp_path / "x.zst", keys=False)
+    assert not (tmp_path / "x.zst").exists()
+
+
+def test_weka_keeps_the_traces_block_size_and_refuses_others(tmp_path: Path) -> None:
+    src = FIXTURES / "weka" / "trace_0002.json"
+    with pytest.raises(SourceError, match="64-token hash blocks"):
+        importers.run("weka", [src], tmp_path / "x.zst", block_size=16, keys=False)
+    data = json.loads(src.read_text())
+    data["block_size"] = 32
+    other = tmp_path / "trace_0003.json"
+    other.write_text(json.dumps(data))
+    with pytest.raises(SourceError, match="uses 32-token blocks, this import writes 64"):
+        importers.run("weka", [src, other], tmp_path / "y.zst", keys=False)
+    sessions, _ = load(tmp_path, "weka", other)
+    assert [len(p) for p in sessions[0].prefixes()] == [6, 9]  # 192 / 32; 260 / 32 + tail
