@@ -1,0 +1,158 @@
+"""`stats`: describe corpora and compare one with a reference workload (the only edge of this
+package that prints or exits)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from stats import report_html, report_text
+from stats.comparison import comparison
+from stats.errors import StatsError
+from stats.profiles import SCHEMA, Profile, description, profile
+from stats.reference import resolve
+
+app = typer.Typer(
+    help="Statistics over agentload corpora: describe a workload, compare it with the "
+    "AA-AgentPerf coding set.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: NaN and infinities become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _json(doc: dict[str, Any]) -> None:
+    out.out(json.dumps(_clean(doc), indent=2, ensure_ascii=False), highlight=False)
+
+
+def _profile(path: str, *, name: str | None = None, quiet: bool = False) -> Profile:
+    if quiet:
+        return profile(path, name=name)
+    with err.status("") as status:
+        return profile(path, name=name, progress=lambda msg: status.update(msg))
+
+
+def _write_html(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise StatsError(f"{path}: cannot write the HTML report ({exc.strerror})") from exc
+    err.print(f"wrote {path}")
+
+
+def _fail(exc: StatsError) -> typer.Exit:
+    err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+@app.command()
+def describe(
+    files: Annotated[
+        list[str], typer.Argument(help="Corpus files (.zst); each is described on its own.")
+    ],
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the JSON document (schema agentload.stats.describe/1) instead of tables.",
+        ),
+    ] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write an offline HTML report with charts here."),
+    ] = None,
+    cache_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--cache-tokens",
+            min=1,
+            help="Report the hit ratio of an LRU prefix cache of this many tokens.",
+        ),
+    ] = None,
+) -> None:
+    """Describe workloads: tokens, reuse, waits, sessions, cache hit ratios, arrivals."""
+    try:
+        items = []
+        for f in files:
+            p = _profile(f, quiet=as_json)
+            items.append((p, description(p, cache_tokens=cache_tokens)))
+        if as_json:
+            _json({"schema": SCHEMA, "corpora": [d for _, d in items]})
+        else:
+            for i, (_, d) in enumerate(items):
+                if i:
+                    out.rule()
+                out.print(report_text.describe(d))
+        if html is not None:
+            _write_html(html, report_html.describe(items))
+    except StatsError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def compare(
+    file: Annotated[str, typer.Argument(help="Your corpus file (.zst).")],
+    reference: Annotated[
+        str,
+        typer.Option(
+            "--reference",
+            "-r",
+            help="coding (AA-AgentPerf's published figures plus the bundled "
+            "agentperf-local corpus), agentperf-published, claude-code, swe-bench, "
+            "agentperf-local, support, example, or a corpus path.",
+        ),
+    ] = "coding",
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the JSON document (schema agentload.stats.compare/1) instead of tables.",
+        ),
+    ] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write an offline HTML report with charts here."),
+    ] = None,
+) -> None:
+    """Compare a workload with a reference: verdicts per metric and what they mean."""
+    try:
+        ref = resolve(reference)
+        mine = _profile(file, quiet=as_json)
+        theirs = (
+            _profile(ref.corpus, name=ref.name, quiet=as_json) if ref.corpus is not None else None
+        )
+        comp = comparison(mine, ref, theirs)
+        if as_json:
+            _json(comp)
+        else:
+            out.print(report_text.compare(comp))
+        if html is not None:
+            _write_html(html, report_html.compare(comp, mine, theirs))
+    except StatsError as exc:
+        raise _fail(exc) from exc
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

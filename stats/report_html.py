@@ -1,0 +1,295 @@
+"""HTML reports: one self-contained page (inline CSS and SVG, no JavaScript, nothing fetched),
+so it opens offline and can be mailed as a single file."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+import numpy as np
+
+from stats import svg
+from stats.profiles import Profile
+from stats.report_text import FORMAT, published, seconds, share, tokens
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1340px;
+color:#222;padding:0 16px}
+h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
+.grid{stroke:#eee}.axis{stroke:#888}.ref{stroke:#555;stroke-dasharray:3 3}
+.span{fill:#2a9d4b;fill-opacity:.10}
+svg text{font-size:11px;fill:#444}svg .title{font-size:13px;font-weight:600;fill:#222}
+svg .label{font-size:12px}svg .muted{fill:#777}
+.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{border:1px solid #eee;background:#fff}
+table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 10px;text-align:right;
+border-bottom:1px solid #eee}td:first-child,th:first-child{text-align:left}
+.verdict{font-weight:700;padding:1px 6px;border-radius:3px;color:#fff}
+.match{background:#2a9d4b}.differs{background:#c99a06}.far{background:#b8392f}
+.note{color:#8a6d00}.muted{color:#777}
+"""
+
+
+def _page(title: str, body: list[str]) -> str:
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}'
+        f"</title><style>{CSS}</style></head><body><h1>{escape(title)}</h1>"
+        + "".join(body)
+        + "</body></html>\n"
+    )
+
+
+def _badge(v: str) -> str:
+    return f'<span class="verdict {escape(v)}">{escape(v)}</span>'
+
+
+def _summary_table(rows: list[tuple[str, dict[str, Any], str]]) -> str:
+    cols = ("n", "p10", "p50", "p90", "p99", "mean")
+    out = ["<table><tr><th></th>", *(f"<th>{c}</th>" for c in cols), "</tr>"]
+    for label, s, unit in rows:
+        fmt = FORMAT.get(unit, tokens)
+        cells = [f"{s['n']:,}", *(fmt(s[c]) for c in cols[1:])]
+        out.append(
+            f"<tr><td>{escape(label)}</td>"
+            + "".join(f"<td>{escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
+    out.append("</table>")
+    return "".join(out)
+
+
+def _hist(
+    title: str,
+    xlabel: str,
+    values: np.ndarray,
+    log: bool = True,
+    xfmt: Any = None,
+    bins: int = 40,
+) -> str:
+    x, y = svg.histogram(values.astype(np.float64), log=log, bins=bins)
+    chart = svg.Chart(
+        title,
+        xlabel,
+        "share of values",
+        xlog=log,
+        ymin=0.0,
+        series=[svg.Series("", x.tolist(), y.tolist())],
+        yfmt=lambda v: f"{v * 100:.0f}%",
+    )
+    if xfmt:
+        chart.xfmt = xfmt
+    return svg.render(chart)
+
+
+def _lru_chart(title: str, profiles: list[tuple[str, Profile]], cache_tokens: int | None) -> str:
+    chart = svg.Chart(
+        title,
+        "cache capacity (tokens)",
+        "hit ratio",
+        xlog=True,
+        ymin=0.0,
+        ymax=1.0,
+        yfmt=lambda v: f"{v * 100:.0f}%",
+    )
+    for i, (label, p) in enumerate(profiles):
+        curve = p.lru.curve(points_per_octave=4)
+        chart.series.append(
+            svg.Series(label, [c for c, _ in curve], [r for _, r in curve], dashed=i > 0)
+        )
+        chart.hlines.append((p.hits.ratio, f"{label}: infinite {share(p.hits.ratio)}"))
+    if cache_tokens:
+        chart.vlines.append((float(cache_tokens), f"{tokens(cache_tokens)} tokens"))
+    return svg.render(chart)
+
+
+def _describe_one(p: Profile, d: dict[str, Any]) -> list[str]:
+    c, tr, se, a = d["counts"], d["turn"], d["session"], d["arrivals"]
+    out = [
+        f"<h2>{escape(d['file'])}</h2>",
+        f"<p>{escape(d['header']['domain'])} · {d['header']['block_size']}-token blocks · "
+        f"{c['sessions']:,} sessions ({c['subagent_sessions']:,} sub-agents) · "
+        f"{c['turns']:,} turns · prefix hit ratio (infinite cache) "
+        f"<b>{share(d['prefix_hit_ratio'])}</b></p>",
+    ]
+    if d["damage"]:
+        out.append(f'<p class="note">{escape(d["damage"])}</p>')
+    out.append('<div class="charts">')
+    t = p.turns
+    out.append(_hist("Input tokens per turn", "tokens", t.input))
+    out.append(_hist("Output tokens per turn", "tokens", t.output))
+    out.append(_hist("New tokens per turn", "tokens (input minus inherited prefix)", t.new))
+    out.append(_hist("Wait after tool calls", "seconds", t.waits("tool"), xfmt=seconds))
+    growth = d["context_growth"]
+    out.append(
+        svg.render(
+            svg.Chart(
+                "Context growth: input tokens by turn number",
+                "turn",
+                "input tokens",
+                series=[
+                    svg.Series(
+                        "median (band p10–p90)",
+                        [g["turn"] for g in growth],
+                        [g["p50"] for g in growth],
+                        band=([g["p10"] for g in growth], [g["p90"] for g in growth]),
+                    )
+                ],
+            )
+        )
+    )
+    out.append(
+        _lru_chart(
+            "Prefix-cache hit ratio against cache size", [("LRU", p)], d["lru"]["capacity_tokens"]
+        )
+    )
+    out.append(_hist("Turns per session", "turns", p.sessions.turns.astype(np.float64), bins=20))
+    out.append(_hist("Final context per session", "tokens", p.sessions.final_context))
+    ar = p.arrivals
+    out.append(
+        svg.render(
+            svg.Chart(
+                "Sessions open over time",
+                "seconds since the first session",
+                "sessions",
+                series=[
+                    svg.Series(
+                        "open sessions", ar.sample_times.tolist(), ar.samples.tolist(), step=True
+                    )
+                ],
+            )
+        )
+    )
+    out.append("</div>")
+    out.append(
+        "<h3>Per turn</h3>"
+        + _summary_table(
+            [
+                ("input tokens", tr["input"], "tokens"),
+                ("output tokens", tr["output"], "tokens"),
+                ("new tokens", tr["new"], "tokens"),
+                ("reuse ratio", tr["reuse_ratio"], "ratio"),
+                ("wait after tool", tr["wait"]["tool"], "s"),
+                ("wait for user", tr["wait"]["user"], "s"),
+                ("TTFT (observed)", tr["ttft"], "s"),
+                ("output speed tok/s", tr["speed"], "tok/s"),
+            ]
+        )
+    )
+    out.append(
+        "<h3>Per session</h3>"
+        + _summary_table(
+            [
+                ("turns", se["turns"], "turns"),
+                ("duration", se["duration"], "s"),
+                ("final context", se["final_context"], "tokens"),
+                ("tokens", se["tokens"], "tokens"),
+                ("sub-agents", se["subagents"], "count"),
+            ]
+        )
+    )
+    out.append(
+        f"<p>Arrivals: inter-arrival p50 {seconds(a['inter_arrival']['p50'])}, "
+        f"concurrency max {a['concurrency']['max']}, "
+        f"mean {a['concurrency']['mean']:.1f}.</p>"
+    )
+    return out
+
+
+def describe(items: list[tuple[Profile, dict[str, Any]]]) -> str:
+    """The HTML report of one or more described corpora (one section each)."""
+    body: list[str] = []
+    for p, d in items:
+        body += _describe_one(p, d)
+    return _page("agentload · stats describe", body)
+
+
+def _compare_chart(
+    name: str, m: dict[str, Any], mine: Profile, theirs: Profile | None, values: Any
+) -> str:
+    unit = m["unit"]
+    log = unit in ("tokens", "s", "turns")
+    fmt = seconds if unit == "s" else (lambda v: f"{v * 100:.0f}%") if unit == "ratio" else None
+    chart = svg.Chart(
+        f"{m['label']}: cumulative share",
+        unit,
+        "share ≤ x",
+        xlog=log,
+        ymin=0.0,
+        ymax=1.0,
+        yfmt=lambda v: f"{v * 100:.0f}%",
+    )
+    if fmt:
+        chart.xfmt = fmt
+    x, y = svg.cdf(np.asarray(values(mine), dtype=np.float64))
+    chart.series.append(svg.Series("yours", x.tolist(), y.tolist()))
+    if theirs is not None:
+        x, y = svg.cdf(np.asarray(values(theirs), dtype=np.float64))
+        chart.series.append(svg.Series("reference", x.tolist(), y.tolist(), dashed=True))
+    pub = m.get("published")
+    if pub:
+        for c in pub["checks"]:
+            if c["check"] == "range":
+                lo, hi = c["published"]
+                chart.vspans.append((lo, hi, "published range"))
+            elif c["check"] == "floor":
+                chart.vlines.append((c["published"], f"AA: >{tokens(c['published'])}"))
+            else:
+                chart.vlines.append((c["published"], f"AA {c['check']}"))
+    return svg.render(chart)
+
+
+def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
+    """The HTML report of one comparison."""
+    from stats.comparison import METRICS
+
+    ref = comp["reference"]
+    body = [
+        f"<p><b>{escape(comp['file'])}</b> against <b>{escape(ref['name'])}</b>"
+        + (f" ({escape(ref['corpus'])})" if ref["corpus"] else "")
+        + "</p>",
+        f"<p>Trace match: {_badge(comp['verdict'])}</p>",
+    ]
+    if ref["published"]:
+        body.append(f'<p class="muted">Published figures: {escape(ref["published"]["source"])}</p>')
+    body += [f'<p class="note">{escape(n)}</p>' for n in ref["notes"]]
+    body.append(
+        "<h2>What it means</h2><ul>"
+        + "".join(f"<li>{escape(line)}</li>" for line in comp["implications"])
+        + "</ul>"
+    )
+    body.append(
+        "<h2>Metrics</h2><table><tr><th>metric</th><th>yours p50</th><th>ref p50</th>"
+        "<th>yours p90</th><th>ref p90</th><th>KS</th><th>p50 ratio</th>"
+        "<th>AA published: yours vs AA</th><th>verdict</th></tr>"
+    )
+    for name, m in comp["metrics"].items():
+        if name == "prefix_hit_ratio":
+            body.append(
+                f"<tr><td>{escape(m['label'])}</td><td>{share(m['yours'])}</td>"
+                f"<td>{share(m['reference'])}</td><td></td><td></td><td></td><td></td>"
+                f"<td></td><td>{_badge(m['verdict'])}</td></tr>"
+            )
+            continue
+        fmt = FORMAT.get(m["unit"], tokens)
+        r = m["reference"] or {}
+        ks = "" if m["ks"] is None else f"{m['ks']:.2f}"
+        ratio = "" if m["median_ratio"] is None else f"{m['median_ratio']:.2f}×"
+        body.append(
+            f"<tr><td>{escape(m['label'])}</td><td>{fmt(m['yours']['p50'])}</td>"
+            f"<td>{fmt(r.get('p50'))}</td><td>{fmt(m['yours']['p90'])}</td>"
+            f"<td>{fmt(r.get('p90'))}</td><td>{ks}</td><td>{ratio}</td>"
+            f'<td style="text-align:left">{escape(published(m, fmt))}</td>'
+            f"<td>{_badge(m['verdict'])}</td></tr>"
+        )
+    body.append("</table>")
+    body.append('<h2>Distributions</h2><div class="charts">')
+    for metric in METRICS:
+        if metric.name in comp["metrics"]:
+            body.append(
+                _compare_chart(
+                    metric.name, comp["metrics"][metric.name], mine, theirs, metric.values
+                )
+            )
+    pairs = [("yours", mine)] + ([("reference", theirs)] if theirs is not None else [])
+    body.append(_lru_chart("Prefix-cache hit ratio against cache size", pairs, None))
+    body.append("</div>")
+    return _page("agentload · stats compare", body)
