@@ -1,0 +1,300 @@
+"""Capture benchmarks, each against a baseline measured in the same run.
+
+1. Recording cost: the recorder's own CPU time for a 200-turn agent session whose context grows
+   to ~120K tokens, against one tiktoken pass over the final context (target: ≤ 2× in total),
+   and per turn early vs late (it should follow new tokens, not context).
+2. Streaming latency: an SSE stream from a loopback upstream read directly and through a
+   `capture` subprocess, alternating runs: added median latency per event (target ≤ 1 ms) and
+   added time to first token (target ≤ 3 ms).
+
+    uv run python benchmarks/bench_capture.py [--turns 200] [--runs 15] [--skip-latency]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientSession, web
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from capture.exchange import Exchange  # noqa: E402
+from capture.recorder import Recorder  # noqa: E402
+from corpus import Header, Prompt, Writer, linearize  # noqa: E402
+from corpus.tokenizer import encoding  # noqa: E402
+
+# -- 1. recording cost -------------------------------------------------------------------
+
+
+def _corpus_text() -> str:
+    """Deterministic, code-like text: installed sources (what coding agents read)."""
+    import mitmproxy
+
+    base = Path(mitmproxy.__file__).parent
+    return "".join(p.read_text() for p in sorted(base.rglob("*.py")))
+
+
+def build_session(turns: int, target_tokens: int) -> tuple[list[bytes], list[bytes]]:
+    """Request bodies (OpenAI chat, as the SDK sends them) and SSE responses of one agent
+    session: a tool call every turn, whose result grows the context by ~target/turns tokens."""
+    enc = encoding()
+    tokens = enc.encode(_corpus_text()[: target_tokens * 6], disallowed_special=())
+    step = target_tokens // turns - 40  # each turn also adds an assistant message and markup
+    system = "You are a coding agent. Use the tools to inspect and change the repository.\n" * 40
+    tools = [{"type": "function", "function": {
+        "name": name, "description": f"{name} tool",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}
+        for name in ("read_file", "edit_file", "bash", "grep")]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system},
+                                      {"role": "user", "content": "Fix the failing test."}]
+    bodies, responses = [], []
+    pos = 0
+    for i in range(turns):
+        bodies.append(json.dumps({"messages": messages, "model": "gpt-4.1", "stream": True,
+                                  "stream_options": {"include_usage": True},
+                                  "tools": tools}).encode())
+        call_id = f"call_{i:06d}"
+        args = json.dumps({"path": f"src/module_{i}.py"})
+        events = [
+            {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Reading."}}]},
+            {"choices": [{"index": 0, "delta": {"tool_calls": [{
+                "index": 0, "id": call_id, "type": "function",
+                "function": {"name": "read_file", "arguments": args}}]}}]},
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+            {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 20}},
+        ]
+        responses.append(b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+                         + b"data: [DONE]\n\n")
+        chunk = enc.decode(tokens[pos : pos + step])
+        pos += step
+        messages = [*messages,
+                    {"role": "assistant", "content": "Reading.", "tool_calls": [{
+                        "id": call_id, "type": "function",
+                        "function": {"name": "read_file", "arguments": args}}]},
+                    {"role": "tool", "tool_call_id": call_id, "content": chunk}]
+    return bodies, responses
+
+
+def exchange(body: bytes, response: bytes, t: float) -> Exchange:
+    ex = Exchange(api="openai-chat", headers={"user-agent": "OpenAI/Python 1.0"},
+                  unix=1.7e9 + t, t_start=t, request=[body], t_sent=t)
+    ex.status, ex.content_type = 200, "text/event-stream"
+    ex.t_headers = t + 0.01
+    ex.chunks = [(t + 0.02, response)]
+    ex.t_end = t + 0.03
+    return ex
+
+
+def _session_cpu(bodies: list[bytes], responses: list[bytes], stub: bool = False) -> list[float]:
+    """CPU seconds of `Recorder.process` per turn for one session through a fresh recorder."""
+    exchanges = [exchange(b, r, 10.0 * i)
+                 for i, (b, r) in enumerate(zip(bodies, responses, strict=True))]
+    with tempfile.TemporaryDirectory() as tmp:
+        rec = Recorder(Writer(Path(tmp) / "bench.zst", Header(domain="bench")))
+        if stub:
+            fake = Prompt(0, [])
+            rec.anon.prompt = lambda segments: fake  # type: ignore[method-assign]
+        per_turn = []
+        for ex in exchanges:
+            t0 = time.thread_time()
+            rec.process(ex)
+            per_turn.append(time.thread_time() - t0)
+        rec.close()
+    return per_turn
+
+
+def bench_recording(turns: int, target: int, repeat: int = 5) -> dict[str, float]:
+    """`repeat` fresh recorders (cold caches each time), each paired with a tiktoken pass over
+    the final context right after it, so machine noise hits both sides of each ratio alike;
+    reports the median ratio. CPU time of this thread: other processes don't count."""
+    bodies, responses = build_session(turns, target)
+    final = linearize.segments("openai-chat", json.loads(bodies[-1]))
+    enc = encoding()
+    text = "".join(final)
+    final_tokens = len(enc.encode(text, disallowed_special=()))  # warm up
+    ratios, totals, passes, runs, own = [], [], [], [], []
+    for _ in range(repeat):
+        per_turn = _session_cpu(bodies, responses)
+        t0 = time.thread_time()
+        enc.encode(text, disallowed_special=())
+        one_pass = time.thread_time() - t0
+        runs.append(per_turn)
+        totals.append(sum(per_turn))
+        passes.append(one_pass)
+        ratios.append(sum(per_turn) / one_pass)
+        # the same session with the corpus Anonymizer stubbed out: capture's own share
+        # (body parsing, response parsing, sessions, writer)
+        own.append(sum(_session_cpu(bodies, responses, stub=True)) / one_pass)
+    mid = sorted(range(repeat), key=lambda i: ratios[i])[repeat // 2]
+    per_turn = runs[mid]
+    tenth = max(1, turns // 10)
+    sizes = [len(b) for b in bodies]
+    return {
+        "turns": turns,
+        "final_tokens": final_tokens,
+        "one_pass_ms": passes[mid] * 1e3,
+        "recorder_total_ms": totals[mid] * 1e3,
+        "ratio": ratios[mid],
+        "ratios": ratios,
+        "capture_share": statistics.median(own),
+        "first_tenth_ms_per_turn": statistics.mean(per_turn[:tenth]) * 1e3,
+        "last_tenth_ms_per_turn": statistics.mean(per_turn[-tenth:]) * 1e3,
+        "context_growth": statistics.mean(sizes[-tenth:]) / statistics.mean(sizes[:tenth]),
+        "body_mb_total": sum(sizes) / 1e6,
+    }
+
+
+# -- 2. streaming latency ----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Upstream:
+    """Streams `events` chat chunks `gap` seconds apart after `think` seconds; remembers when
+    each was written."""
+
+    def __init__(self, events: int, gap: float, think: float) -> None:
+        self.events, self.gap, self.think = events, gap, think
+        self.sent: list[float] = []
+
+    async def handler(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        self.sent = []
+        await asyncio.sleep(self.think)
+        for i in range(self.events):
+            chunk = {"choices": [{"index": 0, "delta": {"content": f" tok{i}"}}]}
+            self.sent.append(time.perf_counter())
+            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            await asyncio.sleep(self.gap)
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+
+async def _one(session: ClientSession, url: str, up: Upstream) -> tuple[list[float], float]:
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    start = time.perf_counter()
+    got: list[float] = []
+    async with session.post(url + "/v1/chat/completions", json=body) as resp:
+        async for line in resp.content:
+            if line.startswith(b"data: {"):
+                got.append(time.perf_counter())
+    latency = [g - s for g, s in zip(got, up.sent, strict=True)]
+    return latency, got[0] - start
+
+
+async def bench_latency(runs: int, events: int, gap: float, think: float) -> dict[str, float]:
+    up = Upstream(events, gap, think)
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", up.handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    listen = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "capture", "--upstream", f"http://127.0.0.1:{port}",
+            "--listen", f"127.0.0.1:{listen}", "-o", f"{tmp}/bench.zst", "--quiet",
+            "--confdir", f"{tmp}/mitm",
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", listen)
+                    writer.close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or proc.returncode is not None:
+                        raise RuntimeError("capture did not start") from None
+                    await asyncio.sleep(0.1)
+            direct_url, proxy_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{listen}"
+            lat: dict[str, list[float]] = {"direct": [], "proxy": []}
+            ttft: dict[str, list[float]] = {"direct": [], "proxy": []}
+            async with ClientSession() as session:
+                for url in (direct_url, proxy_url):  # warm up both paths
+                    await _one(session, url, up)
+                for _ in range(runs):  # alternate, so drift hits both alike
+                    for name, url in (("direct", direct_url), ("proxy", proxy_url)):
+                        per_event, first = await _one(session, url, up)
+                        lat[name] += per_event
+                        ttft[name].append(first)
+        finally:
+            proc.send_signal(2)
+            await asyncio.wait_for(proc.wait(), 30)
+    await runner.cleanup()
+    med = {k: statistics.median(v) for k, v in lat.items()}
+    first = {k: statistics.median(v) for k, v in ttft.items()}
+    return {
+        "events": len(lat["proxy"]),
+        "event_latency_direct_ms": med["direct"] * 1e3,
+        "event_latency_proxy_ms": med["proxy"] * 1e3,
+        "added_per_event_ms": (med["proxy"] - med["direct"]) * 1e3,
+        "event_latency_ratio": med["proxy"] / med["direct"],
+        "ttft_direct_ms": first["direct"] * 1e3,
+        "ttft_proxy_ms": first["proxy"] * 1e3,
+        "added_ttft_ms": (first["proxy"] - first["direct"]) * 1e3,
+        "ttft_ratio": first["proxy"] / first["direct"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--turns", type=int, default=200)
+    ap.add_argument("--tokens", type=int, default=120_000, help="final context, tokens")
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--events", type=int, default=60)
+    ap.add_argument("--gap", type=float, default=0.01, help="seconds between events")
+    ap.add_argument("--think", type=float, default=0.05, help="upstream time to first token")
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    out: dict[str, Any] = {"recording": bench_recording(args.turns, args.tokens)}
+    if not args.skip_latency:
+        out["latency"] = asyncio.run(bench_latency(args.runs, args.events, args.gap, args.think))
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    r = out["recording"]
+    print(f"recording: {r['turns']} turns, final context {r['final_tokens']} tokens, "
+          f"{r['body_mb_total']:.0f} MB of request bodies")
+    print(f"  recorder CPU / one tiktoken pass over the final context: {r['ratio']:.2f}x "
+          f"median of {', '.join(f'{x:.2f}' for x in r['ratios'])} (target <= 2x)")
+    print(f"    of which capture's own parsing, sessions and writing: {r['capture_share']:.2f}x; "
+          f"the rest is the corpus Anonymizer (tokenize, hash, id)")
+    print(f"  per turn, last tenth vs first tenth: "
+          f"{r['last_tenth_ms_per_turn'] / r['first_tenth_ms_per_turn']:.2f}x while the context "
+          f"grew {r['context_growth']:.0f}x ({r['first_tenth_ms_per_turn']:.2f} -> "
+          f"{r['last_tenth_ms_per_turn']:.2f} ms)")
+    if "latency" in out:
+        lat = out["latency"]
+        print(f"streaming ({lat['events']} events per path, alternating runs):")
+        print(f"  per event: +{lat['added_per_event_ms']:.3f} ms median vs direct "
+              f"({lat['event_latency_ratio']:.2f}x; target <= +1 ms)")
+        print(f"  time to first token: +{lat['added_ttft_ms']:.3f} ms vs direct "
+              f"({lat['ttft_ratio']:.3f}x; target <= +3 ms)")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()

@@ -1,0 +1,5 @@
+"""`python -m capture …` runs the `capture` command."""
+
+from capture.cli import main
+
+main()

@@ -1,0 +1,216 @@
+"""The `capture` command: a recording proxy between agents and their LLM API.
+
+The only module of the package that prints or exits. Errors become one `error: …` line and
+exit code 1; Ctrl-C (or SIGTERM) stops the proxy, records what is in flight, closes every
+session and the corpus, prints a summary and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.text import Text
+
+from capture import hints
+from capture.errors import CaptureError
+from capture.listeners import Listener, plan
+from capture.recorder import Recorder, Stats
+from corpus.errors import CorpusError
+
+app = typer.Typer(
+    name="capture",
+    help="Record anonymized agent sessions by proxying their LLM API calls.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/] {escape(message)}")
+    return typer.Exit(1)
+
+
+def _human(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def status_line(stats: Stats) -> Text:
+    """The live line: sessions, turns, tokens, errors."""
+    text = Text()
+    text.append(f"sessions {stats.sessions}", style="bold")
+    text.append(f" ({stats.open} open) · turns {stats.turns}")
+    text.append(f" · tokens in {_human(stats.input_tokens)} out {_human(stats.output_tokens)}")
+    text.append(f" · failed {stats.failed} · aborted {stats.aborted}")
+    errors = f" · recorder errors {stats.errors}"
+    text.append(errors, style="red" if stats.errors else "")
+    if stats.skipped:
+        text.append(f" · skipped {stats.skipped}")
+    return text
+
+
+class _ToConsole(logging.Handler):
+    """mitmproxy's warnings (e.g. an agent that doesn't trust the CA) above the live line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            err.print(f"[yellow]proxy:[/] {escape(record.getMessage())}")
+        except Exception:  # noqa: BLE001 - logging must never fail the proxy
+            pass
+
+
+async def _serve(
+    recorder: Recorder,
+    listeners: list[Listener],
+    *,
+    confdir: Path,
+    insecure: bool,
+    intercept: tuple[str, ...],
+    live: bool,
+) -> None:
+    from capture.proxy import Proxy  # mitmproxy: imported once the arguments are good
+
+    proxy = Proxy(recorder, listeners, confdir=confdir, insecure=insecure, intercept=intercept)
+    addrs = await proxy.start()
+    for li, (_, port) in zip(listeners, addrs, strict=True):
+        lines = hints.reverse(li, port) if li.upstream else hints.forward(li, port, confdir)
+        for line in lines:
+            console.print(line)
+    console.print("recording; Ctrl-C to stop")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if live:
+            with Live(status_line(recorder.stats), console=console, refresh_per_second=2) as view:
+                while not stop.is_set():
+                    view.update(status_line(recorder.stats))
+                    try:
+                        await asyncio.wait_for(stop.wait(), 0.5)
+                    except TimeoutError:
+                        pass
+        else:
+            await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await proxy.stop()
+
+
+@app.command()
+def capture(
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Corpus file to write; an existing one is appended to."
+        ),
+    ],
+    upstream: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--upstream",
+            help="LLM API to forward to (reverse mode), e.g. https://api.anthropic.com; "
+            "repeat for several, each gets its own listener.",
+        ),
+    ] = None,
+    listen: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--listen",
+            help="HOST:PORT to listen on, one per --upstream in order "
+            "(default 127.0.0.1:8081, 8082, …; forward mode 127.0.0.1:8080).",
+        ),
+    ] = None,
+    forward: Annotated[
+        bool,
+        typer.Option(
+            "--forward",
+            help="Run as a forward (HTTPS_PROXY) proxy with mitmproxy's CA: LLM API calls are "
+            "recorded, all other traffic passes through untouched.",
+        ),
+    ] = False,
+    domain: Annotated[
+        str, typer.Option(help="Domain written in a new corpus's header (legal, support, …).")
+    ] = "unknown",
+    idle: Annotated[
+        float, typer.Option(help="Close a session after this many seconds without a call.")
+    ] = 900.0,
+    intercept: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--intercept",
+            help="Forward mode: another API host to decrypt and record (e.g. llm.corp.example; "
+            "*.example.com for subdomains).",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Don't verify the upstream's TLS certificate.")
+    ] = False,
+    confdir: Annotated[
+        Path, typer.Option(help="mitmproxy's configuration directory (its CA lives there).")
+    ] = Path("~/.mitmproxy"),
+    quiet: Annotated[bool, typer.Option(help="No live status line.")] = False,
+) -> None:
+    """Proxy agents' LLM API calls and record them as an anonymized corpus."""
+    from capture.output import open_corpus
+
+    try:
+        listeners = plan(upstream or [], listen or [], forward=forward)
+        writer, notes = open_corpus(output, domain=domain)
+    except (CaptureError, CorpusError) as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"{output}: {exc.strerror or exc}") from None
+    for note in notes:
+        err.print(f"[yellow]note:[/] {escape(note)}")
+    recorder = Recorder(writer, idle=idle)
+    recorder.start()
+    logging.getLogger("mitmproxy").addHandler(_ToConsole(logging.WARNING))
+    logging.getLogger("mitmproxy").propagate = False
+    failure: str | None = None
+    try:
+        asyncio.run(
+            _serve(
+                recorder,
+                listeners,
+                confdir=confdir.expanduser(),
+                insecure=insecure,
+                intercept=tuple(intercept or ()),
+                live=not quiet and console.is_terminal,
+            )
+        )
+    except CaptureError as exc:
+        failure = str(exc)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        recorder.close()
+    stats = recorder.stats
+    console.print(status_line(stats))
+    console.print(f"wrote {output} ({writer.frames} frames this run)")
+    if stats.errors:
+        where = ", ".join(f"{k} {v}" for k, v in sorted(stats.where.items()))
+        err.print(
+            f"[yellow]note:[/] {stats.errors} recorder errors ({where}); the traffic was not "
+            "affected, those calls are missing from the corpus"
+        )
+    if failure is not None:
+        raise _fail(failure)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,268 @@
+"""Real clients through the proxy: the official openai and anthropic SDKs drive tool-using
+conversations against the simulated engine (Chat Completions, Messages) and the scripted
+upstream's Responses API; the corpus must hold them as the sessions they were."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import anthropic
+import httpx2
+import openai
+import pytest
+from capture_harness import Cap, Stack
+
+from corpus import Session, linearize
+from corpus.tokenizer import count
+
+pytestmark = pytest.mark.timeout(90)
+
+SYSTEM = "You are a meticulous legal research agent. Cite every source you use. " * 12
+CHAT_TOOLS = [{"type": "function", "function": {
+    "name": "search_case_law", "description": "Search the case-law database.",
+    "parameters": {"type": "object", "properties": {"query": {"type": "string"}},
+                   "required": ["query"]}}}]
+CLAUDE_TOOLS = [{"name": "Read", "description": "Read a file.",
+                 "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}]
+# pause before each call: a tool result comes back quickly, a user takes longer
+PAUSES = [0.0, 0.06, 0.25, 0.1, 0.3, 0.05]
+
+
+class Clock(httpx2.BaseTransport):
+    """The HTTP transport under the SDK: notes when each request goes to the socket, and reads
+    each response to its end as soon as it arrives (noting when), so the SDK's own parsing
+    time counts as the client's overhead, as the server sees it, not as network delay."""
+
+    def __init__(self) -> None:
+        self.inner = httpx2.HTTPTransport()
+        self.sent: list[float] = []
+        self.received: list[float] = []
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.sent.append(time.perf_counter())
+        response = self.inner.handle_request(request)
+        body = b"".join(response.stream)  # type: ignore[union-attr]
+        self.received.append(time.perf_counter())
+        response.close()
+        return httpx2.Response(response.status_code, headers=response.headers,
+                               stream=httpx2.ByteStream(body), request=request,
+                               extensions=response.extensions)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def http(self) -> httpx2.Client:
+        return httpx2.Client(transport=self)
+
+    def overheads(self, sleeps: list[float]) -> list[float]:
+        """The client's own time between a response's last byte and its next request, beyond
+        the sleep: SDK parsing and request building (a loaded machine stretches it)."""
+        return [0.0] + [s - r - sl for s, r, sl in zip(self.sent[1:], self.received, sleeps[1:],
+                                                       strict=False)]
+
+
+def check_session(session: Session, sleeps: list[float], usages: list[tuple[int, int, int]],
+                  tool: str, clock: Clock, streamed: bool) -> None:
+    assert len(session.turns) == len(sleeps)
+    assert [t.after for t in session.turns] == ["start", "tool", "user", "tool", "user", "tool"]
+    prev_duration = 0.0
+    for turn, sleep, extra, (prompt, cached, completion) in zip(
+        session.turns, sleeps, clock.overheads(sleeps), usages, strict=True
+    ):
+        assert turn.status == 200
+        assert turn.duration is not None
+        # The recorded wait is the agent's idle gap as the server sees it: the test's sleep
+        # plus the client's own measured overhead, within 20 ms for the two loopback hops.
+        # On a loaded machine those hops stretch; a zero-cost engine call's duration (two
+        # hops as well) shows by how much at that moment, so it widens the bound.
+        slack = 0.02 + max(prev_duration, turn.duration)
+        assert -0.005 < turn.wait - sleep - extra < slack, (turn.wait, sleep, extra, slack)
+        prev_duration = turn.duration
+        assert (turn.usage_input, turn.usage_cached, turn.output) == (prompt, cached, completion)
+        assert abs(turn.input - prompt) <= 0.05 * prompt
+        if streamed:  # a non-streamed body shows no first token: ttft stays unrecorded
+            assert turn.ttft is not None
+            assert turn.duration >= turn.ttft
+        else:
+            assert turn.ttft is None
+    calls = [t.tool_calls for t in session.turns]
+    assert calls[0] == (tool,)
+    assert calls[1] == ()
+    prefixes = session.prefixes()
+    for a, b in zip(prefixes, prefixes[1:], strict=False):
+        shared = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                      min(len(a), len(b)))
+        assert shared >= len(a) - 1  # each turn extends the last (a partial tail may change)
+
+
+def chat_conversation(client: openai.OpenAI, stream: bool,
+                      first: str = "Find precedent on implied warranties.",
+                      pauses: list[float] = PAUSES,
+                      clock: Clock | None = None) -> tuple[list[float], list[Any]]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM},
+                                      {"role": "user", "content": first}]
+    usages = []
+    sleeps = []
+    for i, pause in enumerate(pauses):
+        time.sleep(pause)
+        sleeps.append(pause)
+        kw: dict[str, Any] = dict(model="sim-32b", messages=messages, tools=CHAT_TOOLS,
+                                  max_tokens=24)
+        if stream:
+            text, calls, usage = "", {}, None
+            for chunk in client.chat.completions.create(
+                stream=True, stream_options={"include_usage": True}, **kw
+            ):
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    text += choice.delta.content or ""
+                    for tc in choice.delta.tool_calls or ():
+                        slot = calls.setdefault(tc.index, {"id": "", "name": "", "args": ""})
+                        slot["id"] = tc.id or slot["id"]
+                        if tc.function:
+                            slot["name"] += tc.function.name or ""
+                            slot["args"] += tc.function.arguments or ""
+            tool_calls = [{"id": c["id"], "type": "function",
+                           "function": {"name": c["name"], "arguments": c["args"]}}
+                          for c in calls.values()]
+        else:
+            resp = client.chat.completions.create(**kw)
+            msg, usage = resp.choices[0].message, resp.usage
+            text = msg.content or ""
+            tool_calls = [tc.model_dump() for tc in msg.tool_calls or ()]
+        assert usage is not None
+        details = usage.prompt_tokens_details
+        usages.append((usage.prompt_tokens, details.cached_tokens if details else None,
+                       usage.completion_tokens))
+        assistant: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if tool_calls:
+            assistant["tool_calls"] = tool_calls
+        messages.append(assistant)
+        if tool_calls:
+            for tc in tool_calls:
+                messages.append({"role": "tool", "tool_call_id": tc["id"],
+                                 "content": f"Three matching cases found (round {i})."})
+        else:
+            messages.append({"role": "user", "content": f"Now check jurisdiction {i}."})
+    return sleeps, usages
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_openai_sdk_tool_conversation_is_one_session(stack: Stack, cap: Cap, stream: bool) -> None:
+    clock = Clock()
+    with openai.OpenAI(base_url=stack.sim + "/v1", api_key="sk-test", max_retries=0,
+                       http_client=clock.http()) as client:
+        sleeps, usages = chat_conversation(client, stream, clock=clock)
+    [session] = cap.sessions()
+    assert session.api == "openai-chat"
+    assert session.agent == "openai-python"
+    assert session.model == "sim-32b"
+    check_session(session, sleeps, usages, "tool-" + session.turns[0].tool_calls[0][5:], clock,
+                  stream)
+    assert session.turns[0].tool_calls[0].startswith("tool-")  # custom tool: pseudonymized
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_anthropic_sdk_tool_conversation_is_one_session(
+    stack: Stack, cap: Cap, stream: bool, request: pytest.FixtureRequest
+) -> None:
+    clock = Clock()
+    client = anthropic.Anthropic(base_url=stack.sim, api_key="sk-ant-test", max_retries=0,
+                                 http_client=clock.http())
+    request.addfinalizer(client.close)
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Read the engagement letter."}]
+    sleeps, usages = [], []
+    for i, pause in enumerate(PAUSES):
+        time.sleep(pause)
+        sleeps.append(pause)
+        kw: dict[str, Any] = dict(model="sim-claude", max_tokens=24, system=SYSTEM,
+                                  tools=CLAUDE_TOOLS, messages=messages)
+        if stream:
+            with client.messages.stream(**kw) as s:
+                msg = s.get_final_message()
+        else:
+            msg = client.messages.create(**kw)
+        u = msg.usage
+        total = u.input_tokens + (u.cache_read_input_tokens or 0) + (
+            u.cache_creation_input_tokens or 0)
+        usages.append((total, u.cache_read_input_tokens or 0, u.output_tokens))
+        content = [b.model_dump(exclude_none=True) for b in msg.content]
+        messages.append({"role": "assistant", "content": content})
+        uses = [b for b in msg.content if b.type == "tool_use"]
+        if uses:
+            messages.append({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": b.id, "content": f"Page {i} text."}
+                for b in uses]})
+        else:
+            messages.append({"role": "user", "content": f"Next, clause {i}."})
+    [session] = cap.sessions()
+    assert session.api == "anthropic-messages"
+    assert session.agent == "anthropic-python"
+    check_session(session, sleeps, usages, "Read", clock, stream)
+    assert {t.stop for t in session.turns} <= {"tool_use", "end_turn", "max_tokens"}
+
+
+def test_concurrent_conversations_are_separate_sessions_sharing_prompt_blocks(
+    stack: Stack, cap: Cap, request: pytest.FixtureRequest
+) -> None:
+    client = openai.OpenAI(base_url=stack.sim + "/v1", api_key="sk-test", max_retries=0)
+    request.addfinalizer(client.close)
+    errors: list[BaseException] = []
+
+    def run(first: str) -> None:
+        try:
+            chat_conversation(client, True, first=first, pauses=[0.0, 0.02, 0.05, 0.02])
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(q,)) for q in
+               ("Research statute of limitations.", "Draft a motion to dismiss.")]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    sessions = cap.sessions()
+    assert len(sessions) == 2
+    assert all(len(s.turns) == 4 for s in sessions)
+    a, b = (s.prefixes()[0] for s in sessions)
+    preamble = linearize.segments("openai-chat", {"tools": CHAT_TOOLS, "messages": [
+        {"role": "system", "content": SYSTEM}]})
+    shared = sum(count(seg) for seg in preamble) // 64  # full blocks of tools + system prompt
+    assert shared >= 3
+    assert a[:shared] == b[:shared]
+    assert a[shared:] != b[shared:]
+    assert set(a[shared:]).isdisjoint(b[shared:])
+
+
+def test_openai_responses_chain_is_one_session_with_rebuilt_context(
+    stack: Stack, cap: Cap, request: pytest.FixtureRequest
+) -> None:
+    client = openai.OpenAI(base_url=stack.fake + "/gen/v1", api_key="sk-test", max_retries=0)
+    request.addfinalizer(client.close)
+    tools = [{"type": "function", "name": "shell", "description": "Run a command.",
+              "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}]
+    previous = None
+    new_input: list[Any] = [{"role": "user", "content": "List the repository files."}]
+    usages = []
+    for i in range(4):
+        with client.responses.stream(model="gpt-5-codex", instructions="You are Codex.",
+                                     tools=tools, input=new_input,
+                                     previous_response_id=previous) as s:
+            resp = s.get_final_response()
+        assert resp.usage is not None
+        usages.append(resp.usage.input_tokens)
+        previous = resp.id
+        calls = [o for o in resp.output if o.type == "function_call"]
+        new_input = ([{"type": "function_call_output", "call_id": c.call_id, "output": "a.py"}
+                      for c in calls] or [{"role": "user", "content": f"Next step {i}."}])
+        time.sleep(0.05)
+    [session] = cap.sessions()
+    assert session.api == "openai-responses"
+    assert [t.usage_input for t in session.turns] == usages
+    assert [t.input for t in session.turns] == usages  # context rebuilt from the chain
+    assert [t.after for t in session.turns] == ["start", "tool", "user", "tool"]
+    assert all(t.reasoning == 3 for t in session.turns)
+    assert session.turns[0].tool_calls == ("shell",)
