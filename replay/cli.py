@@ -1,0 +1,418 @@
+"""The `replay` command: `replay CORPUS [--endpoint URL]` finds how many agents a server keeps
+inside each SLO tier, and at what power; `replay serve …` runs the simulated engine.
+
+The only module of the package that prints or exits. Library errors become one
+`error: …` line and exit code 1; Ctrl-C prints and saves what was measured, then exits 130.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from replay import results as res
+from replay.client import Client, server_root
+from replay.endpoint import APIS
+from replay.errors import ConfigError, ReplayError
+from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
+from replay.metrics import Counters
+from replay.power import Recorder, sampler
+from replay.power import validate as validate_power
+from replay.progress import View, notes, table
+from replay.runner import Plan, run
+from replay.search import parse_resolution
+from replay.simulated import Simulated
+from replay.tiers import DEFAULT_TIERS, Tier
+from replay.tiers import parse as parse_tier
+from replay.waits import parse as parse_wait
+from replay.workers import LocalFleet, ProcessFleet, Settings, make_client, make_worker
+from replay.workload import Workload
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _headers(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition(":")
+        if not sep or not key.strip():
+            raise ConfigError(f"--header {pair!r}: expected NAME:VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@dataclasses.dataclass
+class _State:
+    """What the run has produced so far (kept for Ctrl-C)."""
+
+    record: res.Run | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """Validated command-line settings for one run."""
+
+    endpoint: str | None
+    profile: str
+    api: str
+    model: str | None
+    api_key: str | None
+    headers: dict[str, str]
+    affinity_header: str | None
+    extras: bool
+    request_timeout: float
+    tag: str
+    tokenizer: str
+    wait: str
+    seed: int
+    power: str | None
+    power_interval: float
+    metrics_url: str | None
+    workers: int
+    time_scale: float
+    plan: Plan
+    quick: bool
+    settings: dict[str, Any]
+
+
+async def _execute(state: _State, workload: Workload, opts: _Options, view: View) -> res.Run:
+    if opts.endpoint is None:
+        async with Simulated(opts.profile, time_scale=opts.time_scale) as root:
+            return await _execute_at(state, workload, opts, view, url=root + "/v1")
+    return await _execute_at(state, workload, opts, view, url=opts.endpoint)
+
+
+async def _execute_at(
+    state: _State, workload: Workload, opts: _Options, view: View, *, url: str
+) -> res.Run:
+    simulated = opts.endpoint is None
+    probe = Client(url, api=opts.api, api_key=opts.api_key, headers=opts.headers)
+    try:
+        listed = await probe.models()
+    finally:
+        await probe.close()
+    model = opts.model
+    if not model:
+        if not listed:
+            raise ReplayError(f"{probe.base}/models lists no model; pass --model NAME")
+        model = listed[0]
+    root = server_root(probe.base)
+    power = opts.power or ("sim" if simulated else "none")
+    source = sampler(power, sim_metrics=root + "/metrics" if simulated else None)
+    epoch = time.perf_counter_ns()
+    s = Settings(
+        corpus=workload.path, url=url, api=opts.api, model=model, api_key=opts.api_key,
+        headers=opts.headers, affinity_header=opts.affinity_header,
+        timeout=opts.request_timeout, extras=opts.extras, tag=opts.tag,
+        tokenizer=opts.tokenizer, wait=opts.wait, seed=opts.seed, epoch=epoch,
+        time_scale=opts.time_scale,
+    )
+    plan = opts.plan
+    record = res.Run(
+        simulated=simulated, profile=opts.profile if simulated else None, endpoint=probe.base,
+        api=opts.api, model=model,
+        corpus=res.Corpus(
+            path=workload.path, domain=workload.header.domain, sessions=len(workload.sessions),
+            turns=workload.turns, block_size=workload.header.block_size,
+            tokenizer=workload.header.tokenizer, recorded_api=workload.api,
+            ideal_cache_ratio=workload.ideal_cache_ratio,
+        ),
+        run_tag=opts.tag, seed=opts.seed, settings=opts.settings, short_windows=opts.quick,
+        power_source=power, time_scale=opts.time_scale,
+    )
+    if simulated:
+        record.notes.append(
+            f"simulated: every figure comes from the built-in simulated engine (profile "
+            f"{opts.profile}; plausible, uncalibrated), not from hardware"
+        )
+    if opts.time_scale != 1.0:
+        record.notes.append(
+            f"time-scaled: the simulated engine ran {1 / opts.time_scale:g}× faster than "
+            "modelled and waits shrank to match; every figure is in modelled seconds"
+        )
+    if opts.quick:
+        record.notes.append(
+            f"short windows (quick mode: {plan.timing.duration:g} s steady windows, "
+            f"{plan.timing.warmup_min:g}–{plan.timing.warmup_max:g} s warm-up"
+            f"{' in modelled time' if opts.time_scale != 1.0 else ''}): indicative only; "
+            "use --full or --duration for real measurements"
+        )
+    state.record = record
+    metrics_url = opts.metrics_url
+    counters = Counters(metrics_url or root + "/metrics") if metrics_url != "none" else None
+    recorder = Recorder(source, opts.power_interval) if source is not None else None
+    fleet: LocalFleet | ProcessFleet
+    client = None
+    if opts.workers > 1:
+        fleet = ProcessFleet(s, opts.workers)
+        await fleet.start()
+    else:
+        client = make_client(s)
+        await client.open()
+        fleet = LocalFleet(make_worker(s, workload, client))
+    poller: asyncio.Task[None] | None = None
+    try:
+        if recorder is not None:
+            poller = asyncio.create_task(recorder.run())
+        await run(record, fleet, plan, epoch=epoch, scale=opts.time_scale, recorder=recorder,
+                  counters=counters, on_tick=view.tick, on_level=view.level)
+    finally:
+        if poller is not None:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
+        await fleet.close()
+        if client is not None:
+            await client.close()
+        if counters is not None:
+            await counters.close()
+        if source is not None:
+            await source.close()
+        _add_notes(record)
+    return record
+
+
+def _add_notes(record: res.Run) -> None:
+    short = [lv.index + 1 for lv in record.levels if lv.short and not lv.partial]
+    if short:
+        record.notes.append(
+            f"levels {', '.join(map(str, short))} ended before --min-requests requests completed"
+        )
+    unstable = [lv.index + 1 for lv in record.levels if not lv.stable and not lv.partial]
+    if unstable:
+        record.notes.append(
+            f"levels {', '.join(map(str, unstable))} never reached a stable rate before the "
+            "warm-up limit"
+        )
+    bad = [lv for lv in record.levels if lv.power is not None and not lv.power.ok]
+    if bad:
+        record.notes.append(f"power: level {bad[0].index + 1}: "
+                            f"{bad[0].power.problem if bad[0].power else ''}")
+
+
+def _report(record: res.Run, json_path: Path | None) -> None:
+    if record.levels:
+        console.print(table(record))
+    for note in notes(record):
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    if json_path is not None:
+        json_path.write_bytes(res.dumps(record))
+        console.print(f"wrote {json_path}", highlight=False)
+
+
+@app.command(context_settings={"help_option_names": ["-h", "--help"]})
+def replay(
+    corpus: Annotated[Path, typer.Argument(help="Corpus file (.zst) to replay.")],
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="Server base URL, e.g. http://host:8000/v1. Without it, replay "
+                     "starts the built-in simulated engine."),
+    ] = None,
+    api: Annotated[
+        str, typer.Option(help="Wire API: chat (OpenAI chat completions), completions "
+                          "(token-id prompts: exact), anthropic (messages).")
+    ] = "chat",
+    model: Annotated[
+        str | None, typer.Option(help="Model name; default: the server's first /v1/models entry.")
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding the API key (default OPENAI_API_KEY, "
+                     "or ANTHROPIC_API_KEY for --api anthropic)."),
+    ] = None,
+    header: Annotated[
+        list[str] | None, typer.Option(help="Extra request header NAME:VALUE (repeatable).")
+    ] = None,
+    affinity_header: Annotated[
+        str | None,
+        typer.Option(help="Send the replayed session's id in this header so routers can pin "
+                     "conversations."),
+    ] = None,
+    profile: Annotated[
+        str, typer.Option(help="Simulated engine profile (h100, b200, instant).")
+    ] = "h100",
+    agents: Annotated[
+        int | None, typer.Option(help="Measure this one level instead of searching.", min=1)
+    ] = None,
+    max_agents: Annotated[int, typer.Option(help="Largest level the search tries.", min=1)] = 1024,
+    slo: Annotated[
+        list[str] | None,
+        typer.Option(help="Tier FLOOR:TTFT (P25 tok/s : P95 seconds), repeatable; default "
+                     "20:10, 60:5, 180:3."),
+    ] = None,
+    resolution: Annotated[
+        str | None,
+        typer.Option(help="Stop bisecting at this resolution: 10% or a number of agents "
+                     "(default 10%, quick mode 25%)."),
+    ] = None,
+    quick: Annotated[
+        bool | None,
+        typer.Option("--quick/--full", help="Short windows (default without --endpoint) or "
+                     "full AA-style windows (default with --endpoint)."),
+    ] = None,
+    duration: Annotated[float | None, typer.Option(help="Steady window, seconds.")] = None,
+    warmup: Annotated[
+        float | None, typer.Option(help="Least warm-up after the ramp, seconds.")
+    ] = None,
+    warmup_max: Annotated[
+        float | None, typer.Option(help="Longest warm-up before measuring anyway, seconds.")
+    ] = None,
+    min_requests: Annotated[
+        int | None, typer.Option(help="Least completed requests per window (extends it).")
+    ] = None,
+    wait: Annotated[
+        str,
+        typer.Option(help="Wait before each turn: recorded, scale:X, cap:S, fixed:S, none, or "
+                     "aa (simulated tool delays, log-normal 0.1–5 s, median 1 s)."),
+    ] = "recorded",
+    seed: Annotated[int, typer.Option(help="Seed for the deal, waits and prompts.")] = 0,
+    run_tag: Annotated[
+        str | None,
+        typer.Option(help="Mixed into every prompt block so runs can't hit each other's "
+                     "prefix cache (default: random)."),
+    ] = None,
+    tokenizer: Annotated[
+        str, typer.Option(help="Tokenizer the prompt text is built for.")
+    ] = "cl100k_base",
+    ignore_eos: Annotated[
+        bool,
+        typer.Option(help="Send ignore_eos/min_tokens so the server generates the recorded "
+                     "output length (dropped automatically if the server rejects them)."),
+    ] = True,
+    power: Annotated[
+        str | None,
+        typer.Option(help="Power source: nvml, dcgm:URL, prometheus:URL[#metric], cmd:'…', sim, "
+                     "none (default: sim when simulated, else none)."),
+    ] = None,
+    power_interval: Annotated[float, typer.Option(help="Power poll interval, seconds.")] = 0.5,
+    metrics_url: Annotated[
+        str | None,
+        typer.Option(help="Prometheus URL with vLLM prefix-cache counters (default: the "
+                     "server's /metrics; 'none' to skip)."),
+    ] = None,
+    max_error_rate: Annotated[
+        float, typer.Option(help="A level whose error share exceeds this fails every tier.")
+    ] = 0.05,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 600.0,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes the agents are sharded over.", min=1)
+    ] = 1,
+    time_scale: Annotated[
+        float | None,
+        typer.Option(help="Simulated engine only: run its model this many times real time "
+                     "(0.1 = ten times faster) and report in modelled seconds (default 0.1 "
+                     "in quick mode, else 1)."),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write every level's raw figures here.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
+) -> None:
+    """Replay CORPUS against an endpoint and find the most agents each SLO tier allows."""
+    try:
+        if api not in APIS:
+            raise ConfigError(f"--api {api!r}: expected one of {', '.join(APIS)}")
+        tiers: list[Tier] = [parse_tier(s) for s in slo] if slo else list(DEFAULT_TIERS)
+        parse_wait(wait)
+        is_quick = endpoint is None if quick is None else quick
+        if time_scale is not None and endpoint is not None and time_scale != 1.0:
+            raise ConfigError("--time-scale applies to the simulated engine only (no --endpoint)")
+        if time_scale is not None and not 0 < time_scale <= 1:
+            raise ConfigError(f"--time-scale {time_scale:g}: expected a value in (0, 1]")
+        scale = time_scale if time_scale is not None else (
+            QUICK_TIME_SCALE if is_quick and endpoint is None else 1.0)
+        timing: Timing = (QUICK if is_quick else FULL).scaled(1 / scale)
+        if duration is not None:
+            timing = dataclasses.replace(timing, duration=duration,
+                                         max_window=max(timing.max_window, 3 * duration))
+        if warmup is not None:
+            timing = dataclasses.replace(timing, warmup_min=warmup,
+                                         warmup_max=max(timing.warmup_max, warmup))
+        if warmup_max is not None:
+            timing = dataclasses.replace(timing, warmup_max=warmup_max,
+                                         warmup_min=min(timing.warmup_min, warmup_max))
+        if min_requests is not None:
+            timing = dataclasses.replace(timing, min_requests=min_requests)
+        res_spec = resolution or ("25%" if is_quick else "10%")
+        plan = Plan(tiers=tiers, timing=timing, max_agents=max_agents,
+                    resolution=parse_resolution(res_spec), agents=agents,
+                    max_error_rate=max_error_rate)
+        key_env = api_key_env or ("ANTHROPIC_API_KEY" if api == "anthropic" else "OPENAI_API_KEY")
+        api_key = os.environ.get(key_env)
+        if api_key_env and api_key is None:
+            raise ConfigError(f"--api-key-env {api_key_env}: that variable is not set")
+        extra_headers = _headers(header or [])
+        if power is not None:
+            validate_power(power, simulated=endpoint is None)
+        workload = Workload.load(corpus)
+    except ReplayError as exc:
+        raise _fail(str(exc)) from None
+    tag = run_tag if run_tag is not None else secrets.token_hex(4)
+    settings: dict[str, Any] = {
+        "wait": wait, "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers],
+        "resolution": res_spec, "max_agents": max_agents, "agents": agents,
+        "timing": dataclasses.asdict(timing), "tokenizer": tokenizer, "workers": workers,
+        "max_error_rate": max_error_rate, "timeout": timeout, "ignore_eos": ignore_eos,
+        "affinity_header": affinity_header, "power_interval": power_interval,
+    }
+    opts = _Options(
+        endpoint=endpoint, profile=profile, api=api, model=model, api_key=api_key,
+        headers=extra_headers, affinity_header=affinity_header, extras=ignore_eos,
+        request_timeout=timeout, tag=tag, tokenizer=tokenizer, wait=wait, seed=seed, power=power,
+        power_interval=power_interval, metrics_url=metrics_url, workers=workers,
+        time_scale=scale, plan=plan, quick=is_quick, settings=settings,
+    )
+    label = f"simulated {profile}" if endpoint is None else endpoint
+    state = _State()
+    # SIGTERM stops a run like Ctrl-C: results so far are kept and the engine is shut down
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with View(console, label=label, enabled=progress, simulated=endpoint is None) as view:
+            asyncio.run(_execute(state, workload, opts, view))
+    except KeyboardInterrupt:
+        if state.record is not None:
+            state.record.interrupted = True
+            _report(state.record, json_out)
+        err_console.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+    except ReplayError as exc:
+        if state.record is not None and state.record.levels:
+            _report(state.record, json_out)
+        raise _fail(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert state.record is not None
+    _report(state.record, json_out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: `replay serve …` runs the simulated engine, anything else replays."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "serve":
+        try:
+            from replay.engine.cli import app as engine_app
+        except ImportError as exc:
+            err_console.print(
+                "[red]error:[/] the simulated engine (replay.engine) is not part of this build "
+                f"({exc}); pass --endpoint URL to replay against a server"
+            )
+            raise SystemExit(1) from None
+        engine_app(args=args[1:], prog_name="replay serve")
+        return
+    app(args=args, prog_name="replay")

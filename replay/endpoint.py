@@ -1,0 +1,95 @@
+"""What the replay loop needs from a server: the `Endpoint` protocol and its request/result types.
+
+Agents, levels and the search only know this protocol; `replay.client.Client` implements it
+over aiohttp, tests implement it with in-process fakes. Times are integer nanoseconds on the
+clock the agent uses (`time.perf_counter_ns` for real endpoints: CLOCK_MONOTONIC, the same in
+every process of the machine).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from replay.prompts import Form, Prompt
+
+APIS = ("chat", "completions", "anthropic")
+
+
+@dataclass(slots=True)
+class Progress:
+    """How far a streaming response has got: first-token time (0 = none yet) and tokens so
+    far. Endpoints update it as tokens arrive, so a request cut off when a level stops can
+    still be judged on what it delivered."""
+
+    first: int = 0
+    tokens: int = 0
+
+
+@dataclass(slots=True)
+class Request:
+    """One turn to send. `affinity` identifies the replayed conversation (for routers);
+    `progress`, when given, is kept up to date while the response streams."""
+
+    prompt: Prompt
+    max_tokens: int
+    affinity: str = ""
+    progress: Progress | None = None
+
+
+@dataclass(slots=True)
+class Result:
+    """What came back. `error` is "" on success, else a short kind (`http_429`, `timeout`,
+    `connect`, `stream`, `incomplete`, …). `first` is 0 when no token arrived. Server counts are
+    -1 when the server did not report them."""
+
+    start: int
+    first: int
+    end: int
+    output: int
+    status: int = 200
+    error: str = ""
+    server_input: int = -1
+    server_cached: int = -1
+    detail: str = ""
+
+
+class Endpoint(Protocol):
+    """A server the agents talk to. `send` never raises for server or network trouble: it
+    returns a `Result` with `error` set (cancellation still propagates)."""
+
+    @property
+    def form(self) -> Form:
+        """Whether prompts must carry `text` or token `ids`."""
+        ...
+
+    async def send(self, request: Request) -> Result: ...
+
+    async def close(self) -> None: ...
+
+
+class Clock(Protocol):
+    """Monotonic time in nanoseconds and a way to wait; tests substitute virtual time."""
+
+    def now(self) -> int: ...
+
+    async def sleep_until(self, deadline: int) -> None: ...
+
+
+class RealClock:
+    """`time.perf_counter_ns` and `asyncio.sleep`."""
+
+    def __init__(self, sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
+        import asyncio
+
+        self._sleep = sleep or asyncio.sleep
+
+    def now(self) -> int:
+        return time.perf_counter_ns()
+
+    async def sleep_until(self, deadline: int) -> None:
+        delay = (deadline - time.perf_counter_ns()) / 1e9
+        if delay > 0:
+            await self._sleep(delay)

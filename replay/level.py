@@ -1,0 +1,216 @@
+"""Measure one level (N agents) the AA-AgentPerf way: staggered ramp-up, warm-up until the
+completion rate is stable, a steady window, then a drain that lets the window's requests finish.
+
+Warm-up ends, after at least `warmup_min` seconds past the ramp, once the output-token rate of
+the last `stable_span` seconds is within `stable_tolerance` of the span before it (or at
+`warmup_max`, flagged unstable). The window lasts `duration` seconds and is extended, up to
+`max_window`, until `min_requests` of its requests have completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from replay.metrics import Counters
+from replay.power import Recorder, window_mean
+from replay.results import Level, Power, Sample
+from replay.summary import arrays, in_window
+from replay.workers import Fleet
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Durations (seconds) of a level's phases."""
+
+    duration: float = 120.0
+    min_requests: int = 100
+    max_window: float = 360.0
+    ramp_per_agent: float = 0.5
+    ramp_max: float = 30.0
+    warmup_min: float = 30.0
+    warmup_max: float = 300.0
+    stable_span: float = 10.0
+    stable_tolerance: float = 0.2
+    drain: float = 60.0
+    tick: float = 0.25
+
+    def ramp(self, agents: int) -> float:
+        return min(self.ramp_max, self.ramp_per_agent * max(0, agents - 1))
+
+    def scaled(self, factor: float) -> Timing:
+        """Every duration multiplied by `factor` (for a time-scaled simulated engine)."""
+        return dataclasses.replace(
+            self, duration=self.duration * factor, max_window=self.max_window * factor,
+            ramp_per_agent=self.ramp_per_agent * factor, ramp_max=self.ramp_max * factor,
+            warmup_min=self.warmup_min * factor, warmup_max=self.warmup_max * factor,
+            stable_span=self.stable_span * factor, drain=self.drain * factor,
+        )
+
+
+FULL = Timing()
+QUICK = Timing(
+    duration=5.0, min_requests=10, max_window=8.0, ramp_per_agent=0.05, ramp_max=2.0,
+    warmup_min=1.5, warmup_max=3.0, stable_span=1.0, drain=4.0,
+)
+"""Short windows for the quick start, in wall seconds (results are indicative only)."""
+
+QUICK_TIME_SCALE = 0.1
+"""The simulated quick start runs the engine ten times faster than modelled, so its short wall
+windows hold ten times more modelled time (and requests)."""
+
+
+@dataclass
+class Live:
+    """What the progress view shows while a level runs."""
+
+    level: int
+    agents: int
+    phase: str = "ramp"
+    elapsed: float = 0.0
+    completed: int = 0
+    errors: int = 0
+    inflight: int = 0
+    p25_speed: float | None = None
+    p95_ttft: float | None = None
+    window_requests: int = 0
+
+
+@dataclass
+class Raw:
+    """A level as measured, before summarizing."""
+
+    level: Level
+    samples: list[Sample] = field(default_factory=list)
+    counters: float | None = None
+
+
+def _rate(samples: list[Sample], lo: float, hi: float) -> float:
+    return sum(s.output for s in samples if lo <= s.end < hi and not s.error) / max(1e-9, hi - lo)
+
+
+def _live_figures(samples: list[Sample]) -> tuple[float | None, float | None]:
+    _, speed, ttft = arrays(samples)
+    sp, tt = speed[~np.isnan(speed)], ttft[~np.isnan(ttft)]
+    return (
+        float(np.percentile(sp, 25)) if sp.size else None,
+        float(np.percentile(tt, 95)) if tt.size else None,
+    )
+
+
+async def measure(
+    fleet: Fleet,
+    *,
+    index: int,
+    agents: int,
+    timing: Timing,
+    epoch: int,
+    scale: float = 1.0,
+    recorder: Recorder | None = None,
+    counters: Counters | None = None,
+    on_tick: Callable[[Live], None] | None = None,
+    on_start: Callable[[Raw], None] | None = None,
+) -> Raw:
+    """Run one level. `on_start` receives the `Raw` record that is filled as samples arrive,
+    so a caller that is cancelled mid-level still holds what was measured (flagged
+    `partial`, window cut at the cancellation). `timing` and every reported time are in
+    reported seconds; `scale` wall seconds make one (see `Agent`)."""
+
+    def rel(ns: int) -> float:
+        return (ns - epoch) / 1e9 / scale
+
+    def ns(seconds: float) -> int:
+        return epoch + int(seconds * scale * 1e9)
+
+    t0 = time.perf_counter_ns() + int(0.05e9)
+    ramp = timing.ramp(agents)
+    started = rel(t0)
+    level = Level(agents=agents, index=index, started=started, window_start=started,
+                  window_end=started, warmup_s=0.0, stable=False, partial=True)
+    raw = Raw(level=level)
+    got = raw.samples
+    if on_start is not None:
+        on_start(raw)
+    await fleet.begin(index, agents, t0, ramp * scale)
+    live = Live(level=index, agents=agents)
+    ramp_end = started + ramp
+    measuring = False
+    c0: tuple[float, float] | None = None
+    hard_end = window_end = 0.0
+    try:
+        while True:
+            await asyncio.sleep(timing.tick)
+            got.extend(fleet.take())
+            now = rel(time.perf_counter_ns())
+            live.elapsed = now - started
+            live.inflight = fleet.inflight
+            if not measuring:
+                level.window_start = level.window_end = now
+                warm = now - ramp_end
+                live.phase = "ramp" if now < ramp_end else "warm-up"
+                span = timing.stable_span
+                if warm >= timing.warmup_min:
+                    a = _rate(got, now - 2 * span, now - span)
+                    b = _rate(got, now - span, now)
+                    stable = a > 0 and b > 0 and abs(a - b) <= timing.stable_tolerance * max(a, b)
+                    if stable or warm >= timing.warmup_max:
+                        measuring = True
+                        level.stable = stable
+                        level.warmup_s = max(0.0, warm)
+                        window_end = now + timing.duration
+                        hard_end = now + max(timing.duration, timing.max_window)
+                        if counters is not None:
+                            c0 = await counters.read()
+                recent = [s for s in got if s.end >= now - 10.0]
+            else:
+                live.phase = "window"
+                level.window_end = now
+                recent = [s for s in got if s.start >= level.window_start]
+                done = sum(1 for s in recent if not s.error)
+                live.window_requests = done
+                if now >= window_end and (done >= timing.min_requests or now >= hard_end):
+                    break
+            live.completed = sum(1 for s in got if not s.error)
+            live.errors = sum(1 for s in got if s.error)
+            live.p25_speed, live.p95_ttft = _live_figures(recent)
+            if on_tick is not None:
+                on_tick(live)
+    except BaseException:
+        got.extend(fleet.take())
+        raise
+    if counters is not None and c0 is not None:
+        c1 = await counters.read()
+        if c1 is not None and c1[0] > c0[0]:
+            raw.counters = (c1[1] - c0[1]) / (c1[0] - c0[0])
+    live.phase = "drain"
+    if on_tick is not None:
+        on_tick(live)
+    before = ns(level.window_end)
+    got.extend(await fleet.finish(before, timing.drain * scale))
+    level.partial = False
+    done = sum(1 for s in in_window(got, level.window_start, level.window_end)
+               if not s.error and not s.cut)
+    level.short = done < timing.min_requests
+    if recorder is not None:
+        await recorder.reach(before)
+        level.power = power_summary(recorder, epoch, level, scale)
+    return raw
+
+
+def power_summary(recorder: Recorder, epoch: int, level: Level, scale: float = 1.0) -> Power:
+    """Mean power over `level`'s window from the recorder's readings (energy in reported
+    seconds' terms: a time-scaled engine draws its modelled power over less wall time)."""
+    a = epoch + int(level.window_start * scale * 1e9)
+    b = epoch + int(level.window_end * scale * 1e9)
+    wp = window_mean(recorder.between(a, b), a, b, max_gap_s=max(5.0, 4 * recorder.interval))
+    energy = None if wp.energy_j is None else wp.energy_j / scale
+    return Power(
+        source=recorder.sampler.name, mode=wp.mode, mean_w=wp.mean_w, energy_j=energy,
+        coverage=wp.coverage, readings=wp.readings, ok=wp.ok,
+        problem=wp.problem or (recorder.last_error if wp.mean_w is None else ""),
+    )

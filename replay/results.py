@@ -1,0 +1,196 @@
+"""Result records: raw per-request samples, per-level summaries, the run, and their JSON.
+
+Samples are the mergeable unit: shards (worker processes, later machines) concatenate their
+samples and `summarize` recomputes every figure from them. JSON output is `Run` encoded by
+msgspec; `samples` rows are arrays in `Sample`'s field order (`SAMPLE_FIELDS`).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+SCHEMA = 1
+
+
+class Sample(msgspec.Struct, array_like=True, frozen=True):
+    """One request. Times are seconds since the run's epoch (CLOCK_MONOTONIC); `first` is -1
+    when no token arrived; `planned` is when the turn was due (its wait over). Server counts
+    are -1 when not reported. `error` is "" for a success. `cut` marks a request still
+    streaming when its level stopped: `end` is the cut-off and `output` the tokens so far, so
+    its speed so far counts, and without a first token its TTFT is at least `end − start`."""
+
+    agent: int
+    session: int
+    cycle: int
+    turn: int
+    planned: float
+    start: float
+    first: float
+    end: float
+    input: int
+    asked: int
+    output: int
+    server_input: int
+    server_cached: int
+    ideal_cached: int
+    status: int
+    error: str
+    cut: bool = False
+
+
+SAMPLE_FIELDS: tuple[str, ...] = Sample.__struct_fields__
+
+
+class TierVerdict(msgspec.Struct, kw_only=True):
+    """A level judged against one tier, plus the per-agent view."""
+
+    floor: float
+    ttft: float
+    passed: bool
+    reason: str = ""
+    inconclusive: bool = False
+    """No request to judge (agents all waiting): counted as a pass by the search."""
+    agent_share: float | None = None
+    """Share of the level's agents whose own window requests met the tier."""
+
+
+class Power(msgspec.Struct, kw_only=True):
+    source: str
+    mode: str
+    mean_w: float | None
+    energy_j: float | None = None
+    coverage: float = 0.0
+    readings: int = 0
+    ok: bool = False
+    problem: str = ""
+    j_per_token: float | None = None
+    """Joules per output token of the window's requests (mean W × window ÷ tokens)."""
+
+
+class Fidelity(msgspec.Struct, kw_only=True):
+    """How faithfully the window's requests reproduced the corpus turns they replayed."""
+
+    input_checked: int = 0
+    """Requests whose server reported prompt tokens."""
+    input_ratio: float | None = None
+    """Σ server prompt tokens ÷ Σ recorded input tokens (chat templates add a few tokens)."""
+    input_max_dev: float | None = None
+    """Largest per-request |server − recorded| ÷ recorded."""
+    output_asked: int = 0
+    output_received: int = 0
+    output_ratio: float | None = None
+    output_exact_share: float | None = None
+    cache_server: float | None = None
+    """Server-reported cached ÷ prompt tokens (usage fields)."""
+    cache_counters: float | None = None
+    """vLLM prefix-cache hits ÷ queries over the window (server /metrics), when exposed."""
+    cache_ideal: float | None = None
+    """What an infinite prefix cache would hit for the same requests (block structure)."""
+    lag_p50: float | None = None
+    lag_p95: float | None = None
+    lag_max: float | None = None
+    """Schedule lag: how late turns started after their wait was over (seconds)."""
+
+
+class Level(msgspec.Struct, kw_only=True):
+    """One measured agent count: the window's figures, verdicts and raw samples."""
+
+    agents: int
+    index: int
+    started: float
+    window_start: float
+    window_end: float
+    warmup_s: float
+    stable: bool
+    short: bool = False
+    """The window ended before it held `--min-requests` requests."""
+    partial: bool = False
+    """Interrupted (Ctrl-C) before the window was complete."""
+    requests: int = 0
+    completed: int = 0
+    cut: int = 0
+    """Window requests still streaming when the drain ended (judged on what they delivered)."""
+    errors: int = 0
+    error_rate: float = 0.0
+    errors_by_kind: dict[str, int] = {}
+    output_tokens: int = 0
+    p25_speed: float | None = None
+    p50_speed: float | None = None
+    p50_ttft: float | None = None
+    p95_ttft: float | None = None
+    agents_measured: int = 0
+    verdicts: list[TierVerdict] = []
+    power: Power | None = None
+    fidelity: Fidelity = msgspec.field(default_factory=Fidelity)
+    samples: list[Sample] = []
+
+
+class TierResult(msgspec.Struct, kw_only=True):
+    """The answer for one tier: the most agents that met it, and its cost in power."""
+
+    floor: float
+    ttft: float
+    agents: int
+    capped: bool = False
+    """Passed at --max-agents: the capacity may be higher."""
+    resolved: bool = True
+    inconclusive: bool = False
+    """The level that gave `agents` had no request to judge for this tier."""
+    level: int | None = None
+    """Index into `levels` of the level that gave `agents`."""
+    mean_w: float | None = None
+    agents_per_mw: float | None = None
+    j_per_token: float | None = None
+    p25_speed: float | None = None
+    p95_ttft: float | None = None
+    cache_hit_ratio: float | None = None
+    errors: int = 0
+    agent_share: float | None = None
+
+
+class Corpus(msgspec.Struct, kw_only=True):
+    path: str
+    domain: str
+    sessions: int
+    turns: int
+    block_size: int
+    tokenizer: str
+    recorded_api: str
+    ideal_cache_ratio: float
+
+
+class Run(msgspec.Struct, kw_only=True):
+    """Everything one `replay` run measured (the `--json` document)."""
+
+    schema: int = SCHEMA
+    simulated: bool
+    profile: str | None = None
+    endpoint: str
+    api: str
+    model: str
+    corpus: Corpus
+    run_tag: str
+    seed: int
+    settings: dict[str, object] = {}
+    time_scale: float = 1.0
+    """Wall seconds per reported second: below 1 when the simulated engine ran faster than
+    modelled; every time, speed and energy is reported in modelled seconds."""
+    short_windows: bool = False
+    interrupted: bool = False
+    power_source: str = "none"
+    tiers: list[TierResult] = []
+    levels: list[Level] = []
+    notes: list[str] = []
+    sample_fields: tuple[str, ...] = SAMPLE_FIELDS
+
+
+_json = msgspec.json.Encoder()
+
+
+def dumps(run: Run) -> bytes:
+    """`run` as indented JSON."""
+    return msgspec.json.format(_json.encode(run), indent=1)
+
+
+def loads(data: bytes) -> Run:
+    return msgspec.json.decode(data, type=Run)

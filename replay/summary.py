@@ -1,0 +1,78 @@
+"""A level's figures recomputed from raw samples (so shards merge by concatenating samples).
+
+A request belongs to the steady window when it *started* inside it (the level drains them, so
+long requests are not biased away), or when it started earlier and was still running when the
+window ended: a request that outlives the whole window says how the server served the window
+(typically an overload transient), and leaving it out would let a level where nothing starts
+look clean.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from replay import fidelity
+from replay.results import Level, Sample, TierVerdict
+from replay.tiers import Tier, agent_shares, judge, p25_speed, p95_ttft, speeds
+
+
+def in_window(samples: Sequence[Sample], start: float, end: float) -> list[Sample]:
+    return [s for s in samples if start <= s.start < end or (s.start < start and s.end >= end)]
+
+
+def arrays(samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(agent ids, speeds, TTFTs) of the successful samples (NaN where undefined). A cut
+    request without a first token has waited `end − start` so far: that lower bound stands
+    in for its TTFT (it can only make the P95 worse, never better)."""
+    ok = [s for s in samples if not s.error]
+    agent = np.array([s.agent for s in ok], dtype=np.int64)
+    first = np.array([s.first for s in ok], dtype=np.float64)
+    start = np.array([s.start for s in ok], dtype=np.float64)
+    end = np.array([s.end for s in ok], dtype=np.float64)
+    out = np.array([s.output for s in ok], dtype=np.float64)
+    cut = np.array([s.cut for s in ok], dtype=bool)
+    speed = speeds(out, first, end)
+    ttft = np.where(first > 0, first - start, np.where(cut, end - start, np.nan))
+    return agent, speed, ttft
+
+
+def fill(
+    level: Level,
+    samples: Sequence[Sample],
+    tiers: Sequence[Tier],
+    *,
+    max_error_rate: float,
+    counters: float | None = None,
+) -> Level:
+    """Set `level`'s window figures, verdicts and fidelity from all of its `samples`."""
+    window = in_window(samples, level.window_start, level.window_end)
+    level.samples = sorted(samples, key=lambda s: s.start)
+    level.requests = len(window)
+    kinds = Counter(s.error for s in window if s.error)
+    level.errors = sum(kinds.values())
+    level.errors_by_kind = dict(sorted(kinds.items()))
+    level.cut = sum(1 for s in window if s.cut)
+    level.completed = level.requests - level.errors - level.cut
+    level.error_rate = level.errors / level.requests if level.requests else 0.0
+    level.output_tokens = sum(s.output for s in window if not s.error)
+    agent, speed, ttft = arrays(window)
+    level.p25_speed = p25_speed(speed)
+    level.p95_ttft = p95_ttft(ttft)
+    sp = speed[~np.isnan(speed)]
+    tt = ttft[~np.isnan(ttft)]
+    level.p50_speed = float(np.percentile(sp, 50)) if sp.size else None
+    level.p50_ttft = float(np.percentile(tt, 50)) if tt.size else None
+    shares, level.agents_measured = agent_shares(tiers, agent, speed, ttft)
+    level.verdicts = []
+    for tier, share in zip(tiers, shares, strict=True):
+        v = judge(tier, level.p25_speed, level.p95_ttft, error_rate=level.error_rate,
+                  max_error_rate=max_error_rate)
+        level.verdicts.append(
+            TierVerdict(floor=tier.floor, ttft=tier.ttft, passed=v.passed, reason=v.reason,
+                        inconclusive=v.inconclusive, agent_share=share)
+        )
+    level.fidelity = fidelity.measure(window, counters)
+    return level

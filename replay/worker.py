@@ -1,0 +1,134 @@
+"""A worker runs its share of a level's agents in the current event loop and hands over their
+samples. `replay.workers` runs several of them in processes; tests run one directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from replay.agent import Agent
+from replay.endpoint import Clock, Endpoint
+from replay.prompts import Synth
+from replay.results import Sample
+from replay.waits import Wait
+from replay.workload import Deck, Workload
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One level for one worker: agents `ids` of `agents` in level `level`, agent 0 starting
+    at `t0` (ns) and the last one `ramp` seconds later (staggered evenly)."""
+
+    level: int
+    agents: int
+    ids: tuple[int, ...]
+    t0: int
+    ramp: float
+
+    def start_of(self, agent: int) -> int:
+        if self.agents <= 1:
+            return self.t0
+        return self.t0 + int(self.ramp * 1e9 * agent / (self.agents - 1))
+
+
+class Worker:
+    """Owns the agent tasks of the current level (never fire-and-forget: `finish` cancels and
+    awaits every one of them)."""
+
+    def __init__(
+        self,
+        *,
+        workload: Workload,
+        synth: Synth,
+        endpoint: Endpoint,
+        wait: Wait,
+        clock: Clock,
+        epoch: int,
+        seed: int,
+        tag: str,
+        scale: float = 1.0,
+    ) -> None:
+        self.workload = workload
+        self.scale = scale
+        self.synth = synth
+        self.endpoint = endpoint
+        self.wait = wait
+        self.clock = clock
+        self.epoch = epoch
+        self.seed = seed
+        self.tag = tag
+        self.deck = Deck(len(workload.sessions), seed)
+        self.agents: list[Agent] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._new: list[Sample] = []
+        self.failure: BaseException | None = None
+
+    def begin(self, plan: Plan) -> None:
+        """Start the plan's agents (each sleeps until its own start time)."""
+        if self._tasks:
+            raise RuntimeError("a level is already running in this worker")
+        self.agents = [
+            Agent(
+                i, plan.agents, level=plan.level, workload=self.workload, deck=self.deck,
+                synth=self.synth, endpoint=self.endpoint, wait=self.wait, clock=self.clock,
+                sink=self._sink, epoch=self.epoch, scale=self.scale, seed=self.seed,
+                tag=self.tag,
+            )
+            for i in plan.ids
+        ]
+        self._tasks = [
+            asyncio.create_task(a.run(plan.start_of(a.index)), name=f"agent-{a.index}")
+            for a in self.agents
+        ]
+        for task in self._tasks:
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and self.failure is None:
+            self.failure = task.exception()
+
+    def _sink(self, sample: Sample) -> None:
+        self._new.append(sample)
+
+    def take(self) -> list[Sample]:
+        """Samples recorded since the last call."""
+        out, self._new = self._new, []
+        return out
+
+    @property
+    def inflight(self) -> int:
+        return sum(1 for a in self.agents if a.busy_since is not None)
+
+    def _pending(self, before: int) -> bool:
+        return any(a.busy_since is not None and a.busy_since < before for a in self.agents)
+
+    async def finish(self, before: int, drain: float) -> list[Sample]:
+        """Let requests that started before `before` (ns) complete, at most `drain` seconds,
+        then stop every agent. Returns the samples not yet taken, plus a `cut` sample
+        for each request started before `before` that was still in flight."""
+        deadline = self.clock.now() + int(drain * 1e9)
+        while self._pending(before) and self.clock.now() < deadline:  # noqa: ASYNC110
+            if self.failure is not None:
+                break
+            await asyncio.sleep(0.05)  # polls the agents' state; there is no event to wait on
+        now = self.clock.now()
+        cut = [
+            s for a in self.agents
+            if a.busy_since is not None and a.busy_since < before
+            and (s := a.unfinished(now)) is not None
+        ]
+        await self.stop()
+        return self.take() + cut
+
+    async def stop(self) -> None:
+        """Cancel and await every agent task."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.agents = []
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure

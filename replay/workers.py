@@ -1,0 +1,311 @@
+"""Fleets: where a level's agents run. `LocalFleet` runs them in this event loop; `ProcessFleet`
+shards them over worker processes (agent i goes to worker i mod N), each with its own event
+loop, aiohttp client and copy of the workload, streaming samples back over a pipe.
+
+The controller only sees the `Fleet` protocol. Samples carry CLOCK_MONOTONIC times relative to
+the run's epoch, the same clock in every process of the machine, so shards merge by
+concatenation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import multiprocessing.connection
+import signal
+from typing import Protocol
+
+import msgspec
+
+from replay.client import Client
+from replay.endpoint import RealClock
+from replay.errors import ReplayError
+from replay.prompts import Synth
+from replay.results import Sample
+from replay.waits import parse as parse_wait
+from replay.worker import Plan, Worker
+from replay.workload import Workload
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a worker process needs to rebuild its agents' world."""
+
+    corpus: str
+    url: str
+    api: str = "chat"
+    model: str = ""
+    api_key: str | None = None
+    headers: dict[str, str] = {}
+    affinity_header: str | None = None
+    timeout: float = 600.0
+    extras: bool = True
+    tag: str = ""
+    tokenizer: str = "cl100k_base"
+    wait: str = "recorded"
+    seed: int = 0
+    epoch: int = 0
+    time_scale: float = 1.0
+
+
+def make_client(s: Settings) -> Client:
+    return Client(
+        s.url, api=s.api, model=s.model, api_key=s.api_key, headers=s.headers,
+        affinity_header=s.affinity_header, timeout=s.timeout, extras=s.extras,
+    )
+
+
+def make_worker(s: Settings, workload: Workload, client: Client) -> Worker:
+    synth = Synth(
+        block_size=workload.header.block_size, tag=s.tag, tokenizer=s.tokenizer,
+        shared=workload.shared,
+    )
+    return Worker(
+        workload=workload, synth=synth, endpoint=client, wait=parse_wait(s.wait),
+        clock=RealClock(), epoch=s.epoch, seed=s.seed, tag=s.tag, scale=s.time_scale,
+    )
+
+
+class Fleet(Protocol):
+    """The agents of one level at a time, wherever they run."""
+
+    async def begin(self, level: int, agents: int, t0: int, ramp: float) -> None: ...
+
+    def take(self) -> list[Sample]: ...
+
+    @property
+    def inflight(self) -> int: ...
+
+    async def finish(self, before: int, drain: float) -> list[Sample]: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalFleet:
+    """All agents in the current event loop, in one `Worker`."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def begin(self, level: int, agents: int, t0: int, ramp: float) -> None:
+        self.worker.begin(Plan(level, agents, tuple(range(agents)), t0, ramp))
+
+    def take(self) -> list[Sample]:
+        return self.worker.take()
+
+    @property
+    def inflight(self) -> int:
+        return self.worker.inflight
+
+    async def finish(self, before: int, drain: float) -> list[Sample]:
+        return await self.worker.finish(before, drain)
+
+    async def close(self) -> None:
+        await self.worker.stop()
+
+
+# -- worker processes ---------------------------------------------------------------------
+
+
+class Begin(msgspec.Struct, tag="begin"):
+    level: int
+    agents: int
+    ids: tuple[int, ...]
+    t0: int
+    ramp: float
+
+
+class Finish(msgspec.Struct, tag="finish"):
+    before: int
+    timeout: float
+
+
+class Quit(msgspec.Struct, tag="quit"):
+    pass
+
+
+class Ready(msgspec.Struct, tag="ready"):
+    error: str = ""
+
+
+class Batch(msgspec.Struct, tag="batch"):
+    samples: list[Sample]
+    inflight: int
+
+
+class Done(msgspec.Struct, tag="done"):
+    samples: list[Sample]
+    error: str = ""
+
+
+Command = Begin | Finish | Quit
+Report = Ready | Batch | Done
+_enc = msgspec.msgpack.Encoder()
+_commands = msgspec.msgpack.Decoder(Command)
+_reports = msgspec.msgpack.Decoder(Report)
+
+PUMP_S = 0.2
+
+
+def _child(conn: multiprocessing.connection.Connection, settings: bytes) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller handles Ctrl-C
+    asyncio.run(_serve(conn, msgspec.msgpack.decode(settings, type=Settings)))
+
+
+async def _serve(conn: multiprocessing.connection.Connection, s: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[Command | None] = asyncio.Queue()
+
+    def readable() -> None:
+        try:
+            inbox.put_nowait(_commands.decode(conn.recv_bytes()))
+        except (EOFError, OSError):
+            loop.remove_reader(conn.fileno())
+            inbox.put_nowait(None)
+
+    try:
+        workload = Workload.load(s.corpus)
+        client = make_client(s)
+        await client.open()
+        worker = make_worker(s, workload, client)
+    except (ReplayError, OSError) as exc:
+        conn.send_bytes(_enc.encode(Ready(error=str(exc))))
+        return
+    loop.add_reader(conn.fileno(), readable)
+    conn.send_bytes(_enc.encode(Ready()))
+    pump: asyncio.Task[None] | None = None
+
+    async def pumping() -> None:
+        while True:
+            await asyncio.sleep(PUMP_S)
+            conn.send_bytes(_enc.encode(Batch(worker.take(), worker.inflight)))
+
+    try:
+        while True:
+            cmd = await inbox.get()
+            if cmd is None or isinstance(cmd, Quit):
+                break
+            if isinstance(cmd, Begin):
+                worker.begin(Plan(cmd.level, cmd.agents, cmd.ids, cmd.t0, cmd.ramp))
+                pump = asyncio.create_task(pumping())
+            elif isinstance(cmd, Finish):
+                error = ""
+                try:
+                    samples = await worker.finish(cmd.before, cmd.timeout)
+                except Exception as exc:  # an agent bug: report it, don't hang the controller
+                    samples, error = worker.take(), f"{type(exc).__name__}: {exc}"
+                if pump is not None:
+                    pump.cancel()
+                    await asyncio.gather(pump, return_exceptions=True)
+                    pump = None
+                conn.send_bytes(_enc.encode(Done(samples, error)))
+    finally:
+        if pump is not None:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+        loop.remove_reader(conn.fileno())
+        await worker.stop()
+        await client.close()
+
+
+class ProcessFleet:
+    """Agents sharded over `n` worker processes (spawned; each loads the corpus itself)."""
+
+    def __init__(self, settings: Settings, n: int) -> None:
+        if n < 1:
+            raise ReplayError(f"--workers must be at least 1, got {n}")
+        self.settings = settings
+        self.n = n
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+        self._conns: list[multiprocessing.connection.Connection] = []
+        self._samples: list[Sample] = []
+        self._inflight = [0] * n
+        self._waiting: dict[int, asyncio.Future[Report]] = {}
+        self._closed = False
+
+    async def start(self) -> None:
+        """Spawn the workers and wait until each has loaded the corpus."""
+        ctx = multiprocessing.get_context("spawn")
+        blob = _enc.encode(self.settings)
+        loop = asyncio.get_running_loop()
+        for _ in range(self.n):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_child, args=(child, blob), daemon=True)
+            proc.start()
+            child.close()
+            self._procs.append(proc)
+            self._conns.append(parent)
+        for i, conn in enumerate(self._conns):
+            loop.add_reader(conn.fileno(), self._readable, i)
+        readies = await asyncio.gather(*(self._expect(i) for i in range(self.n)))
+        problems = [r.error for r in readies if isinstance(r, Ready) and r.error]
+        if problems:
+            await self.close()
+            raise ReplayError(f"worker could not start: {problems[0]}")
+
+    def _expect(self, i: int) -> asyncio.Future[Report]:
+        fut: asyncio.Future[Report] = asyncio.get_running_loop().create_future()
+        self._waiting[i] = fut
+        return fut
+
+    def _readable(self, i: int) -> None:
+        conn = self._conns[i]
+        try:
+            msg = _reports.decode(conn.recv_bytes())
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+            fut = self._waiting.pop(i, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(ReplayError(f"worker process {i} exited unexpectedly"))
+            return
+        if isinstance(msg, Batch):
+            self._samples.extend(msg.samples)
+            self._inflight[i] = msg.inflight
+            return
+        if isinstance(msg, Done):
+            self._samples.extend(msg.samples)
+            self._inflight[i] = 0
+        fut = self._waiting.pop(i, None)
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
+
+    async def begin(self, level: int, agents: int, t0: int, ramp: float) -> None:
+        for i, conn in enumerate(self._conns):
+            ids = tuple(range(i, agents, self.n))
+            conn.send_bytes(_enc.encode(Begin(level, agents, ids, t0, ramp)))
+
+    def take(self) -> list[Sample]:
+        out, self._samples = self._samples, []
+        return out
+
+    @property
+    def inflight(self) -> int:
+        return sum(self._inflight)
+
+    async def finish(self, before: int, drain: float) -> list[Sample]:
+        futs = [self._expect(i) for i in range(self.n)]
+        for conn in self._conns:
+            conn.send_bytes(_enc.encode(Finish(before, drain)))
+        done = await asyncio.gather(*futs)
+        errors = [d.error for d in done if isinstance(d, Done) and d.error]
+        if errors:
+            raise ReplayError(f"a worker failed: {errors[0]}")
+        return self.take()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        for conn in self._conns:
+            try:
+                loop.remove_reader(conn.fileno())
+                conn.send_bytes(_enc.encode(Quit()))
+            except (OSError, ValueError):
+                pass
+        for proc in self._procs:
+            await asyncio.to_thread(proc.join, 10)
+            if proc.is_alive():
+                proc.terminate()
+                await asyncio.to_thread(proc.join, 5)
+        for conn in self._conns:
+            conn.close()

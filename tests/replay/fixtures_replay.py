@@ -1,0 +1,215 @@
+"""Helpers for the replay tests: synthetic corpora, a fake `Endpoint`, virtual time, and a fake
+OpenAI-compatible aiohttp server that can fail on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import random
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from corpus import Header, Turn, Writer
+from replay.endpoint import Request, Result
+from replay.prompts import Form
+
+
+def make_corpus(
+    path: Path,
+    *,
+    sessions: int = 4,
+    turns: int = 5,
+    system: int = 150,
+    growth: int = 90,
+    output: int = 20,
+    wait: float = 0.01,
+    block_size: int = 64,
+    seed: int = 1,
+) -> Path:
+    """A corpus whose sessions share a `system`-token prefix and grow by about `growth` tokens
+    a turn. Block ids come from a chained hash over synthetic token content, as capture makes
+    them, so shared prefixes share ids and a partial last block gets its own id."""
+    rng = random.Random(seed)
+    ids: dict[tuple[int, tuple[int, ...]], int] = {}
+
+    def blocks_of(tokens: list[int]) -> list[int]:
+        out: list[int] = []
+        prev = 0
+        for i in range(0, len(tokens), block_size):
+            key = (prev, tuple(tokens[i : i + block_size]))
+            prev = ids.setdefault(key, len(ids))
+            out.append(prev)
+        return out
+
+    shared = [rng.randrange(1 << 30) for _ in range(system)]
+    with Writer(path, Header(domain="test", block_size=block_size), keys=False) as w:
+        for s in range(sessions):
+            sid = w.open_session(start=float(s), model="m", api="openai-chat", agent="test")
+            tokens = list(shared)
+            for t in range(turns):
+                tokens += [rng.randrange(1 << 30) for _ in range(growth + rng.randrange(20))]
+                w.add_turn(
+                    sid,
+                    Turn(t=float(t), input=len(tokens), output=output + rng.randrange(5),
+                         wait=0.0 if t == 0 else wait, after="start" if t == 0 else "tool"),
+                    blocks_of(tokens),
+                )
+                tokens += [rng.randrange(1 << 30) for _ in range(output)]
+            w.close_session(sid)
+    return path
+
+
+class FakeClock:
+    """Virtual nanoseconds for a single agent: sleeping advances time (and yields once)."""
+
+    def __init__(self, start: int = 1_000_000_000) -> None:
+        self.t = start
+        self.sleeps: list[int] = []
+
+    def now(self) -> int:
+        return self.t
+
+    async def sleep_until(self, deadline: int) -> None:
+        if deadline > self.t:
+            self.sleeps.append(deadline - self.t)
+            self.t = deadline
+        await asyncio.sleep(0)
+
+
+@dataclass
+class FakeEndpoint:
+    """Answers every request after `latency_s` of virtual time (first token after `ttft_s`),
+    generating exactly `max_tokens`; records the requests it saw."""
+
+    clock: FakeClock
+    form_: Form = "ids"
+    ttft_s: float = 0.1
+    latency_s: float = 0.5
+    fail_every: int = 0
+    seen: list[Request] = field(default_factory=list)
+
+    @property
+    def form(self) -> Form:
+        return self.form_
+
+    async def send(self, request: Request) -> Result:
+        self.seen.append(request)
+        start = self.clock.now()
+        await asyncio.sleep(0)
+        if self.fail_every and len(self.seen) % self.fail_every == 0:
+            self.clock.t += 1_000_000
+            return Result(start, 0, self.clock.t, 0, status=500, error="http_500")
+        first = start + int(self.ttft_s * 1e9)
+        self.clock.t = start + int(self.latency_s * 1e9)
+        return Result(start, first, self.clock.t, request.max_tokens,
+                      server_input=request.prompt.tokens, server_cached=0)
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class FlakyServer:
+    """A fake OpenAI-compatible server: streams `tokens` words per request (or `max_tokens`),
+    and answers 500 / 429 to every `fail_every`-th request."""
+
+    fail_every: int = 0
+    status: int = 500
+    delay_s: float = 0.0
+    requests: int = 0
+    bodies: list[dict[str, object]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._chat)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake-model"}]})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(text="# TYPE DCGM_FI_DEV_POWER_USAGE gauge\n"
+                            'DCGM_FI_DEV_POWER_USAGE{gpu="0"} 300\n'
+                            'DCGM_FI_DEV_POWER_USAGE{gpu="1"} 200\n')
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        body = await request.json()
+        self.bodies.append(body)
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
+        if self.fail_every and self.requests % self.fail_every == 0:
+            return web.json_response({"error": {"message": "nope"}}, status=self.status)
+        n = int(body.get("max_tokens", 16))
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        prompt = body.get("prompt")
+        inp = len(prompt) if isinstance(prompt, list) else 0
+        for _ in range(n):
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            chunk = {"choices": [{"index": 0, "delta": {"content": " x"}, "text": " x"}]}
+            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        usage = {"prompt_tokens": inp, "completion_tokens": n,
+                 "prompt_tokens_details": {"cached_tokens": 0}}
+        await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+
+@asynccontextmanager
+async def running(app: web.Application) -> AsyncIterator[str]:
+    """Serve `app` on 127.0.0.1, port 0; yields `http://127.0.0.1:PORT`."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@contextmanager
+def app_in_thread(app: web.Application) -> Iterator[str]:
+    """Serve `app` on its own event loop in a daemon thread (for code that calls asyncio.run)."""
+    ready: queue.Queue[str | BaseException] = queue.Queue()
+    stop: list[asyncio.Event] = []
+    loop_box: list[asyncio.AbstractEventLoop] = []
+
+    async def main() -> None:
+        stop.append(asyncio.Event())
+        loop_box.append(asyncio.get_running_loop())
+        async with running(app) as url:
+            ready.put(url)
+            await stop[0].wait()
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting test
+            ready.put(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    got = ready.get(timeout=10)
+    if isinstance(got, BaseException):
+        raise got
+    try:
+        yield got
+    finally:
+        loop_box[0].call_soon_threadsafe(stop[0].set)
+        thread.join(10)

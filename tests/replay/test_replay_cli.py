@@ -1,0 +1,176 @@
+"""The `replay` command end to end on loopback: one level, a small search, server errors,
+unreachable endpoints, bad corpora, the simulated engine subprocess, `replay serve`, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fixtures_replay import FlakyServer, app_in_thread, make_corpus
+from typer.testing import CliRunner
+
+from replay.cli import app, main
+
+FAST = ["--quick", "--duration", "1", "--warmup", "0.2", "--warmup-max", "0.5",
+        "--min-requests", "5", "--no-progress", "--wait", "fixed:0.01"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("cli") / "tiny.zst", sessions=4, turns=4)
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_one_level_against_an_endpoint_writes_the_documented_json(
+    corpus: Path, engine_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "r.json"
+    code, text = invoke(str(corpus), "--endpoint", engine_url + "/v1", "--agents", "3",
+                        "--json", str(out), *FAST)
+    assert code == 0, text
+    doc = json.loads(out.read_text())
+    assert doc["simulated"] is False
+    assert doc["schema"] == 1
+    assert doc["model"] == "sim-instant"
+    assert {"endpoint", "api", "corpus", "run_tag", "settings", "tiers", "levels", "notes",
+            "sample_fields", "interrupted", "power_source"} <= doc.keys()
+    (level,) = doc["levels"]
+    assert level["agents"] == 3
+    assert level["completed"] >= 5
+    assert level["errors"] == 0
+    assert {"p25_speed", "p95_ttft", "verdicts", "fidelity", "samples", "window_start",
+            "window_end", "error_rate", "errors_by_kind", "power"} <= level.keys()
+    fid = level["fidelity"]
+    assert fid["input_ratio"] == pytest.approx(1.0, abs=0.01)
+    assert fid["output_ratio"] == 1.0
+    assert fid["cache_ideal"] > 0.3
+    assert fid["cache_counters"] is not None
+    assert len(level["samples"][0]) == len(doc["sample_fields"])
+    assert [t["agents"] for t in doc["tiers"]] == [3, 3, 3]
+    assert "simulated" not in text.split("replay")[1].split("\n")[0]
+
+
+def test_a_search_over_tiers_finishes_with_every_tier_answered(
+    corpus: Path, engine_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "s.json"
+    code, text = invoke(str(corpus), "--endpoint", engine_url, "--api", "completions",
+                        "--slo", "1:10", "--slo", "1000000:10", "--max-agents", "4",
+                        "--json", str(out), *FAST)
+    assert code == 0, text
+    doc = json.loads(out.read_text())
+    assert [lv["agents"] for lv in doc["levels"]] == [1, 2, 4]
+    assert [(t["agents"], t["capped"]) for t in doc["tiers"]] == [(4, True), (0, False)]
+    assert doc["levels"][0]["fidelity"]["input_ratio"] == 1.0  # token ids are exact
+    assert "1 tok/s" in text
+
+
+def test_server_errors_are_counted_not_fatal(corpus: Path, tmp_path: Path) -> None:
+    srv = FlakyServer(fail_every=3, status=500)
+    out = tmp_path / "e.json"
+    with app_in_thread(srv.app()) as url:
+        code, text = invoke(str(corpus), "--endpoint", url + "/v1", "--agents", "2",
+                            "--json", str(out), "--power", f"dcgm:{url}/metrics",
+                            "--header", "X-Team: legal", "--affinity-header", "X-Session-Id",
+                            *FAST)
+    assert all(h["x-team"] == "legal" for h in srv.headers)
+    assert len({h["x-session-id"] for h in srv.headers}) >= 2
+    assert code == 0, text
+    (level,) = json.loads(out.read_text())["levels"]
+    assert level["errors"] > 0
+    assert level["errors_by_kind"].keys() == {"http_500"}
+    assert level["error_rate"] > 0.05
+    assert not any(v["passed"] for v in level["verdicts"])
+    assert "error rate" in level["verdicts"][0]["reason"]
+    assert level["power"]["mean_w"] == pytest.approx(500.0)
+
+
+def test_unreachable_endpoint_is_one_line_error(corpus: Path) -> None:
+    code, text = invoke(str(corpus), "--endpoint", "http://127.0.0.1:9/v1", *FAST)
+    assert code == 1
+    assert text.startswith("error: cannot reach http://127.0.0.1:9/v1")
+    assert text.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["missing.zst"], "no such corpus file"),
+     (["--slo", "fast"], "--slo 'fast'"),
+     (["--wait", "later"], "unknown wait policy"),
+     (["--power", "sim", "--endpoint", "http://127.0.0.1:9"], "--power sim"),
+     (["--api-key-env", "AGENTLOAD_TEST_UNSET_KEY"], "AGENTLOAD_TEST_UNSET_KEY"),
+     (["--header", "novalue"], "NAME:VALUE"),
+     (["--api", "grpc"], "--api 'grpc'"),
+     (["--resolution", "0%"], "--resolution"),
+     (["--time-scale", "0.5", "--endpoint", "http://127.0.0.1:9"], "simulated engine only")],
+)
+def test_bad_input_is_one_line_error(corpus: Path, args: list[str], message: str) -> None:
+    if args[0] != "missing.zst":
+        args = [str(corpus), *args]
+    code, text = invoke(*args)
+    assert code == 1
+    assert text.startswith("error: ")
+    assert message in text
+
+
+def test_not_a_corpus_is_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.zst"
+    bad.write_bytes(b"hello")
+    code, text = invoke(str(bad))
+    assert code == 1
+    assert "not a zstd file" in text
+
+
+def test_without_endpoint_the_simulated_engine_runs_and_says_so(
+    corpus: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "sim.json"
+    code, text = invoke(str(corpus), "--profile", "instant", "--agents", "2", "--json", str(out),
+                        "--workers", "2", "--time-scale", "1", *FAST)
+    assert code == 0, text
+    assert "simulated engine" in text
+    doc = json.loads(out.read_text())
+    assert doc["simulated"] is True
+    assert doc["profile"] == "instant"
+    assert doc["short_windows"] is True
+    assert any("simulated" in n for n in doc["notes"])
+    (level,) = doc["levels"]
+    assert {s[0] for s in level["samples"]} == {0, 1}  # both workers' agents reported
+    assert level["power"]["source"] == "sim"
+    assert level["power"]["ok"]
+    assert doc["tiers"][0]["agents_per_mw"] > 0
+
+
+def test_replay_serve_dispatches_to_the_engine(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--help"])
+    assert exc.value.code == 0
+    assert "--profile" in capsys.readouterr().out
+
+
+def test_ctrl_c_saves_what_was_measured(corpus: Path, engine_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "int.json"
+    cmd = [sys.executable, "-c", "from replay.cli import main; main()", str(corpus),
+           "--endpoint", engine_url, "--agents", "2", "--json", str(out), "--quick",
+           "--duration", "30", "--warmup", "0.2", "--no-progress"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    time.sleep(5)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, output.decode()
+    doc = json.loads(out.read_text())
+    assert doc["interrupted"] is True
+    (level,) = doc["levels"]
+    assert level["partial"] is True
+    assert level["samples"]

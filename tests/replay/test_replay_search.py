@@ -1,0 +1,88 @@
+"""The search state machine: exponential ramp, per-tier bisection, resolution, caps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from replay.errors import ConfigError
+from replay.search import Resolution, Search, parse_resolution
+
+
+def drive(search: Search, capacity: list[int]) -> list[int]:
+    """Run the search against tiers that pass while agents <= capacity[tier]."""
+    measured: list[int] = []
+    while (n := search.next()) is not None:
+        assert n not in measured, "a level is measured only once"
+        measured.append(n)
+        search.record(n, [n <= c for c in capacity])
+        assert len(measured) < 100
+    return measured
+
+
+@pytest.mark.parametrize("capacity", [[37, 12, 3], [1, 1, 1], [100, 50, 0], [5, 5, 5]])
+def test_exact_resolution_finds_every_tier_boundary(capacity: list[int]) -> None:
+    s = Search(3, max_agents=1024, resolution=Resolution(absolute=1))
+    measured = drive(s, capacity)
+    assert [s.answer(t) for t in range(3)] == capacity
+    ramp = [n for n in measured if n & (n - 1) == 0]
+    assert ramp[:3] == [1, 2, 4][: len(ramp[:3])]
+
+
+def test_relative_resolution_stops_within_ten_percent() -> None:
+    s = Search(1, max_agents=4096, resolution=parse_resolution("10%"))
+    drive(s, [731])
+    lo, hi = s.bounds(0)
+    assert hi is not None
+    assert lo <= 731 < hi
+    assert hi - lo <= max(1, 0.1 * lo)
+
+
+def test_levels_are_shared_between_tiers() -> None:
+    s = Search(3, max_agents=1024, resolution=Resolution(absolute=1))
+    measured = drive(s, [40, 40, 40])
+    assert len(measured) == len(set(measured)) <= 14
+
+
+def test_max_agents_caps_the_ramp_and_flags_the_tier() -> None:
+    s = Search(2, max_agents=10, resolution=Resolution(absolute=1))
+    measured = drive(s, [500, 6])
+    assert max(measured) == 10
+    assert s.answer(0) == 10
+    assert s.capped(0)
+    assert s.answer(1) == 6
+    assert not s.capped(1)
+
+
+def test_a_noisy_pass_above_a_failure_is_ignored() -> None:
+    s = Search(1, max_agents=64)
+    s.record(8, [False])
+    s.record(4, [True])
+    s.record(16, [True])
+    assert s.bounds(0) == (4, 8)
+
+
+def test_fixed_level_is_measured_once() -> None:
+    s = Search(3, max_agents=1, fixed=[7])
+    assert s.next() == 7
+    s.record(7, [True, True, False])
+    assert s.next() is None
+    assert [s.answer(t) for t in range(3)] == [7, 7, 0]
+
+
+def test_capacity_function_with_noise_free_search_is_logarithmic() -> None:
+    cap: Callable[[int], bool] = lambda n: n <= 300  # noqa: E731
+    s = Search(1, max_agents=10_000, resolution=Resolution(absolute=1))
+    count = 0
+    while (n := s.next()) is not None:
+        s.record(n, [cap(n)])
+        count += 1
+    assert s.answer(0) == 300
+    assert count <= 2 * 10 + 2
+
+
+@pytest.mark.parametrize("spec", ["0%", "150%", "x", "0", "-3"])
+def test_bad_resolutions_are_rejected(spec: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_resolution(spec)
