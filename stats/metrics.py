@@ -126,6 +126,13 @@ class TurnMetrics:
         return self.wait[self.after == AFTER.index(after)]
 
 
+def untimed(table: Table) -> bool:
+    """True when a corpus of several turns recorded no time at all (every `t` and `wait` is 0,
+    as importers write for sources without timings): its waits are unknown, not zero."""
+    c = table.turns
+    return table.n_turns > 1 and not c["t"].any() and not c["wait"].any()
+
+
 def turn_metrics(table: Table) -> TurnMetrics:
     """Per-turn token, reuse, wait and speed arrays of `table`."""
     c = table.turns
@@ -142,13 +149,16 @@ def turn_metrics(table: Table) -> TurnMetrics:
     ok = np.isfinite(gen) & (gen > 0) & (out > 0)
     speed = np.full(inp.shape, np.nan)
     speed[ok] = out[ok] / gen[ok]
+    wait = c["wait"].astype(np.float64)
+    if untimed(table):
+        wait = np.full(inp.shape, np.nan)  # no timings recorded: zeros would read as "no wait"
     return TurnMetrics(
         input=inp,
         output=out,
         reused=reused,
         new=new,
         reuse_ratio=ratio,
-        wait=c["wait"].astype(np.float64),
+        wait=wait,
         after=c["after"].astype(np.int64),
         ttft=ttft,
         speed=speed,

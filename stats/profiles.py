@@ -195,6 +195,11 @@ def description(p: Profile, *, cache_tokens: int | None = None) -> dict[str, Any
         "context_growth": _growth(p),
         "notes": (
             ["block ids broke the prefix rule; blocks were split by prefix"] if p.split else []
+        )
+        + (
+            ["no timings recorded (every t and wait is 0): waits are reported as missing"]
+            if _metrics.untimed(p.table)
+            else []
         ),
     }
 

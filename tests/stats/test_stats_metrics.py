@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import stats
 from corpus import Reader
 from stats.metrics import arrivals, grouped_percentiles, layout, session_metrics, turn_metrics
 
@@ -130,3 +131,33 @@ def test_grouped_percentiles_per_turn_number() -> None:
     assert pct[0].tolist() == [1.0, 3.0, 5.0]
     assert pct[1].tolist() == [10.0, 10.0, 10.0]
     assert np.isnan(pct[3]).all()
+
+
+def test_corpus_without_timings_reports_waits_as_missing_not_zero(build: Build) -> None:
+    untimed = build(
+        [
+            {
+                "turns": [
+                    {"t": 0.0, "input": 4, "blocks": [0]},
+                    {"t": 0.0, "input": 8, "after": "tool", "blocks": [0, 1]},
+                ]
+            }
+        ]
+    )
+    doc = stats.describe(untimed)
+    assert doc["turn"]["wait"]["tool"]["n"] == 0
+    assert any("no timings recorded" in note for note in doc["notes"])
+    timed = build(
+        [
+            {
+                "turns": [
+                    {"t": 0.0, "input": 4, "blocks": [0]},
+                    {"t": 1.0, "input": 8, "after": "tool", "blocks": [0, 1]},
+                ]
+            }
+        ]
+    )
+    doc = stats.describe(timed)
+    assert doc["turn"]["wait"]["tool"]["n"] == 1
+    assert doc["turn"]["wait"]["tool"]["p50"] == 0.0
+    assert not any("no timings recorded" in note for note in doc["notes"])
