@@ -80,26 +80,20 @@ def requests(convs: list[list[dict[str, Any]]]) -> list[list[str]]:
     return out
 
 
-class _Recorder:
-    """Stands in for the tiktoken encoding to note which texts the anonymizer had to encode."""
-
-    def __init__(self) -> None:
-        self.enc = tokenizer.encoding()
-        self.texts: list[str] = []
-
-    def encode(self, text: str, **kw: Any) -> list[int]:
-        self.texts.append(text)
-        return self.enc.encode(text, **kw)
-
-
 def new_text(reqs: list[list[str]]) -> list[str]:
     """The texts a fresh anonymizer encodes for `reqs` (an untimed run)."""
     anon = Anonymizer(Keys.ephemeral())
-    rec = _Recorder()
-    anon.cache._enc = rec  # type: ignore[assignment]
+    texts: list[str] = []
+    encode = anon.cache._encode
+
+    def noted(text: str) -> Any:
+        texts.append(text)
+        return encode(text)
+
+    anon.cache._encode = noted  # type: ignore[method-assign]
     for segs in reqs:
         anon.prompt(segs)
-    return rec.texts
+    return texts
 
 
 def run_anonymizer(reqs: list[list[str]]) -> float:

@@ -7,7 +7,8 @@
    `capture` subprocess, alternating runs: added median latency per event (target ≤ 1 ms) and
    added time to first token (target ≤ 3 ms).
 
-    uv run python benchmarks/bench_capture.py [--turns 200] [--runs 15] [--skip-latency]
+    uv run python benchmarks/bench_capture.py [--turns 200] [--rounds 7] [--runs 15]
+        [--skip-latency]
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def _session_cpu(bodies: list[bytes], responses: list[bytes], stub: bool = False
         rec = Recorder(Writer(Path(tmp) / "bench.zst", Header(domain="bench")))
         if stub:
             fake = Prompt(0, [])
-            rec.anon.prompt = lambda segments: fake  # type: ignore[method-assign]
+            rec.anon.prompt = lambda *args, **kwargs: fake  # type: ignore[method-assign]
         per_turn = []
         for ex in exchanges:
             t0 = time.thread_time()
@@ -115,7 +116,7 @@ def _session_cpu(bodies: list[bytes], responses: list[bytes], stub: bool = False
     return per_turn
 
 
-def bench_recording(turns: int, target: int, repeat: int = 5) -> dict[str, float]:
+def bench_recording(turns: int, target: int, repeat: int = 7) -> dict[str, float]:
     """`repeat` fresh recorders (cold caches each time), each paired with a tiktoken pass over
     the final context right after it, so machine noise hits both sides of each ratio alike;
     reports the median ratio. CPU time of this thread: other processes don't count."""
@@ -262,6 +263,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--turns", type=int, default=200)
     ap.add_argument("--tokens", type=int, default=120_000, help="final context, tokens")
+    ap.add_argument("--rounds", type=int, default=7, help="paired recording-cost rounds")
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--events", type=int, default=60)
     ap.add_argument("--gap", type=float, default=0.01, help="seconds between events")
@@ -269,7 +271,7 @@ def main() -> None:
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    out: dict[str, Any] = {"recording": bench_recording(args.turns, args.tokens)}
+    out: dict[str, Any] = {"recording": bench_recording(args.turns, args.tokens, args.rounds)}
     if not args.skip_latency:
         out["latency"] = asyncio.run(bench_latency(args.runs, args.events, args.gap, args.think))
     if args.json:

@@ -4,21 +4,22 @@ A request is a list of segments (see `corpus.linearize`). Block j's digest is a 
 over (digest of block j-1, token ids of block j), so equal ids mean equal prefixes and nothing
 can be confirmed without the key. Results are memoized along a trie of segment prefixes: a
 request that extends an earlier one (the next turn of a conversation, or another conversation
-with the same tools and system prompt) only tokenizes and hashes its new segments.
+with the same tools and system prompt) only tokenizes and hashes its new segments. The last
+request of each recent conversation is kept segment by segment, so a conversation's next turn
+also only digests and looks up its new segments, however its requests interleave with others'.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 from array import array
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from corpus import linearize, tokenizer
-from corpus.keys import Keys
+from corpus.keys import DIGEST, Keys
 from corpus.records import DEFAULT_BLOCK_SIZE
 from corpus.tokencache import TokenCache, digest
 
@@ -45,7 +46,7 @@ class Prompt:
 
 
 class _Node:
-    __slots__ = ("chain", "ids", "ntok", "parent", "tail")
+    __slots__ = ("chain", "ids", "ntok", "parent", "tail", "tail_id")
 
     def __init__(
         self, parent: _Node | None, ntok: int, chain: bytes, tail: array[int], ids: list[int]
@@ -55,9 +56,35 @@ class _Node:
         self.chain = chain  # digest of the last full block so far
         self.tail = tail  # tokens after the last full block (fewer than block_size)
         self.ids = ids  # ids of the full blocks completed inside this segment
+        self.tail_id = -1  # id of the partial last block, once asked for
+
+
+class _Conversation:
+    """The last request of one conversation, segment by segment, so that its next request
+    only digests, looks up and hashes what it adds."""
+
+    __slots__ = ("digests", "ids", "keys", "nodes", "segments")
+
+    def __init__(self) -> None:
+        self.segments: list[str] = []  # only while the caller passes no digests
+        self.digests: list[bytes] = []  # digest(segment)
+        self.keys: list[bytes] = []  # path key through each segment (the trie's key)
+        self.nodes: list[_Node] = []  # trie node through each segment
+        self.ids: list[int] = []  # full-block ids through the last node
 
 
 _ROOT_CHAIN = bytes(16)
+
+
+def _common(a: list[Any], b: list[Any]) -> int:
+    """Length of the common prefix of `a` and `b` (element identity, then equality)."""
+    k = len(b)
+    if k <= len(a) and a[:k] == b:  # the usual case, at C speed: `a` extends `b`
+        return k
+    n, m = 0, min(len(a), k)
+    while n < m and (a[n] is b[n] or a[n] == b[n]):
+        n += 1
+    return n
 
 
 class Anonymizer:
@@ -71,17 +98,19 @@ class Anonymizer:
         tokenizer_name: str = tokenizer.DEFAULT,
         max_nodes: int = 200_000,
         cache_tokens: int = 20_000_000,
+        conversations: int = 1024,
     ) -> None:
         if block_size < 1:
             raise ValueError(f"block size must be ≥ 1, got {block_size}")
         self.keys = keys
         self.block_size = block_size
+        self._mac = hashlib.blake2b(key=keys.key, digest_size=DIGEST)  # == keys.mac, pre-keyed
         self.cache = TokenCache(tokenizer_name, max_tokens=cache_tokens, compact=True)
         self._root = _Node(None, 0, _ROOT_CHAIN, array("I"), [])
         self._nodes: OrderedDict[bytes, _Node] = OrderedDict()
         self._max_nodes = max_nodes
-        self._last: tuple[list[str], list[tuple[bytes, bytes]]] = ([], [])
-        self._last_ids: tuple[_Node | None, list[int]] = (None, [])
+        self._convs: OrderedDict[Hashable, _Conversation] = OrderedDict()
+        self._max_convs = max(1, conversations)
         self.new_tokens = 0  # tokens hashed because no earlier request had that prefix
 
     # -- prompts --------------------------------------------------------------------------
@@ -90,50 +119,93 @@ class Anonymizer:
         """Token count and block ids of an API request body."""
         return self.prompt(linearize.segments(api, body))
 
-    def prompt(self, segments: list[str]) -> Prompt:
-        """Token count and block ids of a request given as linearized segments."""
-        # The leading segments shared with the previous request (the same objects when an
-        # importer renders each message once, else equal text) reuse its path keys, so a
-        # conversation's next turn only digests its new segments.
-        last_segs, last_path = self._last
-        n, m = 0, min(len(last_segs), len(segments))
-        while n < m and (segments[n] is last_segs[n] or segments[n] == last_segs[n]):
-            n += 1
-        path: list[tuple[bytes, bytes]] = last_path[:n]
-        key = path[-1][0] if path else b""
-        for seg in segments[n:]:
-            sd = digest(seg)
-            key = hashlib.blake2b(key + sd, digest_size=16).digest()
-            path.append((key, sd))
-        self._last = (list(segments), path)
-        node, depth = self._root, 0
-        for i in range(len(path) - 1, -1, -1):
-            found = self._nodes.get(path[i][0])
-            if found is not None:
-                self._nodes.move_to_end(path[i][0])
-                node, depth = found, i + 1
-                break
-        for i in range(depth, len(path)):
-            node = self._extend(node, segments[i], path[i][1])
-            self._nodes[path[i][0]] = node
-        while len(self._nodes) > self._max_nodes:
-            self._nodes.popitem(last=False)
-        # Full-block ids along the path; only the nodes below the previous request's node are
-        # walked (a conversation's next turn), the rest is a copy of its list.
-        base_node, base_ids = self._last_ids
-        parts: list[list[int]] = []
-        walk: _Node | None = node
-        while walk is not None and walk is not base_node:
-            if walk.ids:
-                parts.append(walk.ids)
-            walk = walk.parent
-        full = list(itertools.chain.from_iterable(reversed(parts)))
-        if walk is not None:
-            full = base_ids + full
-        self._last_ids = (node, full)
-        blocks = list(full)
+    def prompt(
+        self,
+        segments: list[str],
+        digests: list[bytes] | None = None,
+        *,
+        conversation: Hashable = None,
+    ) -> Prompt:
+        """Token count and block ids of a request given as linearized segments.
+
+        `digests` may pass `tokencache.digest(s)` of each segment when the caller has them
+        (capture does). `conversation` names the conversation the request belongs to (any
+        hashable; None is one shared default): the anonymizer remembers the last request of
+        each of the `conversations` most recent ones, and a request that repeats one of them
+        with segments appended costs O(new segments), however long the context. Neither
+        changes the result, only the work: ids depend on the tokens alone.
+        """
+        if digests is not None and len(digests) != len(segments):
+            raise ValueError(f"{len(digests)} digests for {len(segments)} segments")
+        convs = self._convs
+        conv = convs.get(conversation)
+        if conv is None:
+            conv = convs[conversation] = _Conversation()
+            while len(convs) > self._max_convs:
+                convs.popitem(last=False)
+        else:
+            convs.move_to_end(conversation)
+        # The leading segments shared with the conversation's last request (the same objects
+        # when capture or an importer renders each message once) reuse its path keys and trie
+        # nodes; only the rest is digested and looked up.
+        if digests is not None:  # the digests say it all: no need to hold the text
+            n = _common(digests, conv.digests)
+            conv.segments.clear()
+        else:  # (after a call with digests this finds nothing in common: correct, not fast)
+            n = _common(segments, conv.segments)
+        ckeys, cnodes, cids = conv.keys, conv.nodes, conv.ids
+        if n < len(ckeys):
+            del conv.segments[n:], conv.digests[n:], ckeys[n:], cnodes[n:]
+            del cids[(cnodes[-1].ntok if n else 0) // self.block_size :]
+        total = len(segments)
+        if n < total:
+            new = segments[n:]
+            digs = digests[n:] if digests is not None else [digest(s) for s in new]
+            if digests is None:
+                conv.segments += new
+            conv.digests += digs
+            key = ckeys[-1] if n else b""
+            blake2b = hashlib.blake2b
+            for sd in digs:
+                key = blake2b(key + sd, digest_size=16).digest()
+                ckeys.append(key)
+            # The deepest prefix some earlier request (of any conversation) already has.
+            nodes = self._nodes
+            depth = n
+            for i in range(total - 1, n - 1, -1):
+                found = nodes.get(ckeys[i])
+                if found is not None:
+                    nodes.move_to_end(ckeys[i])
+                    depth = i + 1
+                    walk: list[_Node] = []
+                    at = found
+                    for _ in range(depth - n):  # up to the part this conversation has
+                        walk.append(at)
+                        at = cast(_Node, at.parent)
+                    walk.reverse()
+                    cnodes += walk
+                    for w in walk:
+                        cids += w.ids
+                    break
+            node = cnodes[-1] if depth else self._root
+            for i in range(depth, total):
+                node = self._extend(node, segments[i], conv.digests[i])
+                nodes[ckeys[i]] = node
+                cnodes.append(node)
+                cids += node.ids
+            while len(nodes) > self._max_nodes:
+                nodes.popitem(last=False)
+        elif n:
+            node = cnodes[-1]
+            self._nodes[ckeys[-1]] = node  # keep the tip in the trie (back if it was evicted)
+            self._nodes.move_to_end(ckeys[-1])
+        else:
+            node = self._root
+        blocks = list(cids)
         if node.tail:
-            blocks.append(self.keys.id(self.keys.mac(node.chain + node.tail.tobytes())))
+            if node.tail_id < 0:
+                node.tail_id = self.keys.id(self.keys.mac(node.chain + node.tail.tobytes()))
+            blocks.append(node.tail_id)
         return Prompt(node.ntok, blocks)
 
     def _extend(self, node: _Node, segment: str, key: bytes) -> _Node:
@@ -147,10 +219,13 @@ class Anonymizer:
         if full:
             raw = pending.tobytes()  # one conversion, then byte slices per block
             size = bs * pending.itemsize
-            mac, assign = self.keys.mac, self.keys.id
+            # `Keys.mac` per block, from a copy of the keyed state (no key setup, no call)
+            keyed, assign, append = self._mac.copy, self.keys.id, ids.append
             for j in range(0, full * pending.itemsize, size):
-                chain = mac(chain + raw[j : j + size])
-                ids.append(assign(chain))
+                h = keyed()
+                h.update(chain + raw[j : j + size])
+                chain = h.digest()
+                append(assign(chain))
         return _Node(node, node.ntok + len(toks), chain, pending[full:], ids)
 
     # -- other anonymous numbers ----------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 from corpus import tokenizer
 
@@ -16,6 +18,24 @@ from corpus import tokenizer
 def digest(text: str) -> bytes:
     """16-byte content key of a segment (unkeyed: it never leaves the process)."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _buffer_encoder(enc: Any) -> Callable[[str], array[int]] | None:
+    """tiktoken's encoder straight into a `uint32` buffer (no Python int per token), wrapped to
+    give an `array('I')`; None where this tiktoken has no such entry point."""
+    native = getattr(getattr(enc, "_core_bpe", None), "encode_to_tiktoken_buffer", None)
+    if native is None or array("I").itemsize != 4:
+        return None
+    none: set[str] = set()
+
+    def encode(text: str) -> array[int]:
+        out = array("I")
+        # cast("B"): the buffer's declared shape has varied across tiktoken versions; its bytes
+        # are the native-order uint32 ids either way.
+        out.frombytes(memoryview(native(text, none)).cast("B"))
+        return out
+
+    return encode
 
 
 class TokenCache:
@@ -30,6 +50,7 @@ class TokenCache:
         self, name: str = tokenizer.DEFAULT, *, max_tokens: int = 20_000_000, compact: bool = False
     ) -> None:
         self._enc = tokenizer.encoding(name)
+        self._buffer = _buffer_encoder(self._enc) if compact else None
         self._max = max_tokens
         self._compact = compact
         self._held = 0
@@ -38,8 +59,19 @@ class TokenCache:
         self.misses = 0
         self.encoded_chars = 0
 
+    def _encode(self, text: str) -> list[int] | array[int]:
+        """Token ids of `text` as this cache holds them (special tokens encoded as text)."""
+        if self._buffer is not None:
+            try:
+                return self._buffer(text)
+            except UnicodeEncodeError:  # lone surrogates: tiktoken's own fallback below
+                pass
+        ids = self._enc.encode(text, disallowed_special=())
+        return array("I", ids) if self._compact else ids
+
     def _get(self, text: str, key: bytes | None) -> list[int] | array[int]:
-        key = key if key is not None else digest(text)
+        if key is None:
+            key = digest(text)
         found = self._map.get(key)
         if found is not None:
             self._map.move_to_end(key)
@@ -47,8 +79,7 @@ class TokenCache:
             return found
         self.misses += 1
         self.encoded_chars += len(text)
-        ids = self._enc.encode(text, disallowed_special=())
-        toks: list[int] | array[int] = array("I", ids) if self._compact else ids
+        toks = self._encode(text)
         self._map[key] = toks
         self._held += len(toks)
         while self._held > self._max and len(self._map) > 1:

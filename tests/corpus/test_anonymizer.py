@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from array import array
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corpus import KNOWN_TOOLS, Anonymizer, Keys, linearize, tokenizer
+from corpus import KNOWN_TOOLS, Anonymizer, Keys, Prompt, linearize, tokenizer
 from corpus.normalize import normalize
+from corpus.tokencache import TokenCache, digest
 
 TOOLS = [
     {"type": "function", "function": {"name": "Bash", "parameters": {"type": "object"}}},
@@ -142,3 +144,117 @@ def test_tool_names_are_kept_only_when_well_known() -> None:
     assert private.startswith("tool-")
     assert "ledger" not in private
     assert anon.tool("lookup_client_ledger") == private  # stable within the corpus
+
+
+def test_ids_are_the_keyed_chain_over_token_blocks() -> None:
+    keys = Keys.ephemeral()
+    anon = Anonymizer(keys, block_size=16)
+    body = chat("Draft a non-disclosure agreement.", "Done.", "Now a lease.")
+    prompt = anon.request("openai-chat", body)
+    toks = array("I", tokens_of("openai-chat", body)).tobytes()
+    size, chain, expected = 16 * 4, bytes(16), []
+    for j in range(0, len(toks) - len(toks) % size, size):
+        chain = keys.mac(chain + toks[j : j + size])
+        expected.append(chain)
+    if len(toks) % size:
+        expected.append(keys.mac(chain + toks[len(toks) - len(toks) % size :]))
+    assert keys.digests() == expected
+    assert prompt.blocks == list(range(len(expected)))
+
+
+def test_token_cache_encodes_special_tokens_and_surrogates_as_text() -> None:
+    cache = TokenCache(compact=True)
+    for text in ["a <|endoftext|> b <|fim_prefix|>", "lone \ud800 surrogate", "", "é" * 500]:
+        assert cache.array(text).tolist() == tokenizer.encode(text)
+        assert cache.tokens(text) == tokenizer.encode(text)
+
+
+def _interleaved() -> list[tuple[str, list[str]]]:
+    """Three conversations sharing tools and system prompt, interleaved turn by turn, with a
+    retried request, a history edit, a truncation and a conversation that restarts."""
+    tools = linearize.segments("openai-chat", {"tools": TOOLS})
+    system = f"<|system|>{SYSTEM}"
+    convs: dict[str, list[str]] = {c: [*tools, system] for c in "abc"}
+    out: list[tuple[str, list[str]]] = []
+    for turn in range(6):
+        for c in "abc":
+            convs[c] = [
+                *convs[c],
+                f"<|user|>{c} asks question {turn}: " + "what about clause 7? " * (turn + 1),
+                f"<|assistant|>{c} answers {turn}. " * (3 * turn + 1),
+            ]
+            out.append((c, list(convs[c])))
+        out.append(("a", list(convs["a"])))  # a retry: the same request again
+    convs["b"][len(tools) + 2] = "<|user|>an edited early message"
+    out.append(("b", list(convs["b"])))
+    out.append(("c", convs["c"][: len(tools) + 3]))  # compacted back to its start
+    out.append(("a", [*tools, system, "<|user|>a new task"]))  # same key, new conversation
+    out.append(("c", list(convs["c"])))
+    return out
+
+
+def test_interleaved_conversations_and_digests_give_the_plain_ids() -> None:
+    requests = _interleaved()
+    reference_keys = Keys.ephemeral()
+    reference = [  # no memo at all: a fresh anonymizer per request, the same id table
+        Anonymizer(reference_keys, block_size=16).prompt(segs) for _, segs in requests
+    ]
+
+    def run(**options: int) -> tuple[list[Prompt], list[Prompt], list[Prompt]]:
+        results: tuple[list[Prompt], list[Prompt], list[Prompt]] = ([], [], [])
+        keys = Keys(reference_keys.key, None, [], None)
+        plain, by_conv, by_digest = (Anonymizer(keys, block_size=16, **options) for _ in "123")
+        for conv, segs in requests:
+            results[0].append(plain.prompt(segs))
+            results[1].append(by_conv.prompt(segs, conversation=conv))
+            results[2].append(by_digest.prompt(segs, [digest(s) for s in segs], conversation=conv))
+        return results
+
+    for options in ({}, {"max_nodes": 3, "conversations": 2}, {"max_nodes": 1}):
+        for results in run(**options):
+            assert results == reference, options
+
+
+def test_a_conversations_next_turn_digests_only_its_new_segments(monkeypatch) -> None:
+    import corpus.anonymizer as module
+
+    calls: list[str] = []
+    monkeypatch.setattr(module, "digest", lambda text: calls.append(text) or digest(text))
+    anon = Anonymizer(Keys.ephemeral(), block_size=16)
+    seen: dict[str, int] = {}
+    for conv, segs in _interleaved()[:12]:  # plain growth, interleaved
+        calls.clear()
+        anon.prompt(segs, conversation=conv)
+        assert len(calls) == len(segs) - seen.get(conv, 0)
+        seen[conv] = len(segs)
+    calls.clear()
+    for conv, segs in _interleaved():
+        anon.prompt(segs, [digest(s) for s in segs], conversation=conv)
+    assert calls == []  # given digests, the text is never hashed again
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(-3, 3), st.integers(0, 4)), max_size=25
+    ),
+    max_nodes=st.sampled_from([1, 4, 200_000]),
+    conversations=st.sampled_from([1, 2, 1024]),
+)
+def test_any_interleaving_gives_the_reference_ids(
+    steps: list[tuple[int, int, int]], max_nodes: int, conversations: int
+) -> None:
+    pool = [f"<|user|>message {i} " + "lorem ipsum " * i for i in range(5)]
+    keys = Keys.ephemeral()
+    anon = Anonymizer(keys, block_size=4, max_nodes=max_nodes, conversations=conversations)
+    reference_keys = Keys(keys.key, None, [], None)
+    convs: list[list[str]] = [[], [], []]
+    for conv, change, pick in steps:
+        segs = convs[conv]
+        if change < 0:
+            del segs[max(0, len(segs) + change) :]
+        else:
+            segs += [pool[(pick + i) % len(pool)] for i in range(change)]
+        got = anon.prompt(list(segs), [digest(s) for s in segs], conversation=conv)
+        want = Anonymizer(reference_keys, block_size=4).prompt(list(segs))
+        assert got == want
