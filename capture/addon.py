@@ -115,10 +115,9 @@ class Capture:
 
     def response(self, flow: http.HTTPFlow) -> None:
         ex = flow.metadata.pop(_KEY, None)
-        if ex is None:
+        if ex is None or self.live.pop(flow.id, None) is None:  # None: `done` recorded it
             return
         try:
-            self.live.pop(flow.id, None)
             if ex.t_end is None:  # a response without a streamed body
                 ex.t_end = time.perf_counter()
                 if flow.response is not None and flow.response.raw_content:
@@ -129,10 +128,11 @@ class Capture:
 
     def error(self, flow: http.HTTPFlow) -> None:
         ex = flow.metadata.pop(_KEY, None)
-        if ex is None:
+        # not live: already recorded as aborted by `done` at shutdown, whose teardown of the
+        # connections then reports the same flow again as an error
+        if ex is None or self.live.pop(flow.id, None) is None:
             return
         try:
-            self.live.pop(flow.id, None)
             message = flow.error.msg.lower() if flow.error is not None else ""
             ex.error = "aborted" if "client" in message else "upstream"
             if ex.t_end is None:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import warnings
+from typing import Any
 
 from mitmproxy import options
 
@@ -28,6 +29,23 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from mitmproxy.addons import block, core, next_layer, proxyserver, tlsconfig
     from mitmproxy.master import Master
+
+def _quiet_cancellations(previous: Any) -> Any:
+    """A loop exception handler that drops the `CancelledError`s of client connections torn
+    down at shutdown (asyncio's stream callback re-raises a cancelled handler task's
+    cancellation into the loop's handler: a traceback at every Ctrl-C with a call in flight)
+    and hands everything else on."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), asyncio.CancelledError):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    return handle
+
 
 class Proxy:
     """An in-process mitmproxy master recording into `recorder`. One per process (mitmproxy
@@ -78,6 +96,10 @@ class Proxy:
             opts.update(**update)
         except Exception as exc:
             raise CaptureError(f"invalid proxy settings: {exc}") from exc
+        # mitmproxy's own handler is active while the master runs and gives this one back
+        # when it exits, before the connections it cancels have finished unwinding
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_cancellations(loop.get_exception_handler()))
         ready = asyncio.Event()
         self.addon.on_running = ready.set
         self._task = asyncio.create_task(master.run(), name="mitmproxy")

@@ -248,7 +248,9 @@ class Recorder:
         if assignment.new:
             self._open_session(th, ex, req)
         state: _State = th.state
-        prompt = self.anon.prompt(req.pre_segments + req.segments)  # tools, system, conversation
+        prompt = self.anon.prompt(  # tools, system, conversation; digests: from session matching
+            req.pre_segments + req.segments, req.pre_digests + req.digests, conversation=th.id
+        )
         turn, failed = self._turn(ex, result, assignment, state, prompt.tokens)
         assert th.session is not None
         self.writer.add_turn(th.session, turn, prompt.blocks)

@@ -10,11 +10,13 @@ session. Rules, in order:
    last request its message list extends (by segment digests; an equal list is a retry). In
    the main lane, a call that extends nothing but has the same tools and system prompt as the
    lane's main thread continues it (compaction or a rewritten history). Otherwise it starts a
-   new thread whose parent is: for a sub-agent lane, the main thread of its parent lane (or of
-   the main lane); for a call in the main lane, the lane's most recent thread that has handed
-   out tool calls (Claude Code sub-agents without an agent-id header keep the session header
-   but start a fresh message list while the main agent waits on its Task/Agent call); for a
-   session with an explicit parent session, that session's main thread.
+   new thread whose parent is: for a sub-agent lane, the thread of its parent lane (or of
+   the main lane) that most recently handed out tool calls (the one waiting on the Agent/Task
+   call), else that lane's main thread; for a call in the main lane, the lane's most recent
+   thread that has handed out tool calls (Claude Code sub-agents without an agent-id header
+   keep the session header but start a fresh message list while the main agent waits on its
+   Task/Agent call); for a session with an explicit parent session, the same choice among
+   that session's main-lane threads.
 3. No explicit id: the call joins the open thread (same API) whose last request its message
    list extends; an equal list joins only when that thread's last call failed (a retry), as
    two agents may well start with the same first message. Ties go to the thread whose last
@@ -131,6 +133,16 @@ def _extends(th: Thread, messages: list[bytes]) -> int:
     return n if messages[:n] == th.messages else -1
 
 
+def _spawner_or_main(lane: Lane | None) -> Thread | None:
+    """The thread of `lane` that spawned a sub-agent: the one that most recently handed out
+    tool calls (it is waiting on the Agent/Task call), else the lane's main thread. Not
+    `main()` alone: Claude Code's side call (no tools) opens the main lane, and when the
+    sub-agent starts the real conversation has made just as many calls (one)."""
+    if lane is None:
+        return None
+    return lane.spawner() or lane.main()
+
+
 class Sessions:
     """Open threads and the rules above. Not thread-safe: one caller (the recorder's worker)."""
 
@@ -208,13 +220,12 @@ class Sessions:
             parent_lane = group.lanes.get(ident.parent_agent or MAIN)
             if parent_lane is None or parent_lane is lane:
                 parent_lane = group.lanes.get(MAIN)
-            parent = parent_lane.main() if parent_lane is not None else None
+            parent = _spawner_or_main(parent_lane)
         else:
             parent = lane.spawner()
             if parent is None and ident.parent_session is not None:
                 other = self._groups.get(ident.parent_session)
-                parent_lane = other.lanes.get(MAIN) if other is not None else None
-                parent = parent_lane.main() if parent_lane is not None else None
+                parent = _spawner_or_main(other.lanes.get(MAIN) if other is not None else None)
         return self._new(call, parent, lane, lane.threads)
 
     def _best(

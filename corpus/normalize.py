@@ -30,7 +30,23 @@ RULES: tuple[Rule, ...] = (
         "claude-code-billing-version",
         re.compile(r"(x-anthropic-billing-header:[^\n]*?\bcc_version=)[0-9A-Za-z._-]+"),
         r"\g<1>0",
-        "The same header carries the client build, which changes between restarts of one session.",
+        "The same header carries the client build, which changes between restarts of one session, "
+        "and (Claude Code 2.1: `cc_version=2.1.197.c4a`) a fingerprint of the conversation's first "
+        "user message, which differs between conversations that share the whole system prompt.",
+    ),
+    Rule(
+        "claude-code-billing-entrypoint",
+        re.compile(r"(x-anthropic-billing-header:[^\n]*?\bcc_entrypoint=)[0-9A-Za-z._-]+"),
+        r"\g<1>0",
+        "How Claude Code was started (`cli` interactive, `sdk-cli` for `-p`, IDE and SDK names): "
+        "client metadata, not prompt content (Claude Code leaves this whole block out of its own "
+        "prompt-cache hash), so it must not split sessions' otherwise equal block 0.",
+    ),
+    Rule(
+        "claude-code-billing-workload",
+        re.compile(r"(x-anthropic-billing-header:[^\n]*?\bcc_workload=)[0-9A-Za-z._-]+"),
+        r"\g<1>0",
+        "The optional workload tag (e.g. scheduled `cron` runs) in the same header, likewise.",
     ),
 )
 

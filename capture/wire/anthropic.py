@@ -99,7 +99,12 @@ class Stream:
         elif kind == "message_start":
             m = msg.get("message")
             if isinstance(m, dict):
-                r.usage = _merge(r.usage, m.get("usage"))
+                # message_start's output_tokens is a placeholder (1); only message_delta has
+                # the real count, so a stream cut before it counts its text locally instead
+                usage = m.get("usage")
+                if isinstance(usage, dict):
+                    usage = {k: v for k, v in usage.items() if k != "output_tokens"}
+                r.usage = _merge(r.usage, usage)
         elif kind == "content_block_start":
             block = msg.get("content_block")
             if isinstance(block, dict):
