@@ -1,6 +1,11 @@
 """The `replay` command: `replay CORPUS [--endpoint URL]` finds how many agents a server keeps
 inside each SLO tier, and at what power; `replay serve …` runs the simulated engine.
 
+An agent is one concurrent top-level session: sub-agent sessions (a corpus session's `parent`)
+are replayed concurrently inside the agent that replays their parent, never dealt on their own,
+so "agents" counts top-level sessions running at once and a sub-agent's requests count as its
+agent's (per-agent view).
+
 The only module of the package that prints or exits. Library errors become one
 `error: …` line and exit code 1; Ctrl-C prints and saves what was measured, then exits 130.
 """
@@ -130,6 +135,7 @@ async def _execute_at(
         api=opts.api, model=model,
         corpus=res.Corpus(
             path=workload.path, domain=workload.header.domain, sessions=len(workload.sessions),
+            sub_agents=workload.sub_agents,
             turns=workload.turns, block_size=workload.header.block_size,
             tokenizer=workload.header.tokenizer, recorded_api=workload.api,
             ideal_cache_ratio=workload.ideal_cache_ratio,
@@ -146,6 +152,12 @@ async def _execute_at(
         record.notes.append(
             f"time-scaled: the simulated engine ran {1 / opts.time_scale:g}× faster than "
             "modelled and waits shrank to match; every figure is in modelled seconds"
+        )
+    if workload.sub_agents:
+        n = workload.sub_agents
+        record.notes.append(
+            f"{n} sub-agent session{'s' if n != 1 else ''} replayed inside their parents' "
+            "agents (agents = concurrent top-level sessions)"
         )
     if opts.quick:
         record.notes.append(
@@ -248,9 +260,15 @@ def replay(
         str, typer.Option(help="Simulated engine profile (h100, b200, instant).")
     ] = "h100",
     agents: Annotated[
-        int | None, typer.Option(help="Measure this one level instead of searching.", min=1)
+        int | None,
+        typer.Option(help="Measure this one level instead of searching. An agent is one "
+                     "top-level session at a time; its sub-agents run concurrently inside it.",
+                     min=1),
     ] = None,
-    max_agents: Annotated[int, typer.Option(help="Largest level the search tries.", min=1)] = 1024,
+    max_agents: Annotated[
+        int, typer.Option(help="Largest level the search tries (concurrent top-level sessions).",
+                          min=1)
+    ] = 1024,
     slo: Annotated[
         list[str] | None,
         typer.Option(help="Tier FLOOR:TTFT (P25 tok/s : P95 seconds), repeatable; default "
@@ -324,7 +342,10 @@ def replay(
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
 ) -> None:
-    """Replay CORPUS against an endpoint and find the most agents each SLO tier allows."""
+    """Replay CORPUS against an endpoint and find the most agents each SLO tier allows.
+
+    An agent is one top-level session at a time; its sub-agents run inside it, concurrently.
+    """
     try:
         if api not in APIS:
             raise ConfigError(f"--api {api!r}: expected one of {', '.join(APIS)}")

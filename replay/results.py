@@ -152,11 +152,14 @@ class Corpus(msgspec.Struct, kw_only=True):
     path: str
     domain: str
     sessions: int
+    """Every session with turns, sub-agents included."""
     turns: int
     block_size: int
     tokenizer: str
     recorded_api: str
     ideal_cache_ratio: float
+    sub_agents: int = 0
+    """Sessions replayed inside their top-level session's agent (not dealt on their own)."""
 
 
 class Run(msgspec.Struct, kw_only=True):

@@ -1,5 +1,7 @@
 """A worker runs its share of a level's agents in the current event loop and hands over their
-samples. `replay.workers` runs several of them in processes; tests run one directly.
+samples. `replay.workers` runs several of them in processes; tests run one directly. An agent
+replays whole session trees (a top-level session with its sub-agents), so a tree never splits
+across workers.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class Worker:
         self.epoch = epoch
         self.seed = seed
         self.tag = tag
-        self.deck = Deck(len(workload.sessions), seed)
+        self.deck = Deck(len(workload.roots), seed)
         self.agents: list[Agent] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._new: list[Sample] = []
@@ -98,10 +100,11 @@ class Worker:
 
     @property
     def inflight(self) -> int:
-        return sum(1 for a in self.agents if a.busy_since is not None)
+        """Requests in flight (an agent has more than one while its sub-agents run)."""
+        return sum(a.inflight for a in self.agents)
 
     def _pending(self, before: int) -> bool:
-        return any(a.busy_since is not None and a.busy_since < before for a in self.agents)
+        return any(f.since < before for a in self.agents for f in a.flights.values())
 
     async def finish(self, before: int, drain: float) -> list[Sample]:
         """Let requests that started before `before` (ns) complete, at most `drain` seconds,
@@ -113,11 +116,7 @@ class Worker:
                 break
             await asyncio.sleep(0.05)  # polls the agents' state; there is no event to wait on
         now = self.clock.now()
-        cut = [
-            s for a in self.agents
-            if a.busy_since is not None and a.busy_since < before
-            and (s := a.unfinished(now)) is not None
-        ]
+        cut = [s for a in self.agents for s in a.unfinished_all(now, before)]
         await self.stop()
         return self.take() + cut
 

@@ -1,14 +1,36 @@
-"""The corpus as a replay workload: its sessions, which blocks they share, and the deal that
-hands sessions to agents.
+"""The corpus as a replay workload: its sessions, their tree (sub-agents under the session that
+spawned them), which blocks they share, and the deal that hands top-level sessions to agents.
 
 Dealing is static and seeded, so it does not depend on timing or on how agents are spread over
 processes: agent `a` of `n` takes deal slots a, a+n, a+2n, …; slot s is position s mod S of
-cycle s div S, and each cycle is its own seeded permutation of the S sessions. Every (session,
-cycle) pair is dealt at most once per level.
+cycle s div S, and each cycle is its own seeded permutation of the S *top-level* sessions.
+Every (session, cycle) pair is dealt at most once per level. Sub-agent sessions are never
+dealt: they are replayed inside the agent that replays their top-level session (see `Child`),
+so a session tree never splits across agents or worker processes. A session whose parent is
+not in the workload (not in the file, or without turns) is top-level.
+
+Sub-agent schedule. A sub-agent's recorded offset is `off = max(0, sub.start − parent.start)`.
+It is anchored to the parent's turn timeline rather than to the wall clock, so the causal order
+of the recording survives a server that is slower or faster than the recorded one:
+
+- launch: the anchor is the parent's last turn with `t < off` (the turn whose response made the
+  Task call). The sub-agent starts when that turn's response has arrived in the replay, plus the
+  recorded rest of the gap, `off − (anchor.t + anchor.duration)` (≥ 0, through the wait
+  policy). With no such turn (`off` ≤ the first turn's `t`) it starts `off` after the parent's
+  own start (through the wait policy).
+- join: the parent's turn `j` is not sent before every sub-agent whose recorded end (its last
+  turn's `t + duration`, or a later end of its own sub-agents, as an offset from the parent's
+  start) is ≤ `turns[j].t` has finished: such a turn consumed that sub-agent's result. It is
+  sent at the later of its own wait and that finish. Sub-agents that outlive the parent's last
+  turn are joined when the parent's session ends.
+
+Nested sub-agents follow the same rules against their own parent. A tree's replay ends when its
+top-level session and every sub-agent in it have finished.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import os
 from collections import Counter
@@ -18,6 +40,78 @@ import numpy as np
 
 from corpus import CorpusError, Header, Reader, Session
 from replay.errors import ReplayError
+
+
+@dataclass(frozen=True)
+class Child:
+    """A sub-agent of a session, scheduled against its parent's turns (module docstring)."""
+
+    index: int
+    """The sub-agent's position in `Workload.sessions`."""
+    anchor: int
+    """Launch after the response of the parent's turn `anchor` (-1: from the parent's start)."""
+    gap: float
+    """Recorded seconds from that point to the sub-agent's start (before the wait policy)."""
+    join: int
+    """The parent's turn that waits for this sub-agent to finish (`len(turns)`: its end)."""
+
+
+def _tree(
+    sessions: tuple[Session, ...],
+) -> tuple[tuple[int, ...], dict[int, tuple[Child, ...]]]:
+    """(top-level session indexes in file order, each parent index's sub-agents in file order)."""
+    where = {s.id: i for i, s in enumerate(sessions)}
+    parent_of: dict[int, int] = {}
+    for i, s in enumerate(sessions):
+        p = where.get(s.parent) if s.parent is not None else None
+        if p is not None and p != i:
+            parent_of[i] = p
+    for i in list(parent_of):  # break cycles (a damaged file): the first session seen is a root
+        seen = {i}
+        j = parent_of.get(i)
+        while j is not None:
+            if j in seen:
+                parent_of.pop(j, None)
+                break
+            seen.add(j)
+            j = parent_of.get(j)
+    kids: dict[int, list[int]] = {}
+    for i in range(len(sessions)):
+        if i in parent_of:
+            kids.setdefault(parent_of[i], []).append(i)
+    ends: dict[int, float] = {}
+
+    def end(i: int) -> float:
+        """Recorded end of session i and its sub-agents, in seconds after its own start."""
+        if i in ends:
+            return ends[i]
+        s = sessions[i]
+        last = s.turns[-1]
+        e = last.t + (last.duration or 0.0)
+        for k in kids.get(i, ()):
+            e = max(e, max(0.0, sessions[k].start - s.start) + end(k))
+        ends[i] = e
+        return e
+
+    children: dict[int, tuple[Child, ...]] = {}
+    for p, ks in kids.items():
+        parent = sessions[p]
+        ts = [t.t for t in parent.turns]
+        out: list[Child] = []
+        for k in ks:
+            off = max(0.0, sessions[k].start - parent.start)
+            anchor = bisect.bisect_left(ts, off) - 1
+            if anchor < 0:
+                gap = off
+            else:
+                a = parent.turns[anchor]
+                gap = max(0.0, off - a.t - (a.duration or 0.0))
+            done = off + end(k)
+            join = bisect.bisect_left(ts, done)
+            out.append(Child(k, anchor, gap, max(join, anchor + 1)))
+        children[p] = tuple(out)
+    roots = tuple(i for i in range(len(sessions)) if i not in parent_of)
+    return roots, children
 
 
 @dataclass(frozen=True)
@@ -37,6 +131,15 @@ class Workload:
     ideal_cache_ratio: float
     """Share of input tokens in leading full blocks seen earlier in the corpus (infinite cache,
     file order)."""
+    roots: tuple[int, ...]
+    """Indexes into `sessions` of the top-level sessions (the ones dealt), in file order."""
+    children: dict[int, tuple[Child, ...]]
+    """Sub-agents of each session index that has any."""
+
+    @property
+    def sub_agents(self) -> int:
+        """Sessions replayed inside another session's agent."""
+        return len(self.sessions) - len(self.roots)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Workload:
@@ -76,6 +179,7 @@ class Workload:
                 seen.update(full)
             owners.update(mine)
         shared = frozenset(b for b, n in owners.items() if n > 1)
+        roots, children = _tree(sessions)
         return cls(
             path=name,
             header=header,
@@ -86,6 +190,8 @@ class Workload:
             input_tokens=inp,
             output_tokens=out,
             ideal_cache_ratio=hit_tokens / inp if inp else 0.0,
+            roots=roots,
+            children=children,
         )
 
 

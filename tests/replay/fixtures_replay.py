@@ -4,6 +4,7 @@ OpenAI-compatible aiohttp server that can fail on purpose."""
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import queue
 import random
@@ -63,6 +64,134 @@ def make_corpus(
                 tokens += [rng.randrange(1 << 30) for _ in range(output)]
             w.close_session(sid)
     return path
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A session for `make_tree_corpus`: its start, parent (index into the spec list), turn
+    times, recorded durations and waits, and private tokens per turn."""
+
+    start: float
+    parent: int | None = None
+    t: tuple[float, ...] = (0.0, 10.0, 20.0)
+    duration: float = 1.0
+    output: int = 10
+    growth: int = 70
+
+
+def make_tree_corpus(
+    path: Path, specs: list[Spec], *, system: int = 130, block_size: int = 64, seed: int = 2
+) -> Path:
+    """A corpus of `specs` in order (a parent before its sub-agents), every session starting
+    with a shared `system`-token prefix; turn `i`'s wait is the recorded idle gap
+    `t[i] − t[i−1] − duration`."""
+    rng = random.Random(seed)
+    ids: dict[tuple[int, tuple[int, ...]], int] = {}
+
+    def blocks_of(tokens: list[int]) -> list[int]:
+        out: list[int] = []
+        prev = 0
+        for i in range(0, len(tokens), block_size):
+            key = (prev, tuple(tokens[i : i + block_size]))
+            prev = ids.setdefault(key, len(ids))
+            out.append(prev)
+        return out
+
+    shared = [rng.randrange(1 << 30) for _ in range(system)]
+    sids: list[int] = []
+    with Writer(path, Header(domain="test", block_size=block_size), keys=False) as w:
+        for spec in specs:
+            parent = None if spec.parent is None else sids[spec.parent]
+            sid = w.open_session(start=spec.start, model="m", api="openai-chat", agent="test",
+                                 parent=parent)
+            sids.append(sid)
+            tokens = list(shared)
+            for i, t in enumerate(spec.t):
+                tokens += [rng.randrange(1 << 30) for _ in range(spec.growth)]
+                wait = 0.0 if i == 0 else max(0.0, t - spec.t[i - 1] - spec.duration)
+                w.add_turn(
+                    sid,
+                    Turn(t=t, input=len(tokens), output=spec.output, wait=wait,
+                         duration=spec.duration, after="start" if i == 0 else "tool"),
+                    blocks_of(tokens),
+                )
+                tokens += [rng.randrange(1 << 30) for _ in range(spec.output)]
+            w.close_session(sid)
+    return path
+
+
+class SimClock:
+    """Virtual nanoseconds for many concurrent tasks: `sleep_until` parks the caller until
+    `advance` (driven by the test) moves time to the earliest pending deadline, once every
+    runnable task has run."""
+
+    def __init__(self, start: int = 1_000_000_000) -> None:
+        self.t = start
+        self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._n = 0
+
+    def now(self) -> int:
+        return self.t
+
+    async def sleep_until(self, deadline: int) -> None:
+        if deadline <= self.t:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._n += 1
+        heapq.heappush(self._heap, (deadline, self._n, fut))
+        await fut
+
+    async def advance(self) -> bool:
+        """Let every runnable task run, then wake the sleepers of the next deadline; False
+        when nobody sleeps."""
+        for _ in range(100):
+            await asyncio.sleep(0)
+        while self._heap and self._heap[0][2].done():  # cancelled sleepers
+            heapq.heappop(self._heap)
+        if not self._heap:
+            return False
+        deadline = self._heap[0][0]
+        self.t = max(self.t, deadline)
+        while self._heap and self._heap[0][0] <= self.t:
+            fut = heapq.heappop(self._heap)[2]
+            if not fut.done():
+                fut.set_result(None)
+        return True
+
+
+@dataclass
+class SimEndpoint:
+    """Answers every request `latency_s` of `SimClock` time after it was sent (first token
+    after `ttft_s`), generating exactly `max_tokens`; records (request, start, end) and the
+    most requests it ever had in flight at once."""
+
+    clock: SimClock
+    ttft_s: float = 0.1
+    latency_s: float = 0.5
+    seen: list[tuple[Request, int, int]] = field(default_factory=list)
+    active: int = 0
+    peak: int = 0
+
+    @property
+    def form(self) -> Form:
+        return "ids"
+
+    async def send(self, request: Request) -> Result:
+        start = self.clock.now()
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            await self.clock.sleep_until(start + int(self.latency_s * 1e9))
+        finally:
+            self.active -= 1
+        end = self.clock.now()
+        self.seen.append((request, start, end))
+        return Result(start, start + int(self.ttft_s * 1e9), end, request.max_tokens,
+                      server_input=request.prompt.tokens, server_cached=0)
+
+    async def close(self) -> None:
+        return None
 
 
 class FakeClock:
