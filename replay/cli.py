@@ -86,6 +86,7 @@ class _Options:
     tag: str
     tokenizer: str
     wait: str
+    max_wait: float | None
     seed: int
     power: str | None
     power_interval: float
@@ -126,7 +127,8 @@ async def _execute_at(
         corpus=workload.path, url=url, api=opts.api, model=model, api_key=opts.api_key,
         headers=opts.headers, affinity_header=opts.affinity_header,
         timeout=opts.request_timeout, extras=opts.extras, tag=opts.tag,
-        tokenizer=opts.tokenizer, wait=opts.wait, seed=opts.seed, epoch=epoch,
+        tokenizer=opts.tokenizer, wait=opts.wait, max_wait=opts.max_wait, seed=opts.seed,
+        epoch=epoch,
         time_scale=opts.time_scale,
     )
     plan = opts.plan
@@ -159,6 +161,13 @@ async def _execute_at(
             f"{n} sub-agent session{'s' if n != 1 else ''} replayed inside their parents' "
             "agents (agents = concurrent top-level sessions)"
         )
+    if opts.max_wait is not None:
+        long = sum(1 for s in workload.sessions for t in s.turns if t.wait > opts.max_wait)
+        if long:
+            record.notes.append(
+                f"{long} recorded wait{'s' if long != 1 else ''} longer than "
+                f"{opts.max_wait:g} s clipped to it (--max-wait; 0 keeps them)"
+            )
     if opts.quick:
         record.notes.append(
             f"short windows (quick mode: {plan.timing.duration:g} s steady windows, "
@@ -299,6 +308,12 @@ def replay(
         typer.Option(help="Wait before each turn: recorded, scale:X, cap:S, fixed:S, none, or "
                      "aa (simulated tool delays, log-normal 0.1–5 s, median 1 s)."),
     ] = "recorded",
+    max_wait: Annotated[
+        float,
+        typer.Option(help="Clip every wait at this many seconds (0: no limit). Recorded human "
+                     "think times run to hours; an agent idle longer than a level adds no load "
+                     "but still counts as an agent."),
+    ] = 300.0,
     seed: Annotated[int, typer.Option(help="Seed for the deal, waits and prompts.")] = 0,
     run_tag: Annotated[
         str | None,
@@ -350,7 +365,7 @@ def replay(
         if api not in APIS:
             raise ConfigError(f"--api {api!r}: expected one of {', '.join(APIS)}")
         tiers: list[Tier] = [parse_tier(s) for s in slo] if slo else list(DEFAULT_TIERS)
-        parse_wait(wait)
+        parse_wait(wait, limit=max_wait or None)
         is_quick = endpoint is None if quick is None else quick
         if time_scale is not None and endpoint is not None and time_scale != 1.0:
             raise ConfigError("--time-scale applies to the simulated engine only (no --endpoint)")
@@ -386,7 +401,8 @@ def replay(
         raise _fail(str(exc)) from None
     tag = run_tag if run_tag is not None else secrets.token_hex(4)
     settings: dict[str, Any] = {
-        "wait": wait, "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers],
+        "wait": wait, "max_wait": max_wait or None,
+        "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers],
         "resolution": res_spec, "max_agents": max_agents, "agents": agents,
         "timing": dataclasses.asdict(timing), "tokenizer": tokenizer, "workers": workers,
         "max_error_rate": max_error_rate, "timeout": timeout, "ignore_eos": ignore_eos,
@@ -395,7 +411,8 @@ def replay(
     opts = _Options(
         endpoint=endpoint, profile=profile, api=api, model=model, api_key=api_key,
         headers=extra_headers, affinity_header=affinity_header, extras=ignore_eos,
-        request_timeout=timeout, tag=tag, tokenizer=tokenizer, wait=wait, seed=seed, power=power,
+        request_timeout=timeout, tag=tag, tokenizer=tokenizer, wait=wait, max_wait=max_wait or None,
+        seed=seed, power=power,
         power_interval=power_interval, metrics_url=metrics_url, workers=workers,
         time_scale=scale, plan=plan, quick=is_quick, settings=settings,
     )

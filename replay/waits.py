@@ -5,6 +5,10 @@ it; `cap:S` clips it at S seconds; `fixed:S` waits S seconds; `none` sends at on
 AA-AgentPerf-style simulated tool delays: log-normal with median 1 s (sigma 0.8), clipped to
 0.1–5 s, seeded per agent so runs are reproducible. The first turn of a session never waits:
 an agent starts its next session as soon as the previous one ends.
+
+A `limit` (the CLI's `--max-wait`, 300 s by default) clips whatever the policy gives: recorded
+waits include human think times of hours, and an agent idle for longer than a measurement level
+lasts adds no load to the window while still counting as an agent.
 """
 
 from __future__ import annotations
@@ -29,10 +33,14 @@ class Wait:
 
     kind: str
     value: float = 0.0
+    limit: float | None = None
 
     def delay(self, recorded: float, rng: random.Random) -> float:
         """Seconds to wait before a turn whose recorded wait was `recorded`."""
-        recorded = max(0.0, recorded)
+        value = self._policy(max(0.0, recorded), rng)
+        return value if self.limit is None else min(value, self.limit)
+
+    def _policy(self, recorded: float, rng: random.Random) -> float:
         match self.kind:
             case "recorded":
                 return recorded
@@ -54,14 +62,17 @@ class Wait:
         return self.kind
 
 
-def parse(spec: str) -> Wait:
-    """`recorded`, `scale:X`, `cap:S`, `fixed:S`, `none` or `aa` as a `Wait`."""
+def parse(spec: str, *, limit: float | None = None) -> Wait:
+    """`recorded`, `scale:X`, `cap:S`, `fixed:S`, `none` or `aa` as a `Wait`, clipped at
+    `limit` seconds when given."""
+    if limit is not None and (not math.isfinite(limit) or limit < 0):
+        raise ConfigError(f"maximum wait must be a number ≥ 0, got {limit!r}")
     kind, _, arg = spec.strip().partition(":")
     kind = kind.lower()
     if kind in ("recorded", "none", "aa"):
         if arg:
             raise ConfigError(f"wait policy {kind!r} takes no value, got {spec!r}")
-        return Wait(kind)
+        return Wait(kind, limit=limit)
     if kind in ("scale", "cap", "fixed"):
         try:
             value = float(arg.rstrip("s"))
@@ -71,7 +82,7 @@ def parse(spec: str) -> Wait:
             ) from None
         if not math.isfinite(value) or value < 0:
             raise ConfigError(f"wait policy {spec!r}: the value must be ≥ 0")
-        return Wait(kind, value)
+        return Wait(kind, value, limit)
     raise ConfigError(
         f"unknown wait policy {spec!r}; expected recorded, scale:X, cap:S, fixed:S, none or aa"
     )

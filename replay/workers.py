@@ -42,6 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tag: str = ""
     tokenizer: str = "cl100k_base"
     wait: str = "recorded"
+    max_wait: float | None = None
     seed: int = 0
     epoch: int = 0
     time_scale: float = 1.0
@@ -60,7 +61,7 @@ def make_worker(s: Settings, workload: Workload, client: Client) -> Worker:
         shared=workload.shared,
     )
     return Worker(
-        workload=workload, synth=synth, endpoint=client, wait=parse_wait(s.wait),
+        workload=workload, synth=synth, endpoint=client, wait=parse_wait(s.wait, limit=s.max_wait),
         clock=RealClock(), epoch=s.epoch, seed=s.seed, tag=s.tag, scale=s.time_scale,
     )
 

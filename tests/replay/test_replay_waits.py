@@ -51,3 +51,18 @@ def test_aa_delays_are_seeded_bounded_and_centered_near_one_second() -> None:
 def test_policies_print_as_they_parse() -> None:
     assert str(parse("scale:2")) == "scale:2"
     assert str(Wait("recorded")) == "recorded"
+
+
+def test_limit_clips_every_policy_and_zero_wait_stays_zero() -> None:
+    rng = random.Random(0)
+    assert parse("recorded", limit=300).delay(72_000.0, rng) == 300.0
+    assert parse("recorded", limit=300).delay(12.5, rng) == 12.5
+    assert parse("scale:2", limit=10).delay(8.0, rng) == 10.0
+    assert parse("fixed:30", limit=5).delay(0.0, rng) == 5.0
+    assert parse("none", limit=5).delay(100.0, rng) == 0.0
+    assert parse("recorded").delay(72_000.0, rng) == 72_000.0
+
+
+def test_negative_limit_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="maximum wait"):
+        parse("recorded", limit=-1)
