@@ -21,6 +21,7 @@ _DICT_RAW = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _LIST_RAW = msgspec.json.Decoder(list[msgspec.Raw])
 _ANY = msgspec.json.Decoder()
 _WS = b" \t\r\n"
+_SEP = re.compile(rb"[ \t\r\n]*,?[ \t\r\n]*")  # between array elements
 
 
 class BodyError(ValueError):
@@ -150,14 +151,23 @@ def _elements(
         ends = memo.ends[:k]
         cursor = pos
         for elem in elems:
-            chunk = bytes(elem)
-            at = raw.find(chunk, cursor)
-            cursor = at + len(chunk)
-            items.append(_ANY.decode(chunk))
+            cursor = _end(raw, elem, cursor)
+            items.append(_ANY.decode(elem))
             ends.append(cursor)
     except msgspec.DecodeError:
         return None
     return items, ends
+
+
+def _end(raw: bytes, elem: msgspec.Raw, cursor: int) -> int:
+    """Byte offset just past `elem`, the next array element of `raw` at or after `cursor`.
+    Elements are separated by whitespace and one comma, so it starts right after those (a
+    memcmp); `find` is the general fallback (the same answer: a JSON value can't start with
+    whitespace or a comma, so its first occurrence from `cursor` is the element itself)."""
+    at = _SEP.match(raw, cursor).end()  # type: ignore[union-attr]  # always matches
+    if not raw.startswith(elem, at):  # any buffer
+        at = raw.find(elem, cursor)
+    return at + len(elem)
 
 
 def _locate(raw: bytes, key: str, value: bytes) -> int:
@@ -198,11 +208,9 @@ def _full(raw: bytes, key: str, memo: Parsed | None, reuse: int = 0) -> Parsed:
     last = len(elems) - 1
     kept = min(reuse, len(memo.notes), len(memo.digests)) if memo is not None else 0
     for i, elem in enumerate(elems):
-        chunk = bytes(elem)
-        at = raw.find(chunk, cursor)
-        cursor = at + len(chunk)
+        cursor = _end(raw, elem, cursor)
         ends.append(cursor)
-        items.append(None if i < kept and i != last else _ANY.decode(chunk))
+        items.append(None if i < kept and i != last else _ANY.decode(elem))
     close = start + len(value) - 1
     return Parsed(
         raw=raw,

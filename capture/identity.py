@@ -126,8 +126,13 @@ def _field(fields: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+_NONE = Identity()
+
+
 def from_headers(headers: Mapping[str, str]) -> Identity:
     """What the headers alone say (lower-case names); `with_body` adds the body's part."""
+    if HEADERS.isdisjoint(headers):  # most clients send none of them
+        return _NONE
     session: str | None = None
     source = ""
     for name, who in SESSION_HEADERS:

@@ -231,7 +231,7 @@ class Recorder:
         except ValueError:  # not JSON, or an encoding that doesn't decode: not a model call
             self.stats.skipped += 1
             return
-        ident = identity.with_body(head_ident, req.fields)
+        ident = _with_body(head_ident, req)
         chained = self._chain(ident, req)
         result = _response(fmt, ex)
         call = Call(
@@ -384,15 +384,16 @@ class Recorder:
                 cached = prev
         if cached is None:
             segs = linearize.segments(api, pre)
-            cached = (pre, segs, [digest(s) for s in segs])
+            digs = [digest(s) for s in segs]
+            cached = (pre, segs, digs, _combine(digs))
         parsed.cache["pre"] = cached
-        _, pre_segs, pre_digs = cached
+        _, pre_segs, pre_digs, combined = cached
         segs, digs = parsed.notes, parsed.digests  # per item: segment and its digest
         if len(segs) < len(parsed.items):
             new = linearize.segments(api, {fmt.ARRAY: parsed.items[len(segs) :]})
             segs.extend(new)
             digs.extend(map(digest, new))
-        return _Request(fmt, parsed, fields, pre_segs, pre_digs, segs, digs, _combine(pre_digs))
+        return _Request(fmt, parsed, fields, pre_segs, pre_digs, segs, digs, combined)
 
     def _chain(self, ident: identity.Identity, req: _Request) -> int:
         """Rebuild the context of a Responses call that continues a stored response
@@ -408,6 +409,20 @@ class Recorder:
         req.segments = segs + req.segments
         req.digests = digs + req.digests
         return len(segs)
+
+
+def _with_body(head: identity.Identity, req: _Request) -> identity.Identity:
+    """`identity.with_body(head, req.fields)`, kept with the parse: bodies whose bytes outside
+    the conversation array equal the memo's (`fields_same`) share its fields, hence the result
+    for the same header identity."""
+    cache = req.parsed.cache
+    if req.parsed.fields_same:
+        found = cache.get("ident")
+        if found is not None and found[0] == head:
+            return found[1]
+    ident = identity.with_body(head, req.fields)
+    cache["ident"] = (head, ident)
+    return ident
 
 
 def _combine(digests: list[bytes]) -> bytes:

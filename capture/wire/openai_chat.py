@@ -71,6 +71,9 @@ def _usage(raw: Any) -> Usage | None:
     )
 
 
+_TEXT_KEYS = ("content", "reasoning_content", "reasoning", "refusal")
+
+
 class Stream:
     """Accumulates a chat.completion.chunk stream; `feed` each event with its arrival time."""
 
@@ -90,9 +93,11 @@ class Stream:
         if event.event == "error" or "error" in chunk:
             r.error = error_of(chunk) if "error" in chunk else error_label(chunk.get("type"))
             return
-        usage = _usage(chunk.get("usage"))
-        if usage is not None:
-            r.usage = usage
+        raw_usage = chunk.get("usage")
+        if raw_usage is not None:
+            usage = _usage(raw_usage)
+            if usage is not None:
+                r.usage = usage
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict):
                 continue
@@ -100,11 +105,12 @@ class Stream:
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 content = False
-                for key in ("content", "reasoning_content", "reasoning", "refusal"):
-                    value = delta.get(key)
-                    if isinstance(value, str) and value:
-                        r.text.append(value)
-                        content = True
+                if delta:
+                    for key in _TEXT_KEYS:
+                        value = delta.get(key)
+                        if value and isinstance(value, str):
+                            r.text.append(value)
+                            content = True
                 for call in delta.get("tool_calls") or ():
                     if not isinstance(call, dict):
                         continue
