@@ -174,3 +174,14 @@ def test_ctrl_c_saves_what_was_measured(corpus: Path, engine_url: str, tmp_path:
     (level,) = doc["levels"]
     assert level["partial"] is True
     assert level["samples"]
+
+
+def test_python_dash_m_replay_runs_the_command() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "replay", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--endpoint" in done.stdout
