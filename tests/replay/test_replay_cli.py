@@ -177,9 +177,6 @@ def test_ctrl_c_saves_what_was_measured(corpus: Path, engine_url: str, tmp_path:
 
 
 def test_python_dash_m_replay_runs_the_command() -> None:
-    import subprocess
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-m", "replay", "--help"], capture_output=True, text=True, timeout=60
     )
