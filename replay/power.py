@@ -13,7 +13,10 @@ window, or the result is flagged and no agents/MW is derived from it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -126,8 +129,7 @@ def _finish(mean: float, joules: float | None, coverage: float, mode: str, n: in
             f"power readings cover {coverage:.0%} of the steady window (need ≥ "
             f"{MIN_COVERAGE:.0%}); poll faster with --power-interval or check the source"
         )
-    span_j = joules if joules is not None else None
-    return WindowPower(mean, span_j, min(1.0, coverage), mode, n, problem)
+    return WindowPower(mean, joules, min(1.0, coverage), mode, n, problem)
 
 
 @dataclass
@@ -284,14 +286,21 @@ class Command:
     async def read(self) -> Reading:
         t0 = time.perf_counter_ns()
         proc = await asyncio.create_subprocess_shell(
-            self.command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+            self.command,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # so a kill reaches the command, not just its shell
         )
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), self.timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise PowerError(f"power command timed out after {self.timeout:g} s") from None
+        except BaseException as exc:  # timeout, or the poller cancelled at the end of a run
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+            if isinstance(exc, TimeoutError):
+                raise PowerError(f"power command timed out after {self.timeout:g} s") from None
+            raise
         match = _NUMBER.search(out.decode("utf-8", "replace"))
         if proc.returncode != 0 or match is None:
             raise PowerError(

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -247,3 +249,34 @@ def test_power_specs() -> None:
     with pytest.raises(ConfigError):
         validate("sim", simulated=False)
     validate("nvml", simulated=False)
+
+
+def _pid_written(marker: Path) -> bool:
+    return marker.exists() and bool(marker.read_text().strip())
+
+
+def _gone(status: Path) -> bool:
+    """The process is gone, or killed and waiting for init to reap it (a zombie)."""
+    try:
+        return "\nState:\tZ" in status.read_text()
+    except FileNotFoundError:
+        return True
+
+
+async def test_cancelled_power_command_is_killed_with_its_children(tmp_path: Path) -> None:
+    marker = tmp_path / "pid"
+    cmd = Command(f"sh -c 'echo $$ > {marker}; exec sleep 30'", timeout=20)
+    task = asyncio.create_task(cmd.read())
+    for _ in range(200):
+        if _pid_written(marker):
+            break
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    status = Path(f"/proc/{int(marker.read_text())}/status")
+    for _ in range(100):
+        if _gone(status):
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"the power command ({status.parent.name}) still runs after cancellation")
