@@ -221,6 +221,7 @@ class ProcessFleet:
         self._samples: list[Sample] = []
         self._inflight = [0] * n
         self._waiting: dict[int, asyncio.Future[Report]] = {}
+        self._dead: set[int] = set()
         self._closed = False
 
     async def start(self) -> None:
@@ -237,7 +238,11 @@ class ProcessFleet:
             self._conns.append(parent)
         for i, conn in enumerate(self._conns):
             loop.add_reader(conn.fileno(), self._readable, i)
-        readies = await asyncio.gather(*(self._expect(i) for i in range(self.n)))
+        try:
+            readies = await asyncio.gather(*(self._expect(i) for i in range(self.n)))
+        except BaseException:
+            await self.close()
+            raise
         problems = [r.error for r in readies if isinstance(r, Ready) and r.error]
         if problems:
             await self.close()
@@ -254,9 +259,10 @@ class ProcessFleet:
             msg = _reports.decode(conn.recv_bytes())
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(conn.fileno())
+            self._dead.add(i)
             fut = self._waiting.pop(i, None)
             if fut is not None and not fut.done():
-                fut.set_exception(ReplayError(f"worker process {i} exited unexpectedly"))
+                fut.set_exception(self._died(i))
             return
         if isinstance(msg, Batch):
             self._samples.extend(msg.samples)
@@ -269,10 +275,26 @@ class ProcessFleet:
         if fut is not None and not fut.done():
             fut.set_result(msg)
 
+    def _died(self, i: int) -> ReplayError:
+        code = self._procs[i].exitcode
+        return ReplayError(
+            f"worker process {i} exited unexpectedly (exit code {code}); the levels measured "
+            "so far are kept — retry with fewer --workers or check memory"
+        )
+
+    def _send(self, i: int, msg: object) -> None:
+        if i in self._dead:
+            raise self._died(i)
+        try:
+            self._conns[i].send_bytes(_enc.encode(msg))
+        except OSError:
+            self._dead.add(i)
+            raise self._died(i) from None
+
     async def begin(self, level: int, agents: int, t0: int, ramp: float) -> None:
-        for i, conn in enumerate(self._conns):
+        for i in range(self.n):
             ids = tuple(range(i, agents, self.n))
-            conn.send_bytes(_enc.encode(Begin(level, agents, ids, t0, ramp)))
+            self._send(i, Begin(level, agents, ids, t0, ramp))
 
     def take(self) -> list[Sample]:
         out, self._samples = self._samples, []
@@ -284,8 +306,8 @@ class ProcessFleet:
 
     async def finish(self, before: int, drain: float) -> list[Sample]:
         futs = [self._expect(i) for i in range(self.n)]
-        for conn in self._conns:
-            conn.send_bytes(_enc.encode(Finish(before, drain)))
+        for i in range(self.n):
+            self._send(i, Finish(before, drain))
         done = await asyncio.gather(*futs)
         errors = [d.error for d in done if isinstance(d, Done) and d.error]
         if errors:

@@ -1,0 +1,30 @@
+"""Worker processes: a worker that dies is a clear error, not a traceback or a hang."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from fixtures_replay import make_corpus
+
+from replay.errors import ReplayError
+from replay.workers import ProcessFleet, Settings
+
+
+async def test_a_dead_worker_is_reported_as_a_replay_error(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path / "c.zst", sessions=2, turns=2)
+    fleet = ProcessFleet(Settings(corpus=str(corpus), url="http://127.0.0.1:9/v1"), 1)
+    await fleet.start()
+    try:
+        proc = fleet._procs[0]
+        proc.kill()
+        await asyncio.to_thread(proc.join, 10)
+        for _ in range(100):  # let the event loop see the closed pipe
+            if 0 in fleet._dead:
+                break
+            await asyncio.sleep(0.02)
+        with pytest.raises(ReplayError, match="worker process 0 exited unexpectedly"):
+            await fleet.begin(0, 1, 0, 0.0)
+    finally:
+        await fleet.close()
