@@ -126,7 +126,7 @@ class _Checker:
                     f"session {sid} turn {k}: reuses {r} blocks, previous turn has {prev}",
                 )
             full = min(r, prev) + nb
-            if full and bs >= 1 and full != -(-tokens // bs):
+            if bs >= 1 and full != -(-tokens // bs):
                 self.problem(
                     "blocks",
                     f"session {sid} turn {k}: {full} blocks for {tokens} input tokens "
@@ -144,7 +144,7 @@ class _Checker:
             if extra > 0:
                 self.result.counts[kind] += extra
 
-        for name in ("input", "output"):
+        for name in ("input", "output", "reuse", "nblocks"):
             each("count", c[name] < 0, f"negative {name}", c[name])
         for name in ("reasoning", "usage_input", "usage_cached"):
             each("count", c[name] < -1, f"negative {name}", c[name])

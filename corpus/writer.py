@@ -181,7 +181,11 @@ class Writer:
         self._last: dict[int, list[int]] = {}
         self._flushed_at = time.monotonic()
         if not exists:
-            self.flush(force=True)
+            try:
+                self.flush(force=True)
+            except BaseException:
+                self._file.close()
+                raise
 
     # -- sessions and turns ---------------------------------------------------------------
 
@@ -262,7 +266,7 @@ class Writer:
 
     def flush(self, *, force: bool = False) -> None:
         """Write everything pending as one frame (no-op when nothing is pending)."""
-        records = self._pending
+        records = [*self._pending]  # a failed write must leave the pending state as it was
         if self._rows:
             records.append(col.encode(self._rows))
         if self._closing:

@@ -153,6 +153,8 @@ def _turn(req: dict[str, Any], prev: Turn | None, bs: int, ids: Ids) -> tuple[Tu
     hashes = req.get("hash_ids") or []
     if not isinstance(hashes, list):
         raise ValueError(f"'hash_ids' should be a list, found {type(hashes).__name__}")
+    if not all(isinstance(h, int) and not isinstance(h, bool) for h in hashes):
+        raise ValueError("'hash_ids' should be a list of integers")
     if len(hashes) * bs > inp:
         raise ValueError(f"{len(hashes)} hash_ids of {bs} tokens exceed 'in' = {inp} tokens")
     t = seconds(req.get("t"), "t") or 0.0

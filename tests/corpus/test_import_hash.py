@@ -170,3 +170,23 @@ def test_weka_keeps_the_traces_block_size_and_refuses_others(tmp_path: Path) -> 
         importers.run("weka", [src, other], tmp_path / "y.zst", keys=False)
     sessions, _ = load(tmp_path, "weka", other)
     assert [len(p) for p in sessions[0].prefixes()] == [6, 9]  # 192 / 32; 260 / 32 + tail
+
+
+def test_weka_request_with_non_integer_hash_ids_is_left_out(tmp_path: Path) -> None:
+    src = tmp_path / "trace_0009.json"
+    good = {"t": 0.0, "in": 128, "out": 5, "hash_ids": [1, 2]}
+    bad = {"t": 5.0, "in": 128, "out": 5, "hash_ids": [[1], 2]}
+    src.write_text(
+        json.dumps(
+            {
+                "id": "trace_0009",
+                "block_size": 64,
+                "hash_id_scope": "local",
+                "requests": [good, bad],
+            }
+        )
+    )
+    _, report = load(tmp_path, "weka", src)
+    assert report.skipped == [
+        f"{src}: requests[1]: 'hash_ids' should be a list of integers; request left out"
+    ]

@@ -373,3 +373,20 @@ def test_append_to_a_filtered_copy_stays_consistent(tmp_path: Path) -> None:
         ids = [w.keys.id(w.keys.mac(c.encode())) for c in ("system", "system/tools")]
     first = next(iter(Reader(tmp_path / "f.zst").sessions()))
     assert first.prefixes()[0][:2] == ids
+
+
+def test_validate_flags_input_without_blocks_and_negative_reuse(tmp_path: Path) -> None:
+    path = _raw(
+        tmp_path / "bad.zst",
+        Open(id=0),
+        _turns(
+            (0, Turn(t=0, input=1000, output=1)),  # tokens but no blocks at all
+            (0, Turn(t=1, input=0, output=1)),  # no tokens, no blocks: fine
+            (0, Turn(t=2, input=4, output=1, reuse=-1, blocks=(0,))),
+        ),
+        Close(ids=[0]),
+    )
+    text = "\n".join(validate(path).problems)
+    assert "turn 0: 0 blocks for 1000 input tokens" in text
+    assert "turn 1:" not in text
+    assert "negative reuse" in text

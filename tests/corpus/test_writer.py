@@ -201,3 +201,23 @@ def test_session_domain_is_stored_only_when_it_differs(tmp_path: Path) -> None:
     records = [r for f in scan(path) if isinstance(f, Frame) for r in f.records]
     assert [getattr(r, "domain", None) for r in records[1:]] == ["", "legal"]
     assert [s.domain for s in Reader(path).sessions()] == ["coding", "legal"]
+
+
+def test_a_failed_flush_writes_its_turns_once_when_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.zst"
+    w = Writer(path, Header(block_size=4))
+    sid = w.open_session()
+    w.add_turn(sid, Turn(t=0.0, input=4, output=1), [0])
+
+    def disk_full() -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(w.keys, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        w.flush()
+    monkeypatch.undo()
+    w.close()
+    sessions = list(Reader(path).sessions())
+    assert [len(s.turns) for s in sessions] == [1]
