@@ -443,7 +443,10 @@ def _response(fmt: Format, ex: Exchange) -> Result:
     event timed by the chunk that completed it), or a JSON body."""
     if ex.status is None:
         return Result()
-    dec = decoders.make(ex.response_encoding)
+    try:
+        dec = decoders.make(ex.response_encoding)
+    except decoders.DecodeError:  # an encoding we can't read: keep the turn and its timing
+        return Result(error="error" if ex.status >= 400 else None)
     if "text/event-stream" in ex.content_type.lower():
         sse = SSEDecoder()
         parser = fmt.Stream()
