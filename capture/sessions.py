@@ -31,7 +31,7 @@ seconds without a call.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,9 +156,6 @@ class Sessions:
 
     def __len__(self) -> int:
         return len(self._open)
-
-    def threads(self) -> Iterator[Thread]:
-        return iter(self._open.values())
 
     def chained(self, identity: Identity) -> Thread | None:
         """The open thread whose response `identity.previous_response` names, if any."""

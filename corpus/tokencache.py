@@ -57,7 +57,6 @@ class TokenCache:
         self._map: OrderedDict[bytes, list[int] | array[int]] = OrderedDict()
         self.hits = 0
         self.misses = 0
-        self.encoded_chars = 0
 
     def _encode(self, text: str) -> list[int] | array[int]:
         """Token ids of `text` as this cache holds them (special tokens encoded as text)."""
@@ -78,7 +77,6 @@ class TokenCache:
             self.hits += 1
             return found
         self.misses += 1
-        self.encoded_chars += len(text)
         toks = self._encode(text)
         self._map[key] = toks
         self._held += len(toks)

@@ -121,7 +121,6 @@ class Stream:
     def __init__(self) -> None:
         self._r = Result()
         self._items: dict[int, Any] = {}
-        self._done = False
 
     def feed(self, event: Event, t: float) -> None:
         r = self._r

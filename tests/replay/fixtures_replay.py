@@ -21,6 +21,24 @@ from replay.endpoint import Request, Result
 from replay.prompts import Form
 
 
+class _Chain:
+    """Block ids as capture makes them: a chained id over each block's token content, so
+    shared prefixes share ids and a partial last block gets its own id."""
+
+    def __init__(self, block_size: int) -> None:
+        self.block_size = block_size
+        self.ids: dict[tuple[int, tuple[int, ...]], int] = {}
+
+    def __call__(self, tokens: list[int]) -> list[int]:
+        out: list[int] = []
+        prev = 0
+        for i in range(0, len(tokens), self.block_size):
+            key = (prev, tuple(tokens[i : i + self.block_size]))
+            prev = self.ids.setdefault(key, len(self.ids))
+            out.append(prev)
+        return out
+
+
 def make_corpus(
     path: Path,
     *,
@@ -37,16 +55,7 @@ def make_corpus(
     a turn. Block ids come from a chained hash over synthetic token content, as capture makes
     them, so shared prefixes share ids and a partial last block gets its own id."""
     rng = random.Random(seed)
-    ids: dict[tuple[int, tuple[int, ...]], int] = {}
-
-    def blocks_of(tokens: list[int]) -> list[int]:
-        out: list[int] = []
-        prev = 0
-        for i in range(0, len(tokens), block_size):
-            key = (prev, tuple(tokens[i : i + block_size]))
-            prev = ids.setdefault(key, len(ids))
-            out.append(prev)
-        return out
+    blocks_of = _Chain(block_size)
 
     shared = [rng.randrange(1 << 30) for _ in range(system)]
     with Writer(path, Header(domain="test", block_size=block_size), keys=False) as w:
@@ -86,16 +95,7 @@ def make_tree_corpus(
     with a shared `system`-token prefix; turn `i`'s wait is the recorded idle gap
     `t[i] − t[i−1] − duration`."""
     rng = random.Random(seed)
-    ids: dict[tuple[int, tuple[int, ...]], int] = {}
-
-    def blocks_of(tokens: list[int]) -> list[int]:
-        out: list[int] = []
-        prev = 0
-        for i in range(0, len(tokens), block_size):
-            key = (prev, tuple(tokens[i : i + block_size]))
-            prev = ids.setdefault(key, len(ids))
-            out.append(prev)
-        return out
+    blocks_of = _Chain(block_size)
 
     shared = [rng.randrange(1 << 30) for _ in range(system)]
     sids: list[int] = []
