@@ -438,6 +438,38 @@ def _request_body(ex: Exchange) -> bytes:
     return raw
 
 
+def _arrivals(ends: list[int], pieces: list[tuple[float, bytes]], last: float) -> list[float]:
+    """The arrival time of each event: that of the chunk holding its last byte (`ends`, in
+    the decoded stream) — when an incremental decoder would have dispatched it."""
+    out: list[float] = []
+    it = iter(pieces)
+    size, t = 0, last
+    for end in ends:
+        while size < end:
+            piece = next(it, None)
+            if piece is None:  # (not reached: the events lie within the pieces)
+                break
+            t = piece[0]
+            size += len(piece[1])
+        out.append(t)
+    return out
+
+
+def _arrival(buf: bytes, event: int, pieces: list[tuple[float, bytes]]) -> float:
+    """When event `event` (0-based) of the plain stream `buf` arrived: the time of the chunk
+    holding the blank line that ends it (when an incremental decoder would dispatch it)."""
+    end = -2
+    for _ in range(event + 1):
+        end = buf.find(b"\n\n", end + 2)
+    end += 2
+    size = 0
+    for t, piece in pieces:
+        size += len(piece)
+        if size >= end:
+            return t
+    return pieces[-1][0]
+
+
 def _response(fmt: Format, ex: Exchange) -> Result:
     """Parse the response bytes: SSE events through the wire format's stream parser (each
     event timed by the chunk that completed it), or a JSON body."""
@@ -448,17 +480,25 @@ def _response(fmt: Format, ex: Exchange) -> Result:
     except decoders.DecodeError:  # an encoding we can't read: keep the turn and its timing
         return Result(error="error" if ex.status >= 400 else None)
     if "text/event-stream" in ex.content_type.lower():
-        sse = SSEDecoder()
-        parser = fmt.Stream()
+        pieces: list[tuple[float, bytes]] = []  # decoded, with the arrival of each chunk
         t = ex.t_headers or 0.0
         try:
             for t, chunk in ex.chunks:
-                for event in sse.feed(dec.decode(chunk)):
-                    parser.feed(event, t)
-            tail = dec.flush()
+                pieces.append((t, dec.decode(chunk)))
+            pieces.append((t, dec.flush()))
         except Exception:  # noqa: BLE001 - a cut compressed stream: keep what decoded
-            tail = b""
-        for event in sse.feed(tail) + sse.flush():
+            pass
+        if fmt.parse_stream is not None:  # the whole stream at once, when it is plain
+            buf = b"".join(p for _, p in pieces)
+            whole = fmt.parse_stream(buf, lambda i: _arrival(buf, i, pieces))
+            if whole is not None:
+                return whole
+        decoder = SSEDecoder()
+        parser = fmt.Stream()
+        for t, piece in pieces:
+            for event in decoder.feed(piece):
+                parser.feed(event, t)
+        for event in decoder.flush():
             parser.feed(event, t)
         return parser.result()
     try:

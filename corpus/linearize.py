@@ -10,7 +10,7 @@ they report agree with each other.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from corpus.normalize import normalize
@@ -24,6 +24,14 @@ APIS = (API_OPENAI_CHAT, API_OPENAI_RESPONSES, API_OPENAI_COMPLETIONS, API_ANTHR
 
 def _dump(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _items(value: Any) -> list[Any]:
+    """A field that should hold a list: None gives none, anything else that isn't a list is
+    one element (bodies the provider would reject still linearize, deterministically)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def _parts_text(content: Any) -> str:
@@ -63,25 +71,29 @@ def _parts_text(content: Any) -> str:
     return "\n".join(out)
 
 
-def _openai_message(msg: Mapping[str, Any]) -> str:
+def _openai_message(msg: Any) -> str:
+    if not isinstance(msg, Mapping):
+        return _dump(msg)
     role = msg.get("role", "user")
     text = f"<|{role}|>{_parts_text(msg.get('content'))}"
-    for call in msg.get("tool_calls") or ():
+    for call in _items(msg.get("tool_calls")):
         fn = call.get("function", {}) if isinstance(call, Mapping) else {}
+        if not isinstance(fn, Mapping):
+            fn = {}
         text += f"<call {fn.get('name', '')}>{fn.get('arguments', '')}"
-    if msg.get("function_call"):
-        fc = msg["function_call"]
+    fc = msg.get("function_call")
+    if fc and isinstance(fc, Mapping):
         text += f"<call {fc.get('name', '')}>{fc.get('arguments', '')}"
     return text
 
 
-def _tools(tools: Iterable[Any] | None) -> list[str]:
-    return [f"<|tool|>{_dump(t)}" for t in tools or ()]
+def _tools(tools: Any) -> list[str]:
+    return [f"<|tool|>{_dump(t)}" for t in _items(tools)]
 
 
 def openai_chat(body: Mapping[str, Any]) -> list[str]:
     """Segments of an OpenAI Chat Completions request."""
-    return _tools(body.get("tools")) + [_openai_message(m) for m in body.get("messages") or ()]
+    return _tools(body.get("tools")) + [_openai_message(m) for m in _items(body.get("messages"))]
 
 
 def anthropic_messages(body: Mapping[str, Any]) -> list[str]:
@@ -92,14 +104,21 @@ def anthropic_messages(body: Mapping[str, Any]) -> list[str]:
         segs.append(f"<|system|>{system}")
     elif isinstance(system, Sequence):
         segs.extend(f"<|system|>{_parts_text([block])}" for block in system)
-    for msg in body.get("messages") or ():
-        segs.append(f"<|{msg.get('role', 'user')}|>{_parts_text(msg.get('content'))}")
+    elif system:
+        segs.append(f"<|system|>{_dump(system)}")
+    for msg in _items(body.get("messages")):
+        if isinstance(msg, Mapping):
+            segs.append(f"<|{msg.get('role', 'user')}|>{_parts_text(msg.get('content'))}")
+        else:
+            segs.append(_dump(msg))
     return segs
 
 
 def _responses_item(item: Any) -> str:
     if isinstance(item, str):
         return f"<|user|>{item}"
+    if not isinstance(item, Mapping):
+        return _dump(item)
     kind = item.get("type", "message")
     if kind == "message":
         return f"<|{item.get('role', 'user')}|>{_parts_text(item.get('content'))}"
@@ -121,7 +140,7 @@ def openai_responses(body: Mapping[str, Any]) -> list[str]:
     if isinstance(items, str):
         segs.append(f"<|user|>{items}")
     else:
-        segs.extend(_responses_item(item) for item in items or ())
+        segs.extend(_responses_item(item) for item in _items(items))
     return segs
 
 

@@ -28,11 +28,33 @@ from corpus.records import AFTER, MAX_BATCH, Close, Header, Open, Record, Turn, 
 _I32 = 1 << 31
 _U16 = 1 << 16
 _TIME = 1 << 62  # microseconds that still fit the int64 time columns
+_TIME_S = float(_TIME // 10**6)  # the same bound in seconds, a little inside it
+
+
+def _ok(turn: Turn) -> bool:
+    """The common case of `_check`, in one expression (it runs for every recorded turn)."""
+    reasoning, usage_input, usage_cached = turn.reasoning, turn.usage_input, turn.usage_cached
+    ttft, duration, status = turn.ttft, turn.duration, turn.status
+    return (
+        0 <= turn.input < _I32
+        and 0 <= turn.output < _I32
+        and (reasoning is None or 0 <= reasoning < _I32)
+        and (usage_input is None or 0 <= usage_input < _I32)
+        and (usage_cached is None or 0 <= usage_cached < _I32)
+        and -_TIME_S < turn.t < _TIME_S  # NaN compares False
+        and -_TIME_S < turn.wait < _TIME_S
+        and (ttft is None or 0 <= ttft < _TIME_S)
+        and (duration is None or 0 <= duration < _TIME_S)
+        and (status is None or 0 < status < _U16)
+        and turn.after in AFTER
+    )
 
 
 def _check(turn: Turn) -> None:
     """Refuse what the columns can't store faithfully (instead of failing at flush time or
     silently reading back as "not recorded")."""
+    if _ok(turn):
+        return
     bad: list[str] = []
     for name in ("input", "output"):
         if not 0 <= getattr(turn, name) < _I32:
@@ -70,6 +92,8 @@ def _common_prefix(prev: list[int], full: list[int]) -> int:
     usually extend the previous one except for its partial last block, and a Python loop
     over a 100K-token context would cost more than the rest of the turn."""
     n = min(len(prev), len(full))
+    if n == len(prev) and prev == full[:n]:  # the usual case: `full` extends `prev`
+        return n
     if prev[:n] == full[:n]:
         return n
     if prev[: n - 1] == full[: n - 1]:  # only the partial tail block changed

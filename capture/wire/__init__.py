@@ -2,8 +2,8 @@
 
 Each module exposes `API` (the corpus api name), `ARRAY` (the body field holding the
 conversation), `preamble(fields)` (the fields that linearize before it), `referenced_ids(items)`,
-`ends_in_tool_result(items)`, a `Stream` accumulator fed SSE events, and `body(obj)` for
-non-streamed responses.
+`ends_in_tool_result(items)`, a `Stream` accumulator fed SSE events, `parse_stream` (a bulk
+parser for whole recorded streams, or None) and `body(obj)` for non-streamed responses.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ class Format(Protocol):
     API: str
     ARRAY: str
     Stream: Callable[[], StreamParser]
+    # a whole plain stream at once (None: not plain, use `Stream`), where a format has one
+    parse_stream: Callable[[bytes, Callable[[int], float]], Result | None] | None
 
     def preamble(self, fields: Mapping[str, Any]) -> dict[str, Any]: ...
 

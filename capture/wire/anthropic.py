@@ -13,7 +13,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from capture.sse import Event
-from capture.wire.result import Result, ToolCall, Usage, count, error_label, error_of, loads, safe
+from capture.wire.result import (
+    Result,
+    ToolCall,
+    Usage,
+    array,
+    count,
+    error_label,
+    error_of,
+    loads,
+    safe,
+    string,
+)
 from corpus.linearize import API_ANTHROPIC
 
 API = API_ANTHROPIC
@@ -80,6 +91,9 @@ def _merge(usage: Usage | None, raw: Any) -> Usage | None:
     return out
 
 
+parse_stream = None  # streams go through `Stream`, event by event
+
+
 class Stream:
     """Accumulates a Messages event stream; `feed` each event with its arrival time."""
 
@@ -92,7 +106,7 @@ class Stream:
         msg = loads(event.data)
         if not isinstance(msg, dict):
             return
-        kind = msg.get("type") or event.event
+        kind = string(msg.get("type")) or event.event
         if kind == "error":
             err = msg.get("error")
             r.error = error_label(err.get("type") if isinstance(err, dict) else None)
@@ -111,7 +125,10 @@ class Stream:
                 btype = block.get("type")
                 if btype == "tool_use":
                     name = str(block.get("name", ""))
-                    self._calls[msg.get("index", len(self._calls))] = ToolCall(
+                    index = msg.get("index")
+                    if not isinstance(index, int) or isinstance(index, bool):
+                        index = len(self._calls)
+                    self._calls[index] = ToolCall(
                         str(block.get("id", "")), name
                     )
                     r.text.append(name)
@@ -123,7 +140,7 @@ class Stream:
                     self._content(t)
         elif kind == "content_block_delta":
             delta = msg.get("delta")
-            if isinstance(delta, dict) and delta.get("type") in _CONTENT_DELTAS:
+            if isinstance(delta, dict) and string(delta.get("type")) in _CONTENT_DELTAS:
                 field = _CONTENT_DELTAS[delta["type"]]
                 value = delta.get(field) if field else None
                 if isinstance(value, str) and value:
@@ -153,7 +170,7 @@ def body(obj: Any) -> Result:
         r.error = error_of(obj)
         return r
     r.usage = _merge(None, obj.get("usage"))
-    for block in obj.get("content") or ():
+    for block in array(obj.get("content")):
         if not isinstance(block, dict):
             continue
         btype = block.get("type")

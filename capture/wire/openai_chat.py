@@ -8,8 +8,10 @@ Reasoning deltas use the de-facto `reasoning_content` (DeepSeek, vLLM) or `reaso
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import msgspec
 
 from capture.sse import Event
 from capture.wire.result import (
@@ -41,7 +43,7 @@ def referenced_ids(items: Sequence[Any]) -> set[str]:
             continue
         if isinstance(msg.get("tool_call_id"), str):
             out.add(msg["tool_call_id"])
-        for call in msg.get("tool_calls") or ():
+        for call in _list(msg.get("tool_calls")):
             if isinstance(call, dict) and isinstance(call.get("id"), str):
                 out.add(call["id"])
     return out
@@ -74,6 +76,93 @@ def _usage(raw: Any) -> Usage | None:
 _TEXT_KEYS = ("content", "reasoning_content", "reasoning", "refusal")
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _index(value: Any) -> Any:
+    """A choice or tool-call index as a key: odd values (null, a list) all count as one."""
+    return value if isinstance(value, int | str) else None
+
+
+# The usual chunk, typed: decoding into these skips building a dict per level, and most of a
+# long answer is such chunks. A chunk of any other shape (a field of an unexpected type, an
+# error) fails to decode here and takes the general path, so the result is the same.
+class _Function(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _CallDelta(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    function: _Function | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    refusal: str | None = None
+    tool_calls: list[_CallDelta] | None = None
+
+
+class _Choice(msgspec.Struct):
+    index: int = 0
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    usage: Any = None
+    error: Any = msgspec.UNSET
+
+
+_CHUNK = msgspec.json.Decoder(_Chunk)
+# `[[chunk],[chunk],…]`: each event's data wrapped in its own brackets, so the one decode call
+# fails unless every event holds exactly one chunk object
+_ONE_EACH = msgspec.json.Decoder(list[tuple[_Chunk]])
+_DONE = b"data: [DONE]"
+
+
+def parse_stream(buf: bytes, when: Callable[[int], float]) -> Result | None:
+    """A whole recorded stream in one pass, or None unless it is in the plain form OpenAI and
+    its look-alikes send: `data: {chunk}` events, LF line ends, an optional `data: [DONE]`
+    last, every chunk of the usual shape. `when(i)` is the arrival time of event i (asked
+    for the first content event only). The answer is `Stream`'s for the same events: the work
+    per event is one pass over its typed chunk, with no Python-level line splitting."""
+    if not buf.startswith(b"data: ") or not buf.endswith(b"\n\n") or b"\r" in buf:
+        return None
+    lines = buf[:-2].split(b"\n\n")
+    done = lines[-1] == _DONE
+    if done:
+        del lines[-1]
+    if not lines:
+        return None
+    datas = [line[6:] for line in lines if line[:6] == b"data: "]
+    body = b"],[".join(datas)
+    if len(datas) != len(lines) or b"\n" in body:
+        return None  # an event of another form (a field, a comment, several lines)
+    try:
+        chunks = _ONE_EACH.decode(b"[[" + body + b"]]")
+    except msgspec.DecodeError:  # (ValidationError too) not all usual chunks
+        return None
+    stream = Stream()
+    r = stream._r
+    for i, (chunk,) in enumerate(chunks):
+        if chunk.error is not msgspec.UNSET:
+            return None
+        if r.first_content is None:
+            stream._typed(chunk, -1.0)
+            if r.first_content is not None:
+                r.first_content = when(i)
+        else:
+            stream._typed(chunk, 0.0)
+    r.complete = done
+    return stream.result()
+
+
 class Stream:
     """Accumulates a chat.completion.chunk stream; `feed` each event with its arrival time."""
 
@@ -82,11 +171,55 @@ class Stream:
         self._calls: dict[tuple[int, int], list[str]] = {}  # (choice, index) -> [id, name]
 
     def feed(self, event: Event, t: float) -> None:
-        r = self._r
         data = event.data
         if data == "[DONE]":
-            r.complete = True
+            self._r.complete = True
             return
+        if event.event == "message":
+            try:
+                typed = _CHUNK.decode(data)
+            except msgspec.DecodeError:  # (ValidationError too) another shape: general path
+                pass
+            else:
+                if typed.error is msgspec.UNSET:
+                    self._typed(typed, t)
+                    return
+        self._general(data, event, t)
+
+    def _typed(self, chunk: _Chunk, t: float) -> None:
+        r = self._r
+        if chunk.usage is not None:
+            usage = _usage(chunk.usage)
+            if usage is not None:
+                r.usage = usage
+        for choice in chunk.choices or ():
+            index = choice.index
+            delta = choice.delta
+            if delta is not None:
+                content = False
+                for value in (delta.content, delta.reasoning_content, delta.reasoning,
+                              delta.refusal):
+                    if value:
+                        r.text.append(value)
+                        content = True
+                for call in delta.tool_calls or ():
+                    content = True
+                    slot = self._calls.setdefault((index, call.index), ["", ""])
+                    if call.id is not None:
+                        slot[0] = call.id
+                    fn = call.function
+                    if fn is not None:
+                        if fn.name is not None:
+                            slot[1] += fn.name
+                        if fn.arguments is not None:
+                            r.text.append(fn.arguments)
+                if content and r.first_content is None:
+                    r.first_content = t
+            if choice.finish_reason and (index == 0 or r.stop is None):
+                r.stop = safe(choice.finish_reason) or "other"
+
+    def _general(self, data: str, event: Event, t: float) -> None:
+        r = self._r
         chunk = loads(data)
         if not isinstance(chunk, dict):
             return
@@ -98,10 +231,10 @@ class Stream:
             usage = _usage(raw_usage)
             if usage is not None:
                 r.usage = usage
-        for choice in chunk.get("choices") or ():
+        for choice in _list(chunk.get("choices")):
             if not isinstance(choice, dict):
                 continue
-            index = choice.get("index", 0)
+            index = _index(choice.get("index", 0))
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 content = False
@@ -111,11 +244,11 @@ class Stream:
                         if value and isinstance(value, str):
                             r.text.append(value)
                             content = True
-                for call in delta.get("tool_calls") or ():
+                for call in _list(delta.get("tool_calls")):
                     if not isinstance(call, dict):
                         continue
                     content = True
-                    slot = self._calls.setdefault((index, call.get("index", 0)), ["", ""])
+                    slot = self._calls.setdefault((index, _index(call.get("index", 0))), ["", ""])
                     if isinstance(call.get("id"), str):
                         slot[0] = call["id"]
                     fn = call.get("function")
@@ -143,7 +276,7 @@ def body(obj: Any) -> Result:
         r.error = error_of(obj)
         return r
     r.usage = _usage(obj.get("usage"))
-    for choice in obj.get("choices") or ():
+    for choice in _list(obj.get("choices")):
         if not isinstance(choice, dict):
             continue
         msg = choice.get("message")
@@ -152,7 +285,7 @@ def body(obj: Any) -> Result:
                 value = msg.get(key)
                 if isinstance(value, str) and value:
                     r.text.append(value)
-            for call in msg.get("tool_calls") or ():
+            for call in _list(msg.get("tool_calls")):
                 fn = call.get("function") if isinstance(call, dict) else None
                 if isinstance(fn, dict):
                     name = str(fn.get("name", ""))

@@ -15,7 +15,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from capture.sse import Event
-from capture.wire.result import Result, ToolCall, Usage, count, error_label, error_of, loads, safe
+from capture.wire.result import (
+    Result,
+    ToolCall,
+    Usage,
+    array,
+    count,
+    error_label,
+    error_of,
+    loads,
+    safe,
+    string,
+)
 from corpus.linearize import API_OPENAI_RESPONSES
 
 API = API_OPENAI_RESPONSES
@@ -62,7 +73,7 @@ def referenced_ids(items: Sequence[Any]) -> set[str]:
 
 def ends_in_tool_result(items: Sequence[Any]) -> bool:
     last = items[-1] if items else None
-    return isinstance(last, dict) and last.get("type") in RESULTS
+    return isinstance(last, dict) and string(last.get("type")) in RESULTS
 
 
 def _usage(raw: Any) -> Usage | None:
@@ -83,7 +94,7 @@ def _usage(raw: Any) -> Usage | None:
 
 
 def _call(item: Any) -> ToolCall | None:
-    if not isinstance(item, dict) or item.get("type") not in CALLS:
+    if not isinstance(item, dict) or string(item.get("type")) not in CALLS:
         return None
     name = CALLS[item["type"]] or str(item.get("name", ""))
     return ToolCall(str(item.get("call_id") or item.get("id") or ""), name)
@@ -115,6 +126,9 @@ def _finish(r: Result, response: Any) -> None:
         r.tool_calls = [c for c in map(_call, output) if c is not None]
 
 
+parse_stream = None  # streams go through `Stream`, event by event
+
+
 class Stream:
     """Accumulates a Responses event stream; `feed` each event with its arrival time."""
 
@@ -127,7 +141,7 @@ class Stream:
         msg = loads(event.data)
         if not isinstance(msg, dict):
             return
-        kind = msg.get("type") or event.event
+        kind = string(msg.get("type")) or event.event
         if kind in _DELTAS:
             delta = msg.get("delta")
             if isinstance(delta, str) and delta:
@@ -140,7 +154,10 @@ class Stream:
                 r.first_content = t
         elif kind == "response.output_item.done":
             item = msg.get("item")
-            self._items[msg.get("output_index", len(self._items))] = item
+            index = msg.get("output_index")
+            if not isinstance(index, int) or isinstance(index, bool):
+                index = len(self._items)
+            self._items[index] = item
             call = _call(item)
             if call is not None:
                 r.text.append(call.name)
@@ -175,11 +192,11 @@ def body(obj: Any) -> Result:
         if not isinstance(item, dict):
             continue
         if item.get("type") == "message":
-            for part in item.get("content") or ():
+            for part in array(item.get("content")):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     r.text.append(part["text"])
         elif item.get("type") == "reasoning":
-            for part in item.get("summary") or ():
+            for part in array(item.get("summary")):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     r.text.append(part["text"])
         call = _call(item)

@@ -32,6 +32,16 @@ def loads(data: str | bytes) -> Any:
         return None
 
 
+def string(value: Any) -> str | None:
+    """`value` if it is a string, else None (a field an odd upstream filled with anything)."""
+    return value if isinstance(value, str) else None
+
+
+def array(value: Any) -> list[Any]:
+    """`value` if it is a list, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
 def count(value: Any) -> int | None:
     """A non-negative integer token count, or None."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
