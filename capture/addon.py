@@ -16,8 +16,10 @@ from mitmproxy.addonmanager import Loader
 from capture import agents, identity, wire
 from capture.exchange import Exchange
 from capture.recorder import Recorder
+from capture.socket import Socket
 
 _KEY = "agentload.capture"
+_SOCKET = "agentload.capture.socket"
 # Request headers the recorder reads (session ids, client family); no other header value,
 # API keys included, is kept even in memory.
 KEEP = identity.HEADERS | agents.HEADERS
@@ -36,6 +38,7 @@ class Capture:
         self.prefixes = prefixes or {}
         self.enabled = True
         self.live: dict[str, Exchange] = {}
+        self.sockets: dict[str, Socket] = {}
         self.on_running: Callable[[], None] | None = None
 
     def load(self, loader: Loader) -> None:
@@ -141,10 +144,63 @@ class Capture:
         except Exception as exc:  # noqa: BLE001
             self.recorder.failure("error", exc)
 
+    # -- WebSocket mode (Responses over a WebSocket: Codex, `responses.connect()`) ---------
+
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        try:
+            api = wire.api_for("POST", flow.request.path) if self.enabled else None
+            if api != wire.openai_responses.API:
+                return
+            headers: dict[str, str] = {}
+            for name, value in flow.request.headers.items(multi=True):
+                key = name.lower()
+                if key in KEEP:
+                    headers.setdefault(key, value)
+            sock = Socket(api, headers)
+            flow.metadata[_SOCKET] = sock
+            self.sockets[flow.id] = sock
+        except Exception as exc:  # noqa: BLE001
+            self.recorder.failure("websocket_start", exc)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        sock = flow.metadata.get(_SOCKET)
+        if sock is None or flow.websocket is None:
+            return
+        try:
+            now = time.perf_counter()
+            messages = flow.websocket.messages
+            msg = messages[-1]
+            finished = sock.client(msg.content, now) if msg.from_client else sock.server(
+                msg.content, now
+            )
+            del messages[:-1]  # the flow keeps no history: bounded memory on a long session
+            if finished is not None:
+                self.recorder.submit(finished)
+        except Exception as exc:  # noqa: BLE001 - stop recording this socket, traffic goes on
+            flow.metadata.pop(_SOCKET, None)
+            self.sockets.pop(flow.id, None)
+            self.recorder.failure("websocket_message", exc)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        sock = flow.metadata.pop(_SOCKET, None)
+        if sock is None or self.sockets.pop(flow.id, None) is None:
+            return
+        try:
+            finished = sock.end(time.perf_counter())
+            if finished is not None:
+                self.recorder.submit(finished)
+        except Exception as exc:  # noqa: BLE001
+            self.recorder.failure("websocket_end", exc)
+
     def done(self) -> None:
         """Shutdown: calls still in flight are recorded as aborted."""
         try:
             now = time.perf_counter()
+            for sock in list(self.sockets.values()):
+                finished = sock.end(now)
+                if finished is not None:
+                    self.recorder.submit(finished)
+            self.sockets.clear()
             for ex in list(self.live.values()):
                 ex.error = "aborted"
                 if ex.t_end is None:

@@ -58,6 +58,8 @@ def status_line(stats: Stats) -> Text:
     text.append(errors, style="red" if stats.errors else "")
     if stats.skipped:
         text.append(f" · skipped {stats.skipped}")
+    if stats.warmups:
+        text.append(f" · warm-ups {stats.warmups}")
     return text
 
 

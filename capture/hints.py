@@ -46,14 +46,13 @@ def reverse(listener: Listener, port: int) -> list[str]:
         ]
     if kind in ("openai", "any"):
         lines += [
-            # Codex (0.1xx) ignores OPENAI_BASE_URL, and its built-in provider talks Responses
-            # over a WebSocket when the upstream accepts one, which capture can't record: a
-            # provider of its own with supports_websockets=false keeps it on HTTP + SSE.
+            # Codex (0.1xx) ignores OPENAI_BASE_URL; a provider of its own points it here. Its
+            # Responses calls are recorded over HTTP + SSE and over its WebSocket mode alike.
             "  Codex                codex -c model_provider=capture -c 'model_providers.capture="
             f'{{name="capture", base_url="{base}{v1}", env_key="OPENAI_API_KEY", '
-            "wire_api=\"responses\", supports_websockets=false}'",
-            "                       (the same table under \\[model_providers.capture] in "
-            "~/.codex/config.toml; openai_base_url alone would let it use a WebSocket)",
+            "wire_api=\"responses\"}'",
+            "                       (or the same table under \\[model_providers.capture] in "
+            "~/.codex/config.toml, or -c openai_base_url=\"" + f'{base}{v1}"' + ")",
             f'  OpenAI SDKs          OpenAI(base_url="{base}{v1}")  or OPENAI_BASE_URL',
             f"  LiteLLM / Aider      export OPENAI_API_BASE={base}{v1}"
             f"   (aider --openai-api-base {base}{v1})",

@@ -53,6 +53,7 @@ class Stats:
     output_tokens: int = 0
     errors: int = 0  # recorder failures (the traffic was not affected)
     skipped: int = 0  # model calls that could not be recorded (not JSON, too large)
+    warmups: int = 0  # WebSocket warm-ups (`generate: false`): no model call, no turn
     last_error: str = ""
     where: dict[str, int] = field(default_factory=dict)
 
@@ -107,6 +108,7 @@ class Recorder:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._memos: OrderedDict[int, Thread] = OrderedDict()
+        self._warm: OrderedDict[bytes, tuple[list[str], list[bytes]]] = OrderedDict()
         self._closed = False
         self._lock = threading.Lock()  # serializes process() when called without the worker
         self._count_lock = threading.Lock()
@@ -234,6 +236,9 @@ class Recorder:
         ident = _with_body(head_ident, req)
         chained = self._chain(ident, req)
         result = _response(fmt, ex)
+        if req.fields.get("generate") is False:  # a warm-up (WebSocket mode): no model call
+            self._warmed(req, result)
+            return
         call = Call(
             api=fmt.API,
             identity=ident,
@@ -395,17 +400,29 @@ class Recorder:
             digs.extend(map(digest, new))
         return _Request(fmt, parsed, fields, pre_segs, pre_digs, segs, digs, combined)
 
+    def _warmed(self, req: _Request, result: Result) -> None:
+        """Keep a warm-up's conversation for the call that continues it; record no turn."""
+        self.stats.warmups += 1
+        if result.response_id:
+            self._warm[identity.tag(result.response_id)] = (req.segments, req.digests)
+            while len(self._warm) > MEMOS:
+                self._warm.popitem(last=False)
+
     def _chain(self, ident: identity.Identity, req: _Request) -> int:
         """Rebuild the context of a Responses call that continues a stored response
         (`previous_response_id`): the earlier conversation, its output, then the new input.
         Returns how many leading conversation items were prepended."""
         th = self.sessions.chained(ident)
         if th is None or th.state is None:
-            return 0
-        state: _State = th.state
-        out_segs = linearize.segments(req.fmt.API, {"input": state.output_items or []})
-        segs = state.segments + out_segs
-        digs = state.digests + [digest(s) for s in out_segs]
+            warm = self._warm.get(ident.previous_response) if ident.previous_response else None
+            if warm is None:
+                return 0
+            segs, digs = warm
+        else:
+            state: _State = th.state
+            out_segs = linearize.segments(req.fmt.API, {"input": state.output_items or []})
+            segs = state.segments + out_segs
+            digs = state.digests + [digest(s) for s in out_segs]
         req.segments = segs + req.segments
         req.digests = digs + req.digests
         return len(segs)

@@ -28,14 +28,15 @@ Usage: `input_tokens` includes `input_tokens_details.cached_tokens` (prefix-cach
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from corpus import linearize
 from replay.engine import output
@@ -245,7 +246,12 @@ def _tool_plan(body: Mapping[str, Any], items: list[dict[str, Any]]) -> ToolPlan
 
 
 async def _parse(request: web.Request) -> Request:
-    body = await read_json(request)
+    return _check(request.app, await read_json(request))
+
+
+def _check(
+    app: web.Application, body: dict[str, Any], local: dict[str, tuple[str, ...]] | None = None
+) -> Request:
     model = req_str(body, "model")
     items = _input(body)
     instructions = _opt_str(body, "instructions")
@@ -261,7 +267,9 @@ async def _parse(request: web.Request) -> Request:
     tool = _tool_plan(body, items)
     head = segments(API, {"tools": body.get("tools"), "instructions": instructions})
     own = segments(API, {"input": body.get("input")})
-    chain = request.app[STORE].get(previous) if previous is not None else None
+    chain = None
+    if previous is not None:  # a socket's own last response first (kept even with store false)
+        chain = (local or {}).get(previous) or app[STORE].get(previous)
     conversation = (*(chain or ()), *own)
     return Request(
         body=body,
@@ -272,7 +280,7 @@ async def _parse(request: web.Request) -> Request:
         previous=previous,
         tool=tool,
         conversation=conversation,
-        ids=segment_ids(request.app[TOKENS], [*head, *conversation]),
+        ids=segment_ids(app[TOKENS], [*head, *conversation]),
     )
 
 
@@ -437,10 +445,117 @@ class _Events:
         return b'event: %s\ndata: {"type":"%s","sequence_number":%d' % (name, name, self.seq - 1)
 
 
+class _Sink(Protocol):
+    async def write(self, data: bytes) -> None: ...
+
+    async def write_eof(self, data: bytes = b"") -> None: ...
+
+
+class _Socket:
+    """WebSocket mode: each SSE frame the stream writes goes out as one text message holding
+    its JSON (the event's `type` is inside it)."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+
+    async def write(self, data: bytes) -> None:
+        for frame in data.split(b"\n\n"):
+            _, sep, payload = frame.partition(b"data: ")
+            if sep:
+                await self.ws.send_str(payload.decode())
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await self.write(data)
+
+
+async def socket(request: web.Request) -> web.StreamResponse:
+    """GET /v1/responses upgraded to a WebSocket (OpenAI's WebSocket mode): each
+    `{"type": "response.create", ...}` message (the POST body's fields; streaming is implicit)
+    is answered with the events of a streamed response, as messages, one response at a time.
+    `generate: false` (a client warming the connection up) answers with an empty completed
+    response whose conversation a later `previous_response_id` continues. A bad message is
+    answered with an `error` event and the connection stays open."""
+    ws = web.WebSocketResponse(max_msg_size=64 << 20)
+    await ws.prepare(request)
+    sink = _Socket(ws)
+    local: dict[str, tuple[str, ...]] = {}  # the last response's conversation, as OpenAI keeps
+    async for msg in ws:
+        if msg.type != WSMsgType.TEXT:
+            continue
+        try:
+            body = msgspec.json.decode(msg.data)
+            if not isinstance(body, dict) or body.get("type") != "response.create":
+                raise InvalidRequest(
+                    'send {"type": "response.create", ...} with the fields of POST /v1/responses',
+                    param="type",
+                )
+            body = {k: v for k, v in body.items() if k not in ("type", "stream")}
+            req = _check(request.app, body, local)
+            if body.get("generate") is False:
+                local = {await _warmup(request, req, sink): req.conversation}
+                continue
+            gen = request.app[ENGINE].submit(
+                req.ids,
+                max_tokens=opt_int(body, "max_output_tokens", minimum=1),
+                min_tokens=opt_int(body, "min_tokens") or 0,
+                ignore_eos=opt_bool(body, "ignore_eos"),
+                param="input",
+            )
+            names = _Names(request.app[STORE].salt, gen.number)
+            try:
+                item = await _events(request, req, gen, names, sink)
+            finally:
+                gen.cancel()
+            if item is not None:
+                local = {names.resp: (*req.conversation, *segments(API, {"input": [item]}))}
+        except (EngineError, msgspec.DecodeError) as exc:
+            err = exc if isinstance(exc, EngineError) else InvalidRequest(f"not JSON: {exc}")
+            kind = "invalid_request_error" if err.status == 400 else "server_error"
+            await ws.send_str(
+                encode({"type": "error", "status": err.status,
+                        "error": {"type": kind, "code": getattr(err, "code", None),
+                                  "message": str(err), "param": getattr(err, "param", None)}}
+                       ).decode()
+            )
+    return ws
+
+
+async def _warmup(request: web.Request, req: Request, sink: _Sink) -> str:
+    names = _Names(request.app[STORE].salt, next(_WARMUPS))
+    if req.store:
+        request.app[STORE].put(names.resp, req.conversation)
+    ev = _Events()
+    base = _response_fields(req, names)
+    await sink.write(ev("response.created", {"response": base | {"status": "in_progress"}}))
+    usage = {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0},
+             "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0},
+             "total_tokens": 0}
+    await sink.write(ev("response.completed", {"response": base | {"status": "completed",
+                                                                    "usage": usage}}))
+    return names.resp
+
+
+_WARMUPS = itertools.count(1 << 40)  # warm-up ids, apart from the engine's request numbers
+
+
+def _response_fields(req: Request, names: _Names) -> dict[str, Any]:
+    return {"id": names.resp, "object": "response", "created_at": req.created,
+            "model": req.model, "output": [], "previous_response_id": req.previous,
+            "store": req.store, "usage": None}
+
+
 async def _stream(
     request: web.Request, req: Request, gen: Generation, names: _Names
 ) -> web.StreamResponse:
     resp = await prepare_sse(request)
+    await _events(request, req, gen, names, resp)
+    return resp
+
+
+async def _events(
+    request: web.Request, req: Request, gen: Generation, names: _Names, resp: _Sink
+) -> dict[str, Any] | None:
+    """Stream the response's events into `resp`; the finished output item (None if cut)."""
     ev = _Events()
     tool = req.tool
     at = {"output_index": 0}
@@ -477,12 +592,12 @@ async def _stream(
             pos += n
             await resp.write(out + ev.head(kind) + mid + encode(piece) + b"}\n\n")
     except ConnectionResetError:
-        return resp
+        return None
     except EngineError as exc:
         failed = _response(req, gen, names, [], final=True, error=exc)
         await resp.write(ev("response.failed", {"response": failed}))
         await resp.write_eof()
-        return resp
+        return None
     last = opening() if pos == 0 else b""
     item = _item(req, gen, names, done=True)
     ref = {"item_id": item_id} | at
@@ -501,4 +616,4 @@ async def _stream(
     last += ev(end, {"response": final})
     await resp.write(last)
     await resp.write_eof()
-    return resp
+    return item

@@ -122,6 +122,7 @@ def make_app(
     app.router.add_post("/v1/chat/completions", api_openai.chat_completions)
     app.router.add_post("/v1/completions", api_completions.completions)
     app.router.add_post("/v1/responses", api_responses.responses)
+    app.router.add_get("/v1/responses", api_responses.socket)  # WebSocket mode
     app.router.add_post("/v1/messages", api_anthropic.messages)
     app.router.add_post("/v1/messages/count_tokens", api_anthropic.count_tokens)
     app.router.add_get("/v1/models", _models)

@@ -314,15 +314,16 @@ def test_codex_exec_run_is_one_session_and_item_metadata_does_not_split_blocks(
     assert one.prefixes() == two.prefixes()  # item ids and create_time are not prompt text
 
 
-def test_codex_hint_avoids_the_websocket_transport() -> None:
-    """Codex 0.169 ignores OPENAI_BASE_URL, and with `openai_base_url` alone its built-in
-    provider tries Responses over a WebSocket (not recorded) before HTTP."""
+def test_codex_hint_sets_a_provider_of_its_own() -> None:
+    """Codex 0.169 ignores OPENAI_BASE_URL; a provider entry (or `openai_base_url`) points it
+    at the listener, and both of its transports (HTTP + SSE, WebSocket) are recorded."""
     lines = "\n".join(hints.reverse(Listener("127.0.0.1", 0, "https://api.openai.com"), 8082))
     codex = [ln for ln in lines.splitlines() if "Codex" in ln][0]
     assert "OPENAI_BASE_URL" not in codex
-    assert "supports_websockets=false" in codex
+    assert "supports_websockets" not in codex
     assert 'base_url="http://127.0.0.1:8082/v1"' in codex
     assert 'wire_api="responses"' in codex
+    assert 'openai_base_url="http://127.0.0.1:8082/v1"' in lines
 
 
 # -- Ctrl-C with a call in flight (Claude Code mid-answer, or any streaming client) -----------
