@@ -68,14 +68,9 @@ class Capture:
             if api is None:
                 req.stream = True  # not a model call: pass through untouched
                 return
-            headers: dict[str, str] = {}
-            for name, value in req.headers.items(multi=True):
-                key = name.lower()
-                if key in KEEP:
-                    headers.setdefault(key, value)
             ex = Exchange(
                 api=api,
-                headers=headers,
+                headers=_kept(req.headers),
                 unix=time.time(),
                 t_start=time.perf_counter(),
                 request_encoding=req.headers.get("content-encoding"),
@@ -151,12 +146,7 @@ class Capture:
             api = wire.api_for("POST", flow.request.path) if self.enabled else None
             if api != wire.openai_responses.API:
                 return
-            headers: dict[str, str] = {}
-            for name, value in flow.request.headers.items(multi=True):
-                key = name.lower()
-                if key in KEEP:
-                    headers.setdefault(key, value)
-            sock = Socket(api, headers)
+            sock = Socket(api, _kept(flow.request.headers))
             flow.metadata[_SOCKET] = sock
             self.sockets[flow.id] = sock
         except Exception as exc:  # noqa: BLE001
@@ -235,3 +225,13 @@ class Capture:
         flow.metadata.pop(_KEY, None)
         self.live.pop(flow.id, None)
         self.recorder.failure(where, exc)
+
+
+def _kept(headers: http.Headers) -> dict[str, str]:
+    """The request headers the recorder reads (lower-case names, first value wins)."""
+    out: dict[str, str] = {}
+    for name, value in headers.items(multi=True):
+        key = name.lower()
+        if key in KEEP:
+            out.setdefault(key, value)
+    return out
