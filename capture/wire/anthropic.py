@@ -22,6 +22,7 @@ from capture.wire.result import (
     error_label,
     error_of,
     loads,
+    position,
     safe,
     string,
 )
@@ -125,9 +126,7 @@ class Stream:
                 btype = block.get("type")
                 if btype == "tool_use":
                     name = str(block.get("name", ""))
-                    index = msg.get("index")
-                    if not isinstance(index, int) or isinstance(index, bool):
-                        index = len(self._calls)
+                    index = position(msg.get("index"), len(self._calls))
                     self._calls[index] = ToolCall(
                         str(block.get("id", "")), name
                     )

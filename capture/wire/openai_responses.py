@@ -24,6 +24,7 @@ from capture.wire.result import (
     error_label,
     error_of,
     loads,
+    position,
     safe,
     string,
 )
@@ -154,9 +155,7 @@ class Stream:
                 r.first_content = t
         elif kind == "response.output_item.done":
             item = msg.get("item")
-            index = msg.get("output_index")
-            if not isinstance(index, int) or isinstance(index, bool):
-                index = len(self._items)
+            index = position(msg.get("output_index"), len(self._items))
             self._items[index] = item
             call = _call(item)
             if call is not None:

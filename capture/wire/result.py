@@ -37,6 +37,11 @@ def string(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def position(value: Any, default: int) -> int:
+    """`value` if it is an integer index (not a bool), else `default`."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
 def array(value: Any) -> list[Any]:
     """`value` if it is a list, else an empty one."""
     return value if isinstance(value, list) else []
