@@ -143,19 +143,21 @@ def _elements(
         if region[:1] != b",":
             return None
         region = region[1:]
+    whole = b"[" + region + b"]"
     try:
-        elems = _LIST_RAW.decode(b"[" + region + b"]")
-        items: list[Any] = [None] * k
-        if k:
-            items[-1] = memo.items[k - 1]
-        ends = memo.ends[:k]
-        cursor = pos
-        for elem in elems:
-            cursor = _end(raw, elem, cursor)
-            items.append(_ANY.decode(elem))
-            ends.append(cursor)
+        elems = _LIST_RAW.decode(whole)  # each element's bytes, to find where it ends
+        values = _ANY.decode(whole)
     except msgspec.DecodeError:
         return None
+    items: list[Any] = [None] * k
+    if k:
+        items[-1] = memo.items[k - 1]
+    items += values
+    ends = memo.ends[:k]
+    cursor = pos
+    for elem in elems:
+        cursor = _end(raw, elem, cursor)
+        ends.append(cursor)
     return items, ends
 
 

@@ -493,18 +493,22 @@ def _response(fmt: Format, ex: Exchange) -> Result:
     if ex.status is None:
         return Result()
     try:
-        dec = decoders.make(ex.response_encoding)
+        dec = decoders.make(ex.response_encoding) if ex.response_encoding else None
     except decoders.DecodeError:  # an encoding we can't read: keep the turn and its timing
         return Result(error="error" if ex.status >= 400 else None)
     if "text/event-stream" in ex.content_type.lower():
-        pieces: list[tuple[float, bytes]] = []  # decoded, with the arrival of each chunk
         t = ex.t_headers or 0.0
-        try:
-            for t, chunk in ex.chunks:
-                pieces.append((t, dec.decode(chunk)))
-            pieces.append((t, dec.flush()))
-        except Exception:  # noqa: BLE001 - a cut compressed stream: keep what decoded
-            pass
+        pieces: list[tuple[float, bytes]] = ex.chunks  # decoded, with each chunk's arrival
+        if dec is not None:
+            pieces = []
+            try:
+                for t, chunk in ex.chunks:
+                    pieces.append((t, dec.decode(chunk)))
+                pieces.append((t, dec.flush()))
+            except Exception:  # noqa: BLE001 - a cut compressed stream: keep what decoded
+                pass
+        elif pieces:
+            t = pieces[-1][0]
         if fmt.parse_stream is not None:  # the whole stream at once, when it is plain
             buf = b"".join(p for _, p in pieces)
             whole = fmt.parse_stream(buf, lambda i: _arrival(buf, i, pieces))

@@ -220,12 +220,14 @@ class Anonymizer:
             raw = pending.tobytes()  # one conversion, then byte slices per block
             size = bs * pending.itemsize
             # `Keys.mac` per block, from a copy of the keyed state (no key setup, no call)
-            keyed, assign, append = self._mac.copy, self.keys.id, ids.append
+            keyed = self._mac.copy
+            chains: list[bytes] = []
             for j in range(0, full * pending.itemsize, size):
                 h = keyed()
                 h.update(chain + raw[j : j + size])
                 chain = h.digest()
-                append(assign(chain))
+                chains.append(chain)
+            ids = self.keys.ids(chains)
         return _Node(node, node.ntok + len(toks), chain, pending[full:], ids)
 
     # -- other anonymous numbers ----------------------------------------------------------

@@ -105,6 +105,18 @@ class Keys:
             self._new.append(digest)
         return found
 
+    def ids(self, digests: list[bytes]) -> list[int]:
+        """`id()` of each digest, in order (one call for all the blocks of a segment)."""
+        table, new, base = self._ids, self._new, self.base
+        out: list[int] = []
+        for d in digests:
+            found = table.get(d)
+            if found is None:
+                found = table[d] = base + len(table)
+                new.append(d)
+            out.append(found)
+        return out
+
     def mac(self, data: bytes) -> bytes:
         """Keyed 16-byte digest of `data` (HMAC-free BLAKE2b keyed mode)."""
         return hashlib.blake2b(data, key=self.key, digest_size=DIGEST).digest()

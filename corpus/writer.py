@@ -90,13 +90,15 @@ def producer() -> str:
 def _common_prefix(prev: list[int], full: list[int]) -> int:
     """Length of the longest common prefix, with C-speed slice comparisons only: agents' turns
     usually extend the previous one except for its partial last block, and a Python loop
-    over a 100K-token context would cost more than the rest of the turn."""
+    over a 100K-token context would cost more than the rest of the turn. The last shared
+    position picks the one comparison to try first (a failed one would scan to its end)."""
     n = min(len(prev), len(full))
-    if n == len(prev) and prev == full[:n]:  # the usual case: `full` extends `prev`
-        return n
-    if prev[:n] == full[:n]:
-        return n
-    if prev[: n - 1] == full[: n - 1]:  # only the partial tail block changed
+    if not n:
+        return 0
+    if prev[n - 1] == full[n - 1]:
+        if (prev if n == len(prev) else prev[:n]) == full[:n]:  # `full` extends `prev`
+            return n
+    elif prev[: n - 1] == full[: n - 1]:  # only the partial tail block changed
         return n - 1
     lo, hi = 0, n - 1  # prev[:lo] == full[:lo]; the first difference is before hi
     while hi - lo > 1:

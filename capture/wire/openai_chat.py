@@ -124,6 +124,7 @@ _CHUNK = msgspec.json.Decoder(_Chunk)
 # fails unless every event holds exactly one chunk object
 _ONE_EACH = msgspec.json.Decoder(list[tuple[_Chunk]])
 _DONE = b"data: [DONE]"
+_DONE_LAST = b"\n\ndata: [DONE]\n\n"
 
 
 def parse_stream(buf: bytes, when: Callable[[int], float]) -> Result | None:
@@ -131,22 +132,17 @@ def parse_stream(buf: bytes, when: Callable[[int], float]) -> Result | None:
     its look-alikes send: `data: {chunk}` events, LF line ends, an optional `data: [DONE]`
     last, every chunk of the usual shape. `when(i)` is the arrival time of event i (asked
     for the first content event only). The answer is `Stream`'s for the same events: the work
-    per event is one pass over its typed chunk, with no Python-level line splitting."""
-    if not buf.startswith(b"data: ") or not buf.endswith(b"\n\n") or b"\r" in buf:
+    per event is one pass over its typed chunk, with no Python-level line splitting (the event
+    framing becomes JSON array punctuation in one `replace`: a JSON text holds no raw LF)."""
+    if not buf.startswith(b"data: ") or not buf.endswith(b"\n\n"):
         return None
-    lines = buf[:-2].split(b"\n\n")
-    done = lines[-1] == _DONE
-    if done:
-        del lines[-1]
-    if not lines:
-        return None
-    datas = [line[6:] for line in lines if line[:6] == b"data: "]
-    body = b"],[".join(datas)
-    if len(datas) != len(lines) or b"\n" in body:
-        return None  # an event of another form (a field, a comment, several lines)
+    done = buf.endswith(_DONE_LAST)
+    body = buf[6 : len(buf) - len(_DONE_LAST) if done else -2].replace(b"\n\ndata: ", b"],[")
+    if b"\n" in body or b"\r" in body:
+        return None  # an event of another form (a field, a comment, several lines, CR)
     try:
         chunks = _ONE_EACH.decode(b"[[" + body + b"]]")
-    except msgspec.DecodeError:  # (ValidationError too) not all usual chunks
+    except msgspec.DecodeError:  # (ValidationError too) not all usual chunks, or [DONE] alone
         return None
     stream = Stream()
     r = stream._r

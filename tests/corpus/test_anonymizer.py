@@ -162,6 +162,17 @@ def test_ids_are_the_keyed_chain_over_token_blocks() -> None:
     assert prompt.blocks == list(range(len(expected)))
 
 
+def test_bulk_ids_match_one_by_one_assignment() -> None:
+    """`Keys.ids` (one call per segment's blocks) assigns exactly as `Keys.id` would, repeats
+    and ids known from earlier included, and queues each new digest once for the sidecar."""
+    bulk, single = Keys.ephemeral(base=7), Keys.ephemeral(base=7)
+    batches = [[b"a", b"b", b"a"], [], [b"c", b"b"], [b"a"]]
+    for batch in batches:
+        assert bulk.ids(batch) == [single.id(d) for d in batch]
+    assert bulk.digests() == single.digests() == [b"a", b"b", b"c"]
+    assert bulk.ids([b"a", b"b", b"c"]) == [7, 8, 9]
+
+
 def test_token_cache_encodes_special_tokens_and_surrogates_as_text() -> None:
     cache = TokenCache(compact=True)
     for text in ["a <|endoftext|> b <|fim_prefix|>", "lone \ud800 surrogate", "", "é" * 500]:

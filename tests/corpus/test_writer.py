@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 from corpus_samples import SHARED, build
+from hypothesis import given
+from hypothesis import strategies as st
 
 from corpus import CorpusError, Header, Keys, Reader, TruncatedError, Turn, Writer, sidecar
 from corpus.frames import Frame, scan
+from corpus.writer import _common_prefix
 
 KILLED_WRITER = textwrap.dedent(
     """
@@ -221,3 +224,17 @@ def test_a_failed_flush_writes_its_turns_once_when_retried(
     w.close()
     sessions = list(Reader(path).sessions())
     assert [len(s.turns) for s in sessions] == [1]
+
+
+@given(
+    prev=st.lists(st.integers(0, 3), max_size=12),
+    full=st.lists(st.integers(0, 3), max_size=12),
+)
+def test_reuse_is_the_longest_common_prefix(prev: list[int], full: list[int]) -> None:
+    """The writer stores `full` as (reuse, new blocks) against the previous turn: `reuse`
+    must be the exact longest common prefix, whatever the shapes (extended, tail changed,
+    edited in the middle, shorter)."""
+    expected = 0
+    while expected < min(len(prev), len(full)) and prev[expected] == full[expected]:
+        expected += 1
+    assert _common_prefix(prev, full) == expected
