@@ -41,8 +41,8 @@ def _ok(turn: Turn) -> bool:
         and (reasoning is None or 0 <= reasoning < _I32)
         and (usage_input is None or 0 <= usage_input < _I32)
         and (usage_cached is None or 0 <= usage_cached < _I32)
-        and -_TIME_S < turn.t < _TIME_S  # NaN compares False
-        and -_TIME_S < turn.wait < _TIME_S
+        and 0 <= turn.t < _TIME_S  # NaN compares False
+        and 0 <= turn.wait < _TIME_S
         and (ttft is None or 0 <= ttft < _TIME_S)
         and (duration is None or 0 <= duration < _TIME_S)
         and (status is None or 0 < status < _U16)
@@ -63,14 +63,14 @@ def _check(turn: Turn) -> None:
         value = getattr(turn, name)
         if value is not None and not 0 <= value < _I32:
             bad.append(f"{name}={value}")
-    for name in ("t", "wait"):
+    for name in ("t", "wait"):  # seconds since the session's start, since the last response
         value = getattr(turn, name)
-        if not (math.isfinite(value) and abs(value) * 1e6 < _TIME):
-            bad.append(f"{name}={value}")
+        if not (math.isfinite(value) and 0 <= value * 1e6 < _TIME):
+            bad.append(f"{name}={value} (expected finite seconds ≥ 0)")
     for name in ("ttft", "duration"):
         value = getattr(turn, name)
         if value is not None and not (math.isfinite(value) and 0 <= value * 1e6 < _TIME):
-            bad.append(f"{name}={value}")
+            bad.append(f"{name}={value} (expected finite seconds ≥ 0, or None)")
     if turn.status is not None and not 0 < turn.status < _U16:
         bad.append(f"status={turn.status}")
     if turn.after not in AFTER:
@@ -204,7 +204,8 @@ class Writer:
         self._pending: list[Record] = [] if exists else [self.header]
         self._rows: list[tuple[int, Turn]] = []
         self._closing: list[int] = []
-        self._last: dict[int, list[int]] = {}
+        self._last: dict[int, list[int]] = {}  # open session -> its last turn's block ids
+        self._count: dict[int, int] = {}  # open session -> turns written (for error messages)
         self._flushed_at = time.monotonic()
         if not exists:
             try:
@@ -255,14 +256,22 @@ class Writer:
         prev = self._last.get(session)
         if prev is None:
             raise CorpusError(f"session {session} is not open in this writer")
-        _check(turn)
         full = list(blocks)
         reuse = _common_prefix(prev, full)
         new = tuple(full[reuse:])
-        if new and not 0 <= min(new) <= max(new) < 1 << 63:
-            raise CorpusError(f"block ids must be in 0..2**63-1, got {min(new)}..{max(new)}")
+        try:
+            _check(turn)
+            if new and not 0 <= min(new) <= max(new) < 1 << 63:
+                raise CorpusError(
+                    f"block ids must be in 0..2**63-1, got {min(new)}..{max(new)}"
+                )
+        except CorpusError as exc:  # nothing of this turn was kept; the session stays open
+            raise CorpusError(
+                f"session {session}, turn {self._count.get(session, 0)}: {exc}"
+            ) from None
         self._rows.append((session, msgspec.structs.replace(turn, reuse=reuse, blocks=new)))
         self._last[session] = full
+        self._count[session] = self._count.get(session, 0) + 1
         self.turns += 1
         if len(self._rows) >= self.max_turns:
             self.flush()
@@ -271,6 +280,7 @@ class Writer:
 
     def close_session(self, session: int) -> None:
         """No more turns for `session`."""
+        self._count.pop(session, None)
         if self._last.pop(session, None) is None:
             raise CorpusError(f"session {session} is not open in this writer")
         self._closing.append(session)

@@ -162,6 +162,8 @@ def test_append_with_another_block_size_is_refused(tmp_path: Path) -> None:
         ({"after": "lunch"}, "after='lunch'"),
         ({"status": 0}, "status=0"),
         ({"usage_cached": -3}, "usage_cached=-3"),
+        ({"t": -1.0}, "t=-1.0 (expected finite seconds ≥ 0)"),  # what `corpus validate` rejects
+        ({"wait": -0.25}, "wait=-0.25"),
     ],
 )
 def test_writer_refuses_values_it_cannot_store(
@@ -170,11 +172,16 @@ def test_writer_refuses_values_it_cannot_store(
     with Writer(tmp_path / "c.zst", keys=False) as w:
         sid = w.open_session()
         base = {"t": 0.0, "input": 1, "output": 1}
+        w.add_turn(sid, Turn(**base), [0])
         with pytest.raises(CorpusError, match="can't be stored") as info:
             w.add_turn(sid, Turn(**(base | fields)), [0])
         assert complaint in str(info.value)
-        with pytest.raises(CorpusError, match="block ids"):
+        assert str(info.value).startswith(f"session {sid}, turn 1: ")  # which one, to find it
+        with pytest.raises(CorpusError, match=f"session {sid}, turn 1: block ids"):
             w.add_turn(sid, Turn(**base), [-4])
+        w.add_turn(sid, Turn(**base), [0, 1])  # a refused turn leaves the session as it was
+    table = Reader(tmp_path / "c.zst").table()
+    assert table.n_turns == 2
 
 
 def test_turns_of_unknown_sessions_and_parents_are_refused(tmp_path: Path) -> None:
