@@ -6,7 +6,8 @@ A record (one line of a `.jsonl` file; a `.json` file may hold one record or a l
      "tools": [...],             # optional: tool definitions sent with every request
      "model": "gpt-4o",          # optional
      "api": "openai-chat",       # optional: openai-chat (default) or anthropic-messages
-     "system": "...",            # optional, anthropic-messages only
+     "system": "...",            # optional: the system prompt (openai-chat: a leading
+                                 #   system message, as if it were messages[0])
      "agent": "my-agent",        # optional: client family
      "start": 0.0,               # optional: seconds since the corpus's first session
      "timings": [{"t": 0.0, "wait": 0.0, "ttft": 0.4, "duration": 2.1}, ...],
@@ -138,6 +139,10 @@ def session(rec: Any, anon: Anonymizer) -> Imported | None:
     for i, msg in enumerate(messages):
         if not isinstance(msg, Mapping) or not isinstance(msg.get("role"), str):
             raise ValueError(f"messages[{i}] should be an object with a 'role'")
+    system = rec.get("system")
+    if system and api == API_OPENAI_CHAT:  # Chat Completions has no system field: a message
+        messages = [{"role": "system", "content": system}, *messages]
+        system = None
     calls = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     if not calls:
         return None
@@ -149,7 +154,7 @@ def session(rec: Any, anon: Anonymizer) -> Imported | None:
                 f"'{name}' holds {len(lst)} entries for {len(calls)} assistant messages; "
                 "give one per assistant message (null where unknown)"
             )
-    conv = Conversation(api, tools=rec.get("tools"), system=rec.get("system"), messages=messages)
+    conv = Conversation(api, tools=rec.get("tools"), system=system, messages=messages)
     start = seconds(rec.get("start"), "start") or 0.0
     out = Imported(
         start=start,

@@ -183,3 +183,25 @@ def test_a_record_converts_without_a_file() -> None:
     assert len(sess.turns) == 1
     with pytest.raises(ValueError, match="'api' should be one of"):
         conversations.session({**rec, "api": "gopher"}, anon)
+
+
+def test_a_top_level_system_prompt_counts_for_chat_records_too() -> None:
+    """`system` given beside OpenAI-style messages is the system prompt the user meant, not a
+    field to drop: the request is as if it were a leading system message."""
+    from corpus.anonymizer import Anonymizer
+
+    keys = Keys.ephemeral()
+    turn = [{"role": "user", "content": "Summarize the ticket."},
+            {"role": "assistant", "content": "Done."}]
+    system = "You are the support agent of a bank. " * 20
+    split = conversations.session({"messages": turn, "system": system}, Anonymizer(keys))
+    inline = conversations.session(
+        {"messages": [{"role": "system", "content": system}, *turn]}, Anonymizer(keys)
+    )
+    bare = conversations.session({"messages": turn}, Anonymizer(keys))
+    assert split is not None
+    assert inline is not None
+    assert bare is not None
+    (s_turn, s_blocks), (i_turn, i_blocks) = split.turns[0], inline.turns[0]
+    assert s_turn.input == i_turn.input > bare.turns[0][0].input + 100
+    assert s_blocks == i_blocks
