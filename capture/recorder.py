@@ -507,8 +507,6 @@ def _response(fmt: Format, ex: Exchange) -> Result:
                 pieces.append((t, dec.flush()))
             except Exception:  # noqa: BLE001 - a cut compressed stream: keep what decoded
                 pass
-        elif pieces:
-            t = pieces[-1][0]
         if fmt.parse_stream is not None:  # the whole stream at once, when it is plain
             buf = b"".join(p for _, p in pieces)
             whole = fmt.parse_stream(buf, lambda i: _arrival(buf, i, pieces))
