@@ -89,9 +89,16 @@ def build_session(turns: int, target_tokens: int) -> tuple[list[bytes], list[byt
     return bodies, responses
 
 
+# mitmproxy hands a streamed request body to the addon in socket reads of at most this many
+# bytes (measured through `mitmdump --mode reverse`: a 470 KB body came as 9 pieces)
+READ_SIZE = 65535
+
+
 def exchange(body: bytes, response: bytes, t: float) -> Exchange:
+    """The exchange the addon would hand over: the body in socket-read pieces."""
+    pieces = [body[i : i + READ_SIZE] for i in range(0, len(body), READ_SIZE)]
     ex = Exchange(api="openai-chat", headers={"user-agent": "OpenAI/Python 1.0"},
-                  unix=1.7e9 + t, t_start=t, request=[body], t_sent=t)
+                  unix=1.7e9 + t, t_start=t, request=pieces, t_sent=t)
     ex.status, ex.content_type = 200, "text/event-stream"
     ex.t_headers = t + 0.01
     ex.chunks = [(t + 0.02, response)]

@@ -74,6 +74,7 @@ class Capture:
                 unix=time.time(),
                 t_start=time.perf_counter(),
                 request_encoding=req.headers.get("content-encoding"),
+                model=wire.model_for(req.path),
             )
             flow.metadata[_KEY] = ex
             self.live[flow.id] = ex

@@ -33,6 +33,8 @@ RULES: tuple[tuple[str, str], ...] = (
     ("openai/python", "openai-python"),
     ("openai/js", "openai-node"),
     ("anthropic/python", "anthropic-python"),
+    ("anthropicvertex/python", "anthropic-python"),  # the SDK's Vertex AI client
+    ("anthropicbedrock/python", "anthropic-python"),  # and its Bedrock client
     ("anthropic/js", "anthropic-node"),
     ("ai-sdk", "vercel-ai"),
     ("python-httpx", "httpx"),

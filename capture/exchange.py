@@ -22,6 +22,7 @@ class Exchange:
     unix: float
     t_start: float  # request head received: the request's time (t, wait, ttft, duration)
     request_encoding: str | None = None
+    model: str | None = None  # named by the path, not the body (Vertex AI)
     request: list[bytes] = field(default_factory=list)
     t_sent: float | None = None  # request body fully forwarded upstream (None: it never was)
     status: int | None = None

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-# Exact host names, and `*.suffix` patterns for per-tenant hosts.
+# Exact host names, `*.suffix` patterns for per-tenant hosts, and `*` inside a label for
+# per-region ones.
 LLM_HOSTS: tuple[str, ...] = (
     "api.openai.com",
     "chatgpt.com",  # Codex with a ChatGPT login: /backend-api/codex/responses
@@ -27,6 +28,11 @@ LLM_HOSTS: tuple[str, ...] = (
     "api.moonshot.ai",
     "api.z.ai",
     "generativelanguage.googleapis.com",  # Gemini's OpenAI-compatible endpoint
+    "aiplatform.googleapis.com",  # Vertex AI (Claude: …/publishers/anthropic/models/…)
+    "*-aiplatform.googleapis.com",  # its regional hosts, e.g. us-east5-aiplatform
+    "bedrock-runtime.*.amazonaws.com",  # Amazon Bedrock (Claude: /model/<id>/invoke…)
+    "bedrock-runtime-fips.*.amazonaws.com",
+
     "api.cerebras.ai",
     "inference.baseten.co",
     "api.perplexity.ai",
@@ -34,10 +40,11 @@ LLM_HOSTS: tuple[str, ...] = (
 
 
 def pattern(host: str) -> str:
-    """A mitmproxy `allow_hosts` regex for `host` (any port); `*.` matches one label or more."""
+    """A mitmproxy `allow_hosts` regex for `host` (any port): a leading `*.` matches one label
+    or more, any other `*` part of one label."""
     if host.startswith("*."):
         return rf"^(?:[^.:]+\.)+{re.escape(host[2:])}:\d+$"
-    return rf"^{re.escape(host)}:\d+$"
+    return "^" + "[^.:]+".join(re.escape(part) for part in host.split("*")) + r":\d+$"
 
 
 def allow_hosts(extra: tuple[str, ...] | list[str] = ()) -> list[str]:

@@ -25,7 +25,7 @@ from capture.body import BodyError, Parsed, parse, shared
 from capture.exchange import Exchange
 from capture.sessions import Assignment, Call, Outcome, Sessions, Thread
 from capture.sse import SSEDecoder
-from capture.wire import FORMATS, Format, Result, openai_responses
+from capture.wire import FORMATS, Format, Result, eventstream, openai_responses
 from capture.wire.result import error_of, loads
 from corpus import linearize
 from corpus.anonymizer import Anonymizer
@@ -287,7 +287,7 @@ class Recorder:
         model = req.fields.get("model")
         th.session = self.writer.open_session(
             start=self.writer.relative(ex.unix),
-            model=model if isinstance(model, str) else "",
+            model=model if isinstance(model, str) else ex.model or "",
             api=req.fmt.API,
             agent=agents.family(ex.headers),
             parent=th.parent.session if th.parent is not None else None,
@@ -496,7 +496,9 @@ def _response(fmt: Format, ex: Exchange) -> Result:
         dec = decoders.make(ex.response_encoding) if ex.response_encoding else None
     except decoders.DecodeError:  # an encoding we can't read: keep the turn and its timing
         return Result(error="error" if ex.status >= 400 else None)
-    if "text/event-stream" in ex.content_type.lower():
+    ctype = ex.content_type.lower()
+    sse = "text/event-stream" in ctype
+    if sse or eventstream.CONTENT_TYPE in ctype:
         t = ex.t_headers or 0.0
         pieces: list[tuple[float, bytes]] = ex.chunks  # decoded, with each chunk's arrival
         if dec is not None:
@@ -507,6 +509,14 @@ def _response(fmt: Format, ex: Exchange) -> Result:
                 pieces.append((t, dec.flush()))
             except Exception:  # noqa: BLE001 - a cut compressed stream: keep what decoded
                 pass
+        if not sse:  # Bedrock: AWS event-stream frames, each holding one Anthropic event
+            buf = b"".join(p for _, p in pieces)
+            found = list(eventstream.events(buf))
+            times = _arrivals([end for end, _ in found], pieces, t)
+            parser = fmt.Stream()
+            for (_, event), when in zip(found, times, strict=True):
+                parser.feed(event, when)
+            return parser.result()
         if fmt.parse_stream is not None:  # the whole stream at once, when it is plain
             buf = b"".join(p for _, p in pieces)
             whole = fmt.parse_stream(buf, lambda i: _arrival(buf, i, pieces))

@@ -8,9 +8,11 @@ parser for whole recorded streams, or None) and `body(obj)` for non-streamed res
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 from capture.sse import Event
 from capture.wire import anthropic, openai_chat, openai_responses
@@ -45,15 +47,34 @@ _MODULES: tuple[ModuleType, ...] = (openai_chat, openai_responses, anthropic)
 FORMATS: dict[str, Format] = {m.API: m for m in _MODULES}
 
 
+# Vertex AI's Anthropic endpoint: the Messages API, model in the path, `:streamRawPredict`
+# for streams (`…/models/count-tokens:rawPredict` counts tokens: not a model call)
+_VERTEX = re.compile(r"/publishers/anthropic/models/([^/]+):(?:rawPredict|streamRawPredict)$")
+# Amazon Bedrock's InvokeModel for Claude: the Messages API, model in the path, the stream in
+# AWS event-stream frames (`capture.wire.eventstream`). Other model families there take other
+# bodies: only ids naming Anthropic or Claude, and ARNs (inference profiles, which name no
+# family; Claude Code accepts them as its model) count as model calls. Converse is not read.
+_BEDROCK = re.compile(r"^(?:.*/)?model/([^/]+)/(?:invoke|invoke-with-response-stream)$")
+
+
 def api_for(method: str, path: str) -> str | None:
     """The API a request is a model call of, from its method and path (query ignored), or None.
 
     Suffix rules so that gateways' prefixes work (`/openai/v1/chat/completions`,
-    `/backend-api/codex/responses`, Azure's `/openai/deployments/<d>/chat/completions`).
+    `/backend-api/codex/responses`, Azure's `/openai/deployments/<d>/chat/completions`,
+    Vertex AI's `…/publishers/anthropic/models/<model>:streamRawPredict`, Bedrock's
+    `/model/<model>/invoke-with-response-stream`).
     """
     if method != "POST":
         return None
     path = path.split("?", 1)[0].rstrip("/")
+    if _VERTEX.search(path) and model_for(path) is not None:
+        return anthropic.API
+    bedrock = _BEDROCK.match(path)
+    if bedrock is not None:
+        model = unquote(bedrock[1]).lower()
+        if "anthropic" in model or "claude" in model or model.startswith("arn:"):
+            return anthropic.API
     if path.endswith("/chat/completions"):
         return openai_chat.API
     if path.endswith("/responses"):
@@ -63,4 +84,17 @@ def api_for(method: str, path: str) -> str | None:
     return None
 
 
-__all__ = ["FORMATS", "Format", "Result", "StreamParser", "ToolCall", "Usage", "api_for"]
+def model_for(path: str) -> str | None:
+    """The model a call names in its path instead of its body (Vertex AI, Bedrock), else
+    None. A Bedrock ARN names an AWS account and resource, not a model: it gives ""."""
+    path = path.split("?", 1)[0].rstrip("/")
+    found = _VERTEX.search(path) or _BEDROCK.match(path)
+    if found is None or found[1] == "count-tokens":
+        return None
+    model = unquote(found[1])
+    return "" if model.lower().startswith("arn:") else model
+
+
+__all__ = [
+    "FORMATS", "Format", "Result", "StreamParser", "ToolCall", "Usage", "api_for", "model_for",
+]

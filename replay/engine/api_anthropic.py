@@ -16,6 +16,7 @@ from aiohttp import web
 
 from replay.engine import output
 from replay.engine.errors import EngineError, InvalidRequest, Overloaded
+from replay.engine.eventstream import EventStreamResponse
 from replay.engine.scheduler import Generation
 from replay.engine.wire import (
     ENGINE,
@@ -104,8 +105,12 @@ def _tool_plan(body: dict[str, Any], messages: list[dict[str, Any]]) -> ToolPlan
     return ToolPlan(chosen["name"], output.ToolArguments(argument_key(chosen.get("input_schema"))))
 
 
-async def _parse(request: web.Request) -> tuple[dict[str, Any], list[int]]:
+async def _parse(
+    request: web.Request, model: str | None = None
+) -> tuple[dict[str, Any], list[int]]:
     body = await read_json(request)
+    if model is not None:  # Vertex AI: the model is in the path, not the body
+        body["model"] = model
     req_str(body, "model")
     req_messages(body, ROLES)
     system = body.get("system")
@@ -120,12 +125,46 @@ async def count_tokens(request: web.Request) -> web.Response:
     return json_response({"input_tokens": len(ids)})
 
 
-async def messages(request: web.Request) -> web.StreamResponse:
-    """POST /v1/messages."""
-    body, ids = await _parse(request)
+VERTEX = "/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{target}"
+
+
+async def vertex(request: web.Request) -> web.StreamResponse:
+    """POST `VERTEX`: Vertex AI's Anthropic endpoint. `target` is `MODEL:rawPredict` or
+    `MODEL:streamRawPredict` (the Messages API with the model taken out of the body), or
+    `count-tokens:rawPredict`."""
+    model, _, method = request.match_info["target"].rpartition(":")
+    if model == "count-tokens" and method == "rawPredict":
+        return await count_tokens(request)
+    if not model or method not in ("rawPredict", "streamRawPredict"):
+        raise web.HTTPNotFound(text=f"no method {method!r}: expected MODEL:rawPredict or "
+                                    "MODEL:streamRawPredict")
+    return await messages(request, model=model)
+
+
+BEDROCK = "/model/{model:.+}/{action}"
+
+
+async def bedrock(request: web.Request) -> web.StreamResponse:
+    """POST `BEDROCK`: Amazon Bedrock's InvokeModel (`invoke`) and InvokeModelWithResponseStream
+    (`invoke-with-response-stream`: the stream in AWS event-stream frames) for Claude: the
+    Messages API with the model and the choice to stream in the path."""
+    action = request.match_info["action"]
+    if action not in ("invoke", "invoke-with-response-stream"):
+        raise web.HTTPNotFound(text=f"no action {action!r}: expected invoke or "
+                                    "invoke-with-response-stream")
+    return await messages(request, model=request.match_info["model"],
+                          bedrock_stream=action == "invoke-with-response-stream")
+
+
+async def messages(
+    request: web.Request, *, model: str | None = None, bedrock_stream: bool | None = None
+) -> web.StreamResponse:
+    """POST /v1/messages, and its cloud forms: `model` from the path (Vertex AI, Bedrock),
+    `bedrock_stream` from Bedrock's path (the body says nothing about streaming there)."""
+    body, ids = await _parse(request, model)
     model = body["model"]
     max_tokens = opt_int(body, "max_tokens", minimum=1)
-    stream = opt_bool(body, "stream")
+    stream = opt_bool(body, "stream") if bedrock_stream is None else bedrock_stream
     tool = _tool_plan(body, body["messages"])
     gen = request.app[ENGINE].submit(
         ids,
@@ -136,7 +175,12 @@ async def messages(request: web.Request) -> web.StreamResponse:
     )
     try:
         if stream:
-            return await _stream(request, gen, model, tool)
+            if bedrock_stream:
+                resp: web.StreamResponse = EventStreamResponse()
+                await resp.prepare(request)
+            else:
+                resp = await prepare_sse(request)
+            return await _stream(resp, gen, model, tool)
         await gen.wait()
         if tool is None:
             block: dict[str, Any] = {"type": "text", "text": output.text(0, gen.generated)}
@@ -173,9 +217,8 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
 
 
 async def _stream(
-    request: web.Request, gen: Generation, model: str, tool: ToolPlan | None
+    resp: web.StreamResponse, gen: Generation, model: str, tool: ToolPlan | None
 ) -> web.StreamResponse:
-    resp = await prepare_sse(request)
     if tool is None:
         head = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
         head += b'"delta":{"type":"text_delta","text":'

@@ -47,7 +47,8 @@ def resolve(profile: str | Profile) -> Profile:
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Engine errors become each API's own error shape; nothing else escapes as a crash."""
-    anthropic = request.path.startswith("/v1/messages")
+    path = request.path
+    anthropic = path.startswith(("/v1/messages", "/model/")) or "/publishers/anthropic/" in path
     render = api_anthropic.error_response if anthropic else api_openai.error_response
     try:
         return await handler(request)
@@ -125,6 +126,8 @@ def make_app(
     app.router.add_get("/v1/responses", api_responses.socket)  # WebSocket mode
     app.router.add_post("/v1/messages", api_anthropic.messages)
     app.router.add_post("/v1/messages/count_tokens", api_anthropic.count_tokens)
+    app.router.add_post(api_anthropic.VERTEX, api_anthropic.vertex)
+    app.router.add_post(api_anthropic.BEDROCK, api_anthropic.bedrock)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)

@@ -164,20 +164,36 @@ def test_openai_sdk_tool_conversation_is_one_session(stack: Stack, cap: Cap, str
     assert session.turns[0].tool_calls[0].startswith("tool-")  # custom tool: pseudonymized
 
 
+@pytest.mark.parametrize("cloud", ["anthropic", "vertex", "bedrock"])
 @pytest.mark.parametrize("stream", [True, False])
 def test_anthropic_sdk_tool_conversation_is_one_session(
-    stack: Stack, cap: Cap, stream: bool, request: pytest.FixtureRequest
+    stack: Stack, cap: Cap, stream: bool, cloud: str, request: pytest.FixtureRequest
 ) -> None:
+    """Also through the clouds' forms of the API, where the model is in the path:
+    `AnthropicVertex` (`:streamRawPredict`) and `AnthropicBedrock` (SigV4-signed,
+    `invoke-with-response-stream` answering in AWS event-stream frames)."""
     clock = Clock()
-    client = anthropic.Anthropic(base_url=stack.sim, api_key="sk-ant-test", max_retries=0,
-                                 http_client=clock.http())
+    client: anthropic.Anthropic | anthropic.AnthropicVertex | anthropic.AnthropicBedrock
+    model = "sim-claude"
+    if cloud == "vertex":
+        client = anthropic.AnthropicVertex(
+            region="us-east5", project_id="proj-test", access_token="ya29.test",
+            base_url=stack.sim + "/v1", max_retries=0, http_client=clock.http())
+    elif cloud == "bedrock":
+        model = "us.anthropic.sim-claude-v1:0"
+        client = anthropic.AnthropicBedrock(
+            aws_access_key="AKIATESTTESTTESTTEST", aws_secret_key="test-secret",
+            aws_region="us-east-1", base_url=stack.sim, max_retries=0, http_client=clock.http())
+    else:
+        client = anthropic.Anthropic(base_url=stack.sim, api_key="sk-ant-test", max_retries=0,
+                                     http_client=clock.http())
     request.addfinalizer(client.close)
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Read the engagement letter."}]
     sleeps, usages = [], []
     for i, pause in enumerate(PAUSES):
         time.sleep(pause)
         sleeps.append(pause)
-        kw: dict[str, Any] = dict(model="sim-claude", max_tokens=24, system=SYSTEM,
+        kw: dict[str, Any] = dict(model=model, max_tokens=24, system=SYSTEM,
                                   tools=CLAUDE_TOOLS, messages=messages)
         if stream:
             with client.messages.stream(**kw) as s:
@@ -197,9 +213,13 @@ def test_anthropic_sdk_tool_conversation_is_one_session(
                 for b in uses]})
         else:
             messages.append({"role": "user", "content": f"Next, clause {i}."})
+    if cloud != "bedrock":  # (the SDK has no token counting on Bedrock)
+        # counting tokens is not a model call (Vertex: `…/models/count-tokens:rawPredict`)
+        assert client.messages.count_tokens(model=model, messages=messages).input_tokens
     [session] = cap.sessions()
     assert session.api == "anthropic-messages"
     assert session.agent == "anthropic-python"
+    assert session.model == model
     check_session(session, sleeps, usages, "Read", clock, stream)
     assert {t.stop for t in session.turns} <= {"tool_use", "end_turn", "max_tokens"}
 

@@ -14,6 +14,7 @@ from capture.wire import (
     Usage,
     anthropic,
     api_for,
+    model_for,
     openai_chat,
     openai_responses,
 )
@@ -53,6 +54,34 @@ def test_api_is_recognized_by_path_suffix() -> None:
     assert api_for("POST", "/v1/threads/t1/messages") is None
     assert api_for("GET", "/v1/responses") is None
     assert api_for("POST", "/v1/embeddings") is None
+
+
+def test_vertex_claude_calls_name_their_model_in_the_path() -> None:
+    base = "/v1/projects/p-1/locations/us-east5/publishers/anthropic/models/"
+    for method in ("streamRawPredict", "rawPredict"):
+        path = f"{base}claude-sonnet-4%4020250514:{method}"
+        assert api_for("POST", path) == "anthropic-messages"
+        assert model_for(path) == "claude-sonnet-4@20250514"
+    assert api_for("POST", base + "count-tokens:rawPredict") is None  # not a model call
+    assert api_for("POST", base + "claude-x:predict") is None
+    gemini = "/v1/projects/p/locations/l/publishers/google/models/g:rawPredict"
+    assert api_for("POST", gemini) is None
+    assert model_for("/v1/messages") is None
+
+
+def test_bedrock_claude_calls_name_their_model_in_the_path() -> None:
+    for action in ("invoke", "invoke-with-response-stream"):
+        path = f"/model/us.anthropic.claude-sonnet-4-20250514-v1:0/{action}"
+        assert api_for("POST", path) == "anthropic-messages"
+        assert model_for(path) == "us.anthropic.claude-sonnet-4-20250514-v1:0"
+    # an application inference profile: a Claude call, but its ARN names an account, not a model
+    arn = ("/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3A"
+           "application-inference-profile%2Fab12/invoke")
+    assert api_for("POST", arn) == "anthropic-messages"
+    assert model_for(arn) == ""
+    assert api_for("POST", "/model/meta.llama3-70b-instruct-v1:0/invoke") is None  # another body
+    assert api_for("POST", "/model/anthropic.claude-3-haiku/converse-stream") is None
+    assert api_for("POST", "/gateway/model/anthropic.claude-3-haiku/invoke") == "anthropic-messages"
 
 
 def test_chat_text_stream_reports_usage_cached_and_reasoning() -> None:

@@ -175,3 +175,41 @@ def test_count_tokens_agrees_with_usage(client: anthropic.Anthropic) -> None:
 def test_models_list_in_anthropic_shape(client: anthropic.Anthropic) -> None:
     page = client.models.list()
     assert [m.id for m in page.data] == ["sim-instant"]
+
+
+@pytest.mark.parametrize("cloud", ["vertex", "bedrock"])
+def test_cloud_forms_answer_like_messages(engine_url: str, cloud: str) -> None:
+    """Vertex AI's and Bedrock's paths serve the same Messages API (model in the path;
+    Bedrock streams in AWS event-stream frames, which the SDK checks through botocore)."""
+    c: anthropic.AnthropicVertex | anthropic.AnthropicBedrock
+    if cloud == "vertex":
+        c = anthropic.AnthropicVertex(region="europe-west1", project_id="p", access_token="t",
+                                      base_url=engine_url + "/v1", max_retries=0)
+    else:
+        c = anthropic.AnthropicBedrock(aws_access_key="AKIATEST", aws_secret_key="s",
+                                       aws_region="eu-west-1", base_url=engine_url,
+                                       max_retries=0)
+    body: dict[str, Any] = {"system": SYSTEM, "tools": TOOLS, "messages": [
+        {"role": "user", "content": "Find the indemnity clause."}]}
+    with c:
+        with c.messages.stream(model="anthropic.sim", max_tokens=12, **body) as s:
+            msg = s.get_final_message()
+        plain = c.messages.create(model="anthropic.sim", max_tokens=12, **body)
+    for m in (msg, plain):
+        u = m.usage
+        total = u.input_tokens + (u.cache_read_input_tokens or 0) + (
+            u.cache_creation_input_tokens or 0)
+        assert total == local_count({**body, "model": "anthropic.sim"})
+        assert m.usage.output_tokens == 12
+        assert m.model == "anthropic.sim"
+    assert [b.type for b in msg.content] == ["tool_use"]  # tools given: the engine calls one
+
+
+def test_unknown_cloud_methods_are_not_found(engine_url: str) -> None:
+    for path in ("/v1/projects/p/locations/l/publishers/anthropic/models/m:predict",
+                 "/model/anthropic.sim/converse"):
+        req = urllib.request.Request(engine_url + path, data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req)
+        err.value.close()
+        assert err.value.code == 404
