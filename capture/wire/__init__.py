@@ -68,8 +68,9 @@ def api_for(method: str, path: str) -> str | None:
     if method != "POST":
         return None
     path = path.split("?", 1)[0].rstrip("/")
-    if _VERTEX.search(path) and model_for(path) is not None:
-        return anthropic.API
+    vertex = _VERTEX.search(path)
+    if vertex is not None:
+        return anthropic.API if vertex[1] != "count-tokens" else None
     bedrock = _BEDROCK.match(path)
     if bedrock is not None:
         model = unquote(bedrock[1]).lower()
