@@ -68,14 +68,8 @@ def api_for(method: str, path: str) -> str | None:
     if method != "POST":
         return None
     path = path.split("?", 1)[0].rstrip("/")
-    vertex = _VERTEX.search(path)
-    if vertex is not None:
-        return anthropic.API if vertex[1] != "count-tokens" else None
-    bedrock = _BEDROCK.match(path)
-    if bedrock is not None:
-        model = unquote(bedrock[1]).lower()
-        if "anthropic" in model or "claude" in model or model.startswith("arn:"):
-            return anthropic.API
+    if _cloud_model(path) is not None:
+        return anthropic.API
     if path.endswith("/chat/completions"):
         return openai_chat.API
     if path.endswith("/responses"):
@@ -85,14 +79,27 @@ def api_for(method: str, path: str) -> str | None:
     return None
 
 
+def _cloud_model(path: str) -> str | None:
+    """The model id of a Claude call on Vertex AI or Bedrock (`path` without its query), as
+    the path names it, else None."""
+    found = _VERTEX.search(path)
+    if found is not None:
+        return None if found[1] == "count-tokens" else unquote(found[1])
+    found = _BEDROCK.match(path)
+    if found is not None:
+        model = unquote(found[1])
+        low = model.lower()
+        if "anthropic" in low or "claude" in low or low.startswith("arn:"):
+            return model
+    return None
+
+
 def model_for(path: str) -> str | None:
     """The model a call names in its path instead of its body (Vertex AI, Bedrock), else
     None. A Bedrock ARN names an AWS account and resource, not a model: it gives ""."""
-    path = path.split("?", 1)[0].rstrip("/")
-    found = _VERTEX.search(path) or _BEDROCK.match(path)
-    if found is None or found[1] == "count-tokens":
+    model = _cloud_model(path.split("?", 1)[0].rstrip("/"))
+    if model is None:
         return None
-    model = unquote(found[1])
     return "" if model.lower().startswith("arn:") else model
 
 

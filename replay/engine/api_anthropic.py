@@ -109,7 +109,7 @@ async def _parse(
     request: web.Request, model: str | None = None
 ) -> tuple[dict[str, Any], list[int]]:
     body = await read_json(request)
-    if model is not None:  # Vertex AI: the model is in the path, not the body
+    if model is not None:  # Vertex AI, Bedrock: the model is in the path, not the body
         body["model"] = model
     req_str(body, "model")
     req_messages(body, ROLES)
