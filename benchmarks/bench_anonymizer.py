@@ -4,7 +4,9 @@ The anonymizer must cost O(new tokens): tokenizing new text is the floor, hashin
 walking the prefix trie should add little. This imports agent conversations the way the
 content importers do (each message rendered once, every assistant message one request that
 repeats the whole conversation so far) and compares new tokens per second with tiktoken
-encoding exactly the same new text in the same process. Target: ratio ≥ 0.7.
+encoding exactly the same new text in the same process. Target: ratio ≥ 0.7. The anonymizer
+tokenizes with rs-bpe where it is installed (the same ids, ~2x faster); the same import with
+tiktoken as its tokenizer is measured alongside, which shows the rest of its work apart.
 
     uv run python benchmarks/bench_anonymizer.py                  # seeded synthetic agents
     uv run python benchmarks/bench_anonymizer.py --traj DIR       # mini-swe-agent *.traj.json
@@ -23,6 +25,7 @@ from corpus import tokenizer
 from corpus.anonymizer import Anonymizer
 from corpus.importers.base import Conversation
 from corpus.keys import Keys
+from corpus.tokencache import TokenCache
 
 _WORDS = (
     "def class return import from self None True False if else elif for while in not and or "
@@ -96,8 +99,10 @@ def new_text(reqs: list[list[str]]) -> list[str]:
     return texts
 
 
-def run_anonymizer(reqs: list[list[str]]) -> float:
+def run_anonymizer(reqs: list[list[str]], fast: bool = True) -> float:
     anon = Anonymizer(Keys.ephemeral())
+    if not fast:
+        anon.cache = TokenCache(compact=True, fast=False)
     anon.cache.tokens("warm up")
     t0 = time.process_time()
     for segs in reqs:
@@ -125,12 +130,15 @@ def main() -> None:
     # Paired rounds: each round times both on the same text back to back, so load on a shared
     # machine hits both alike; the median of the per-round ratios is the result.
     ratios: list[float] = []
+    slow_ratios: list[float] = []
     best_anon = best_tik = float("inf")
     tokens = 0
     for _ in range(args.repeat):
         anon = run_anonymizer(reqs)
+        slow = run_anonymizer(reqs, fast=False)
         tik, tokens = run_tiktoken(texts)
         ratios.append(tik / anon)
+        slow_ratios.append(tik / slow)
         best_anon, best_tik = min(best_anon, anon), min(best_tik, tik)
     ratios.sort()
     median = ratios[len(ratios) // 2]
@@ -139,7 +147,10 @@ def main() -> None:
     print(f"anonymizer: {tokens / best_anon:,.0f} new tokens/s (tokenize, hash, trie; best round)")
     print(f"tiktoken:   {tokens / best_tik:,.0f} tokens/s (same texts; best round)")
     print(f"ratio per round: {', '.join(f'{r:.2f}' for r in ratios)}")
-    print(f"ratio anonymizer/tiktoken: {median:.2f} (median of {len(ratios)}; target ≥ 0.70)")
+    print(f"ratio anonymizer/tiktoken: {median:.2f} (median of {len(ratios)}; target ≥ 0.70; "
+          f"tokenizing with {tokenizer.backend()})")
+    slow_ratios.sort()
+    print(f"  the anonymizer tokenizing with tiktoken: {slow_ratios[len(slow_ratios) // 2]:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The recorder: finished exchanges in, anonymized corpus turns out, on a worker thread.
 
 The proxy's event loop only enqueues (`submit`); a single worker thread owns the Anonymizer,
-the session table and the Writer, so recording never stalls the traffic, and tokenization
-(tiktoken releases the GIL) overlaps with it. The worker flushes the writer at least every
+the session table and the Writer, so recording never stalls the traffic: it holds the GIL
+only in short steps (tiktoken releases it; rs-bpe gets long texts in parts of < 1 ms, see
+`corpus.tokenizer`). The worker flushes the writer at least every
 `flush_every` seconds and closes idle sessions. Any failure while recording one exchange is
 counted in `stats` and never reaches the agent.
 """

@@ -1,7 +1,9 @@
 """Content-keyed tokenization cache: each distinct segment is tokenized once.
 
 Agents re-send the same tools, system prompt and earlier messages on every call; keying token
-lists by a digest of the segment text makes a request cost O(new text), not O(context).
+lists by a digest of the segment text makes a request cost O(new text), not O(context). New
+text goes to `corpus.tokenizer.fast` (rs-bpe) where it is available and checked, else to
+tiktoken: the ids are the same either way.
 """
 
 from __future__ import annotations
@@ -44,13 +46,23 @@ class TokenCache:
     `compact=True` holds the ids as 4-byte arrays: a seventh of the memory of int lists, and
     nothing for the garbage collector to walk (the anonymizer's cache holds millions of ids).
     `array()` returns them as they are held; `tokens()` then returns a fresh list.
+    `fast=False` tokenizes with tiktoken even where rs-bpe is available (to compare the two).
     """
 
     def __init__(
-        self, name: str = tokenizer.DEFAULT, *, max_tokens: int = 20_000_000, compact: bool = False
+        self,
+        name: str = tokenizer.DEFAULT,
+        *,
+        max_tokens: int = 20_000_000,
+        compact: bool = False,
+        fast: bool = True,
     ) -> None:
-        self._enc = tokenizer.encoding(name)
-        self._buffer = _buffer_encoder(self._enc) if compact else None
+        self._name = name
+        self._fast = tokenizer.fast(name) if fast else None
+        self._enc: Any = None  # tiktoken, loaded when first needed (at once without `_fast`)
+        self._buffer: Callable[[str], array[int]] | None = None
+        if self._fast is None:
+            self._load()  # (also rejects a name that has no offline tokenizer)
         self._max = max_tokens
         self._compact = compact
         self._held = 0
@@ -58,14 +70,33 @@ class TokenCache:
         self.hits = 0
         self.misses = 0
 
+    @property
+    def backend(self) -> str:
+        """What tokenizes new text: "rs-bpe" or "tiktoken" (see `corpus.tokenizer.fast`)."""
+        return "tiktoken" if self._fast is None else "rs-bpe"
+
+    def _load(self) -> Any:
+        if self._enc is None:
+            self._enc = tokenizer.encoding(self._name)
+            self._buffer = _buffer_encoder(self._enc)
+        return self._enc
+
     def _encode(self, text: str) -> list[int] | array[int]:
         """Token ids of `text` as this cache holds them (special tokens encoded as text)."""
-        if self._buffer is not None:
+        if self._fast is not None:
             try:
-                return self._buffer(text)
+                ids = self._fast(text)
             except UnicodeEncodeError:  # lone surrogates: tiktoken's own fallback below
                 pass
-        ids = self._enc.encode(text, disallowed_special=())
+            else:
+                return array("I", ids) if self._compact else ids
+        enc = self._load()
+        if self._compact and self._buffer is not None:
+            try:
+                return self._buffer(text)
+            except UnicodeEncodeError:
+                pass
+        ids = enc.encode(text, disallowed_special=())
         return array("I", ids) if self._compact else ids
 
     def _get(self, text: str, key: bytes | None) -> list[int] | array[int]:
