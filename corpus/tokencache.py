@@ -57,12 +57,11 @@ class TokenCache:
         compact: bool = False,
         fast: bool = True,
     ) -> None:
-        self._name = name
         self._fast = tokenizer.fast(name) if fast else None
-        self._enc: Any = None  # tiktoken, loaded when first needed (at once without `_fast`)
-        self._buffer: Callable[[str], array[int]] | None = None
-        if self._fast is None:
-            self._load()  # (also rejects a name that has no offline tokenizer)
+        # tiktoken, the fallback, is loaded now even with `_fast`: loading takes ~0.2 s of
+        # GIL, which must not fall on a running proxy the first time a text needs it
+        self._enc = tokenizer.encoding(name)  # (also rejects a name with no offline tokenizer)
+        self._buffer = _buffer_encoder(self._enc)
         self._max = max_tokens
         self._compact = compact
         self._held = 0
@@ -75,12 +74,6 @@ class TokenCache:
         """What tokenizes new text: "rs-bpe" or "tiktoken" (see `corpus.tokenizer.fast`)."""
         return "tiktoken" if self._fast is None else "rs-bpe"
 
-    def _load(self) -> Any:
-        if self._enc is None:
-            self._enc = tokenizer.encoding(self._name)
-            self._buffer = _buffer_encoder(self._enc)
-        return self._enc
-
     def _encode(self, text: str) -> list[int] | array[int]:
         """Token ids of `text` as this cache holds them (special tokens encoded as text)."""
         if self._fast is not None:
@@ -88,13 +81,12 @@ class TokenCache:
                 return self._fast.array(text) if self._compact else self._fast(text)
             except UnicodeEncodeError:  # lone surrogates: tiktoken's own fallback below
                 pass
-        enc = self._load()
         if self._compact and self._buffer is not None:
             try:
                 return self._buffer(text)
             except UnicodeEncodeError:
                 pass
-        ids = enc.encode(text, disallowed_special=())
+        ids = self._enc.encode(text, disallowed_special=())
         return array("I", ids) if self._compact else ids
 
     def _get(self, text: str, key: bytes | None) -> list[int] | array[int]:
