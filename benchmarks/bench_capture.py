@@ -159,7 +159,7 @@ def bench_recording(turns: int, target: int, repeat: int = 7) -> dict[str, Any]:
     final_tokens = len(enc.encode(text, disallowed_special=()))  # warm up
     buffer_pass = _buffer_pass(enc)
     buffer_pass(text)
-    rs_pass = fast(enc.name.removesuffix("_offline"))
+    rs_pass = fast()
     if rs_pass is not None:
         rs_pass(text)
     ratios, tk_ratios, buf_ratios, rs_ratios, totals, passes, runs, own = ([] for _ in range(8))

@@ -61,7 +61,7 @@ class TokenCache:
         # tiktoken, the fallback, is loaded now even with `_fast`: loading takes ~0.2 s of
         # GIL, which must not fall on a running proxy the first time a text needs it
         self._enc = tokenizer.encoding(name)  # (also rejects a name with no offline tokenizer)
-        self._buffer = _buffer_encoder(self._enc)
+        self._buffer = _buffer_encoder(self._enc) if compact else None
         self._max = max_tokens
         self._compact = compact
         self._held = 0
@@ -81,7 +81,7 @@ class TokenCache:
                 return self._fast.array(text) if self._compact else self._fast(text)
             except UnicodeEncodeError:  # lone surrogates: tiktoken's own fallback below
                 pass
-        if self._compact and self._buffer is not None:
+        if self._buffer is not None:
             try:
                 return self._buffer(text)
             except UnicodeEncodeError:
