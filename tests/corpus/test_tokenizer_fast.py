@@ -126,10 +126,14 @@ def test_long_texts_go_to_the_fast_encoder_in_pieces(
 
 
 def _fake_rs_bpe(monkeypatch: pytest.MonkeyPatch, encode: Any) -> None:
+    """`rs_bpe.bpe` as `tokenizer.fast` imports it, with `encode` as cl100k's encoder; None:
+    the import fails, as where rs-bpe is not installed."""
     real_import = importlib.import_module
 
     def fake_import(name: str, *args: Any) -> Any:
         if name == "rs_bpe.bpe":
+            if encode is None:
+                raise ImportError("No module named 'rs_bpe'")
             tok = SimpleNamespace(encode=encode)
             return SimpleNamespace(openai=SimpleNamespace(cl100k_base=lambda: tok))
         return real_import(name, *args)
@@ -158,17 +162,7 @@ def test_a_fast_encoder_that_disagrees_is_not_used(
 def test_missing_rs_bpe_falls_back_to_tiktoken(
     fresh: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(text: str) -> list[int]:
-        raise AssertionError("not to be called")
-
-    real_import = importlib.import_module
-
-    def no_rs_bpe(name: str, *args: Any) -> Any:
-        if name == "rs_bpe.bpe":
-            raise ImportError("No module named 'rs_bpe'")
-        return real_import(name, *args)
-
-    monkeypatch.setattr(tokenizer.importlib, "import_module", no_rs_bpe)
+    _fake_rs_bpe(monkeypatch, None)
     assert tokenizer.fast() is None
     assert tokenizer.backend() == "tiktoken"
     assert TokenCache().tokens("hello world") == tokenizer.encode("hello world")
