@@ -4,9 +4,13 @@ prompts) and Anthropic messages servers.
 Timing uses `time.perf_counter_ns`: `start` just before the request is written, `first` when the
 first content event (text, reasoning or tool-call delta) is parsed, `end` when the stream ends.
 Server errors, 429s, timeouts and dropped connections come back as `Result.error`, never raised.
-vLLM-style `ignore_eos`/`min_tokens` (so the server generates exactly `max_tokens`) and
-`stream_options.include_usage` are sent to OpenAI-style servers until one answers 400 naming
-them; then the client drops them and retries that request once.
+vLLM-style `ignore_eos`/`min_tokens` (so the server generates exactly `max_tokens`),
+`stream_options.include_usage` and `return_token_ids` are sent to OpenAI-style servers as
+`extras` allows (the start-up probe, `replay.probe`, drops those the server refused); should a
+server still answer 400 naming one, the client drops them all and retries that request once.
+Streamed tokens are counted from chunks' `token_ids` when the server sends them (a server
+without a tokenizer streams empty text), else one per content chunk; the final usage report,
+when there is one, gives the output count.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from replay.prompts import Form
 from replay.sse import SSEDecoder
 
 ANTHROPIC_VERSION = "2023-06-01"
-_EXTRAS = (b"ignore_eos", b"min_tokens", b"stream_options")
+_EXTRAS = (b"ignore_eos", b"min_tokens", b"stream_options", b"return_token_ids")
+_ALL_EXTRAS = frozenset(("ignore_eos", "min_tokens", "stream_options", "token_ids",
+                         "return_token_ids"))
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "anthropic": "/messages"}
 
 
@@ -75,6 +81,7 @@ class _Choice(msgspec.Struct):
     delta: _Delta | None = None
     text: str | None = None
     finish_reason: str | None = None
+    token_ids: list[int] | None = None
 
 
 class _Chunk(msgspec.Struct):
@@ -128,12 +135,12 @@ class _Stream:
         self.done = False
         self.error = ""
 
-    def token(self) -> None:
+    def token(self, n: int = 1) -> None:
         if not self.first:
             self.first = time.perf_counter_ns()
             if self.progress is not None:
                 self.progress.first = self.first
-        self.tokens += 1
+        self.tokens += n
         if self.progress is not None:
             self.progress.tokens = self.tokens
 
@@ -151,7 +158,9 @@ class _Stream:
             return
         for choice in chunk.choices:
             d = choice.delta
-            if choice.text or (
+            if choice.token_ids:
+                self.token(len(choice.token_ids))
+            elif choice.text or (
                 d is not None and (d.content or d.reasoning_content or d.reasoning or d.tool_calls)
             ):
                 self.token()
@@ -210,7 +219,7 @@ class Client:
         headers: Mapping[str, str] | None = None,
         affinity_header: str | None = None,
         timeout: float = 600.0,
-        extras: bool = True,
+        extras: bool | frozenset[str] = True,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
     ) -> None:
         if api not in APIS:
@@ -220,7 +229,13 @@ class Client:
         self.model = model
         self.affinity_header = affinity_header
         self.timeout = timeout
-        self._extras = extras and api != "anthropic"
+        if isinstance(extras, bool):  # False: all but the output-length controls
+            chosen = _ALL_EXTRAS if extras else _ALL_EXTRAS - {"ignore_eos", "min_tokens"}
+        else:
+            chosen = frozenset(extras)
+        self.sends: frozenset[str] = frozenset() if api == "anthropic" else chosen
+        """Extension parameters this client sends (`replay.dialect.EXTRAS`)."""
+        self._extras = bool(self.sends - {"token_ids"})
         self._url = self.base + _PATHS[api]
         h = {"content-type": "application/json"}
         if api == "anthropic":
@@ -236,7 +251,7 @@ class Client:
 
     @property
     def form(self) -> Form:
-        return "ids" if self.api == "completions" else "text"
+        return "ids" if self.api == "completions" and "token_ids" in self.sends else "text"
 
     async def open(self) -> None:
         if self._session is None:
@@ -284,9 +299,15 @@ class Client:
             body["messages"] = [{"role": "user", "content": prompt.text or ""}]
         body["stream"] = True
         if self._extras:
-            body["stream_options"] = {"include_usage": True}
-            body["ignore_eos"] = True
-            body["min_tokens"] = request.max_tokens
+            sends = self.sends
+            if "stream_options" in sends:
+                body["stream_options"] = {"include_usage": True}
+            if "ignore_eos" in sends:
+                body["ignore_eos"] = True
+            if "min_tokens" in sends:
+                body["min_tokens"] = request.max_tokens
+            if "return_token_ids" in sends:
+                body["return_token_ids"] = True
         return _encode(body)
 
     async def send(self, request: Request) -> Result:

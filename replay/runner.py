@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from replay import summary
+from replay import bottleneck, summary
 from replay.level import Live, Raw, Timing, measure, power_summary
 from replay.metrics import Counters
 from replay.power import Recorder
@@ -36,6 +36,8 @@ class Plan:
 def _finish_level(raw: Raw, plan: Plan) -> Level:
     level = summary.fill(raw.level, raw.samples, plan.tiers,
                          max_error_rate=plan.max_error_rate, counters=raw.counters)
+    level.server = raw.server
+    level.bottleneck = bottleneck.explain(level)
     p = level.power
     if p is not None and p.mean_w is not None and level.output_tokens:
         seconds = level.window_end - level.window_start
@@ -86,6 +88,7 @@ async def run(
     counters: Counters | None = None,
     on_tick: Callable[[Live], None] | None = None,
     on_level: Callable[[Level], None] | None = None,
+    before_level: Callable[[], Awaitable[None]] | None = None,
 ) -> Run:
     """Search (or measure `plan.agents`) and fill `record` in place."""
     search = Search(
@@ -98,6 +101,8 @@ async def run(
     try:
         while (n := search.next()) is not None:
             current.clear()
+            if before_level is not None:
+                await before_level()  # e.g. a cold prefix cache (--reset-cache)
             raw = await measure(
                 fleet, index=len(record.levels), agents=n, timing=plan.timing, epoch=epoch,
                 scale=scale, recorder=recorder, counters=counters, on_tick=on_tick,

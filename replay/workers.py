@@ -21,6 +21,7 @@ from replay.client import Client
 from replay.endpoint import RealClock
 from replay.errors import ReplayError
 from replay.prompts import Synth
+from replay.replicas import Replicas
 from replay.results import Sample
 from replay.waits import parse as parse_wait
 from replay.worker import Plan, Worker
@@ -46,19 +47,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     seed: int = 0
     epoch: int = 0
     time_scale: float = 1.0
+    urls: tuple[str, ...] = ()
+    """Replicas beyond `url` (agents spread over all of them, sticky per agent)."""
+    sends: tuple[str, ...] | None = None
+    """Extension parameters to send (the probe's finding); None: as `extras` says."""
+    template: int | None = None
+    cache_block: int | None = None
 
 
-def make_client(s: Settings) -> Client:
-    return Client(
-        s.url, api=s.api, model=s.model, api_key=s.api_key, headers=s.headers,
-        affinity_header=s.affinity_header, timeout=s.timeout, extras=s.extras,
-    )
+def make_client(s: Settings) -> Client | Replicas:
+    """The endpoint for `s`: one client, or `Replicas` over every URL."""
+    extras: bool | frozenset[str] = s.extras if s.sends is None else frozenset(s.sends)
+    clients = [
+        Client(
+            url, api=s.api, model=s.model, api_key=s.api_key, headers=s.headers,
+            affinity_header=s.affinity_header, timeout=s.timeout, extras=extras,
+        )
+        for url in (s.url, *s.urls)
+    ]
+    return clients[0] if len(clients) == 1 else Replicas(clients)
 
 
-def make_worker(s: Settings, workload: Workload, client: Client) -> Worker:
+def make_worker(s: Settings, workload: Workload, client: Client | Replicas) -> Worker:
     synth = Synth(
         block_size=workload.header.block_size, tag=s.tag, tokenizer=s.tokenizer,
-        shared=workload.shared,
+        shared=workload.shared, template=s.template, cache_block=s.cache_block,
     )
     return Worker(
         workload=workload, synth=synth, endpoint=client, wait=parse_wait(s.wait, limit=s.max_wait),
