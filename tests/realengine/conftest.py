@@ -8,11 +8,17 @@ venv (`tests/realengine/setup_vllm.sh`) the tier skips, unless AGENTLOAD_REALENG
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import vllm_server
+
+# fixtures_replay.make_corpus, capture_harness.Background/Cap
+sys.path[:0] = [str(Path(__file__).parent.parent / "replay"),
+                str(Path(__file__).parent.parent / "capture")]
+
+import vllm_server  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,7 +43,9 @@ def vllm_python() -> Path:
 
 
 @pytest.fixture(scope="session")
-def vllm(vllm_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[vllm_server.Server]:
+def vllm(
+    vllm_python: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[vllm_server.Server]:
     tmp = tmp_path_factory.mktemp("vllm")
     model = vllm_server.make_model(vllm_python, tmp / "model")
     server = vllm_server.start(vllm_python, model, tmp / "vllm.log")

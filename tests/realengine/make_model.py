@@ -36,7 +36,7 @@ def bpe_file() -> Path:
 
     found = sorted(p for root in tiktoken_ext.__path__ for p in Path(root).rglob("cl100k*"))
     if not found:
-        raise SystemExit(f"no cl100k file under {root}")
+        raise SystemExit(f"no cl100k file under {list(tiktoken_ext.__path__)}")
     return found[0]
 
 
