@@ -84,10 +84,18 @@ class _Choice(msgspec.Struct):
     token_ids: list[int] | None = None
 
 
+class _Timings(msgspec.Struct):
+    """llama.cpp's per-request figures: prompt tokens evaluated and reused from its cache."""
+
+    prompt_n: int | None = None
+    cache_n: int | None = None
+
+
 class _Chunk(msgspec.Struct):
     choices: list[_Choice] = []
     usage: _Usage | None = None
     error: Any = None
+    timings: _Timings | None = None
 
 
 class _AUsage(msgspec.Struct):
@@ -173,6 +181,12 @@ class _Stream:
             details = u.prompt_tokens_details
             if details is not None and details.cached_tokens is not None:
                 self.cached = details.cached_tokens
+        t = chunk.timings
+        if t is not None and t.cache_n is not None and t.prompt_n is not None:
+            if self.cached < 0:
+                self.cached = t.cache_n
+            if self.input < 0:
+                self.input = t.prompt_n + t.cache_n
 
     def anthropic(self, data: bytes) -> None:
         try:

@@ -25,16 +25,16 @@ from replay.errors import ConfigError
 EXTRAS = ("ignore_eos", "min_tokens", "stream_options", "token_ids", "return_token_ids")
 
 LOST: dict[str, str] = {
-    "ignore_eos": "exact output lengths (ignore_eos/min_tokens refused: output lengths are "
-                  "upper bounds, a model may stop early)",
-    "stream_options": "server token counts (stream_options refused: no usage in streams, so "
-                      "input fidelity and the server cache ratio are unknown)",
-    "token_ids": "exact input tokens (token-id prompts refused: text prompts are sent, exact "
-                 "only when the server's tokenizer is the corpus's)",
-    "return_token_ids": "token counting without text (return_token_ids refused: a server "
-                        "that streams empty text would show no tokens)",
+    "ignore_eos": "exact output lengths (no ignore_eos/min_tokens: output lengths are upper "
+                  "bounds, a model may stop early)",
+    "stream_options": "server token counts (no stream_options: no usage in streams, so input "
+                      "fidelity and the server cache ratio are unknown)",
+    "token_ids": "exact input tokens (no token-id prompts: text prompts are sent, exact only "
+                 "when the server's tokenizer is the corpus's)",
+    "return_token_ids": "token counting without text (no return_token_ids: a server that "
+                        "streams empty text would show no tokens)",
 }
-"""The guarantee lost when a server refuses an extension (`min_tokens` shares `ignore_eos`'s)."""
+"""The guarantee lost when an extension is not sent (`min_tokens` shares `ignore_eos`'s)."""
 
 
 @dataclass(frozen=True)
@@ -174,12 +174,13 @@ def block_size(labels: Mapping[str, Mapping[str, str]]) -> int | None:
     return None
 
 
-def lost(refused: set[str] | frozenset[str]) -> list[str]:
-    """One line per guarantee lost to the refused extensions."""
+def lost(missing: set[str] | frozenset[str]) -> list[str]:
+    """One line per guarantee lost to the extensions not sent (refused, or unknown to the
+    server's dialect); output lengths stay exact while either length control is sent."""
     out: list[str] = []
-    if refused & {"ignore_eos", "min_tokens"} and not {"ignore_eos", "min_tokens"} - refused:
+    if {"ignore_eos", "min_tokens"} <= missing:
         out.append(LOST["ignore_eos"])
     for name in ("stream_options", "token_ids", "return_token_ids"):
-        if name in refused:
+        if name in missing:
             out.append(LOST[name])
     return out

@@ -213,5 +213,13 @@ def power_summary(recorder: Recorder, epoch: int, level: Level, scale: float = 1
     return Power(
         source=recorder.sampler.name, mode=wp.mode, mean_w=wp.mean_w, energy_j=energy,
         coverage=wp.coverage, readings=wp.readings, ok=wp.ok,
-        problem=wp.problem or (recorder.last_error if wp.mean_w is None else ""),
+        problem=_power_problem(wp.problem, wp.mean_w, recorder.last_error),
     )
+
+
+def _power_problem(problem: str, mean_w: float | None, last_error: str) -> str:
+    """Why a window has no power figure, naming what the source lacked (e.g. the missing watts
+    metric) rather than only that no readings came."""
+    if mean_w is None and last_error:
+        return f"{last_error}; {problem}" if problem else last_error
+    return problem

@@ -23,6 +23,12 @@ from replay.results import Server
 PROBE_WORDS = " the model is ready and the test can start now"
 """Probe text: single-token words under cl100k, so the corpus tokenizer's count is exact."""
 _PATHS = {"chat": "/chat/completions", "completions": "/completions", "anthropic": "/messages"}
+_NEEDED = {
+    "chat": frozenset(("ignore_eos", "min_tokens", "stream_options", "return_token_ids")),
+    "completions": frozenset(dialects.EXTRAS),
+    "anthropic": frozenset(("ignore_eos", "min_tokens")),  # usage always comes; no extras sent
+}
+"""The extensions each wire API relies on; one not sent is a guarantee lost."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +72,11 @@ async def probe(
                 f"{base}{_PATHS[target.api]}: a plain one-turn request failed with HTTP "
                 f"{status}: {detail[:300]}"
             )
-        candidates = set(d.extras & wanted) if target.api != "anthropic" else set()
-        if target.api != "completions":
-            candidates.discard("token_ids")
+        needed = set(wanted) & _NEEDED[target.api]
+        candidates = needed & d.extras
         out.refused = sorted(await _refused(session, base, target, candidates))
         out.sends = sorted(candidates - set(out.refused))
-        out.lost = dialects.lost(set(out.refused))
+        out.lost = dialects.lost(needed - set(out.sends))
         await _template(session, root, base, target, d, out)
         if reset:
             out.reset = await _reset(session, root, d)
