@@ -25,7 +25,7 @@ def test_formats_are_the_documented_ones() -> None:
 
 
 def test_unknown_format_names_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match="expected one of agentperf-local, claude-code, conversations"):
+    with pytest.raises(CorpusError, match="expected one of agentperf-local, claude-code, conv"):
         importers.run("csv", [FIXTURES], tmp_path / "x.zst")
 
 
