@@ -337,6 +337,7 @@ def _formats(module: Any) -> str:
 IMPORT_FORMATS = {
     "agentperf-local": "AA's agentperf-local traces (the wheel, its folder or *.jsonl)",
     "claude-code": "Claude Code transcripts (~/.claude/projects, sub-agents included)",
+    "codex": "Codex CLI rollouts (~/.codex/sessions, *.jsonl and *.jsonl.zst)",
     "conversations": "JSONL of OpenAI-style message lists (schema in the importers README)",
     "mini-swe-agent": "mini-swe-agent *.traj.json trajectories",
     "mooncake": "Mooncake JSONL (512-token hash blocks; session_id/delay when present)",
