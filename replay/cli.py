@@ -33,7 +33,7 @@ from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
 from replay.metrics import Counters
 from replay.power import Recorder, sampler
 from replay.power import validate as validate_power
-from replay.progress import View, notes, table
+from replay.progress import View, notes, reasons, table
 from replay.runner import Plan, run
 from replay.search import parse_resolution
 from replay.simulated import Simulated
@@ -230,6 +230,8 @@ def _add_notes(record: res.Run) -> None:
 def _report(record: res.Run, json_path: Path | None) -> None:
     if record.levels:
         console.print(table(record))
+        for line in reasons(record):
+            console.print(line, highlight=False)
     for note in notes(record):
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     if json_path is not None:

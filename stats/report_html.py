@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from stats import svg
+from replay import svg
 from stats.profiles import Profile
 from stats.report_text import FORMAT, published, seconds, share, tokens
 
