@@ -33,7 +33,9 @@ from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
 from replay.metrics import Counters
 from replay.power import Recorder, sampler
 from replay.power import validate as validate_power
-from replay.progress import View, notes, reasons, table
+from replay.progress import View
+from replay.report_cli import show, write_html
+from replay.report_html import render as render_html
 from replay.runner import Plan, run
 from replay.search import parse_resolution
 from replay.simulated import Simulated
@@ -227,16 +229,13 @@ def _add_notes(record: res.Run) -> None:
                             f"{bad[0].power.problem if bad[0].power else ''}")
 
 
-def _report(record: res.Run, json_path: Path | None) -> None:
-    if record.levels:
-        console.print(table(record))
-        for line in reasons(record):
-            console.print(line, highlight=False)
-    for note in notes(record):
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+def _report(record: res.Run, json_path: Path | None, html_path: Path | None = None) -> None:
+    show(record)
     if json_path is not None:
         json_path.write_bytes(res.dumps(record))
         console.print(f"wrote {json_path}", highlight=False)
+    if html_path is not None:
+        write_html(html_path, render_html(record))
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -357,6 +356,9 @@ def replay(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write every level's raw figures here.")
     ] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="Write an offline HTML report (charts per level) here.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
 ) -> None:
     """Replay CORPUS against an endpoint and find the most agents each SLO tier allows.
@@ -428,22 +430,28 @@ def replay(
     except KeyboardInterrupt:
         if state.record is not None:
             state.record.interrupted = True
-            _report(state.record, json_out)
+            _report(state.record, json_out, html)
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
     except ReplayError as exc:
         if state.record is not None and state.record.levels:
-            _report(state.record, json_out)
+            _report(state.record, json_out, html)
         raise _fail(str(exc)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert state.record is not None
-    _report(state.record, json_out)
+    _report(state.record, json_out, html)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: `replay serve …` runs the simulated engine, anything else replays."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("report", "compare"):
+        from replay.report_cli import compare_app, report_app
+
+        sub = report_app if args[0] == "report" else compare_app
+        sub(args=args[1:], prog_name=f"replay {args[0]}")
+        return
     if args and args[0] == "serve":
         try:
             from replay.engine.cli import app as engine_app

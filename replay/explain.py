@@ -1,4 +1,5 @@
-"""Why a tier's answer is what it is, in one line a new user can act on (pure over a `Run`).
+"""What a run is and why a tier's answer is what it is, in words a new user can act on (pure
+over a `Run`).
 
 A tier no level met is explained by the smallest level measured: when a single agent alone
 misses the speed floor, more agents can only slow it, so no load meets the tier on this server.
@@ -7,6 +8,18 @@ misses the speed floor, more agents can only slow it, so no load meets the tier 
 from __future__ import annotations
 
 from replay.results import Level, Run, TierResult
+
+
+def where(run: Run) -> str:
+    """What the run measured: the simulated profile or the endpoint."""
+    return f"simulated engine, profile {run.profile}" if run.simulated else run.endpoint
+
+
+def kind(run: Run) -> str:
+    """`simulated`, `forecast` or `live` (the badge every page carries)."""
+    if getattr(run, "forecast", None):
+        return "forecast"
+    return "simulated" if run.simulated else "live"
 
 
 def _agents(n: int) -> str:

@@ -11,7 +11,7 @@ from rich.live import Live as RichLive
 from rich.table import Table
 from rich.text import Text
 
-from replay.explain import label, whys
+from replay.explain import label, where, whys
 from replay.level import Live
 from replay.results import Level, Run
 
@@ -122,8 +122,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 
 def table(run: Run) -> Table:
     """The final table: one row per tier, at most 80 columns wide, headers never cut."""
-    where = f"simulated engine, profile {run.profile}" if run.simulated else run.endpoint
-    title = f"replay {run.corpus.path} — {where} ({run.api}, model {run.model})"
+    title = f"replay {run.corpus.path} — {where(run)} ({run.api}, model {run.model})"
     t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
               padding=(0, 1))
     for top, bottom in COLUMNS:

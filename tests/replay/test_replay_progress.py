@@ -96,7 +96,7 @@ def test_final_table_fits_80_columns_with_every_header_whole() -> None:
 
 def test_a_tier_no_level_met_says_why_in_one_line() -> None:
     lines = reasons(quick_start_like())
-    assert lines[0].startswith("20 tok/s, 10 s: met at every level up to --max-agents 1024: may serve more")
+    assert lines[0] == "20 tok/s, 10 s: met at every level up to --max-agents 1024: may serve more"
     assert lines[1] == "60 tok/s, 5 s: a single agent gets 58 tok/s < 60 (P25): no load can meet it"
     assert lines[2].startswith("180 tok/s, 3 s: a single agent gets 58 tok/s < 180")
     assert all(len(line) <= 80 for line in lines)
