@@ -141,8 +141,9 @@ def agent_charts(run: Run) -> list[str]:
                                if r.floor <= 1.5 * top])
     for lv, x, y in curves:
         if x.size:
-            spread.series.append(svg.Series(f"{lv.agents} agents", x.tolist(), y.tolist(),
-                                            step=True))
+            name = f"{lv.agents} agent{'s' if lv.agents != 1 else ''}"
+            spread.series.append(svg.Series(name, x.tolist(), y.tolist(), step=True,
+                                            markers=x.size <= 3))
     return [svg.render(share), svg.render(spread)]
 
 
