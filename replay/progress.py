@@ -44,11 +44,9 @@ class View:
         self.label = label
         self.enabled = enabled
         self._live: RichLive | None = None
+        self._legend = False
 
     def __enter__(self) -> View:
-        self.console.print(f"{self.label}: one line per measured level", highlight=False,
-                           style="dim", soft_wrap=True)
-        self.console.print(LEGEND, highlight=False, style="dim")
         if self.enabled and self.console.is_terminal:
             self._live = RichLive(Text(""), console=self.console, refresh_per_second=4,
                                   transient=True)
@@ -80,6 +78,11 @@ class View:
         self._live.update(text)
 
     def level(self, level: Level) -> None:
+        if not self._legend:
+            self._legend = True
+            self.console.print(f"{self.label}: one line per measured level", highlight=False,
+                               style="dim", soft_wrap=True)
+            self.console.print(LEGEND, highlight=False, style="dim")
         self.console.print(level_line(level), highlight=False, soft_wrap=True)
 
 
