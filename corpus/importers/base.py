@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from corpus import linearize
 from corpus.anonymizer import Anonymizer
 from corpus.errors import SourceError
 from corpus.records import Turn
+from corpus.wire import linearize
 
 
 @dataclass
