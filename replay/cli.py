@@ -18,7 +18,6 @@ import os
 import secrets
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,13 +26,16 @@ from rich.console import Console
 
 from corpus.wire import apis
 from replay import results as res
-from replay.client import Client, server_root
+from replay.client import Client, ClientFactory, server_root
+from replay.clock import RealClock
 from replay.endpoint import API_CHOICES, APIS, resolve_api
 from replay.errors import ConfigError, ReplayError
+from replay.fleet import LocalFleet
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
 from replay.metrics import Counters
 from replay.power import Recorder, sampler
 from replay.power import validate as validate_power
+from replay.processes import ProcessFleet, Settings, make_worker
 from replay.progress import View, notes, table
 from replay.runner import Plan, run
 from replay.search import parse_resolution
@@ -41,7 +43,6 @@ from replay.simulated import Simulated
 from replay.tiers import DEFAULT_TIERS, Tier
 from replay.tiers import parse as parse_tier
 from replay.waits import parse as parse_wait
-from replay.workers import LocalFleet, ProcessFleet, Settings, make_client, make_worker
 from replay.workload import Workload
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich")
@@ -123,14 +124,15 @@ async def _execute_at(
     root = server_root(probe.base)
     power = opts.power or ("sim" if simulated else "none")
     source = sampler(power, sim_metrics=root + "/metrics" if simulated else None)
-    epoch = time.perf_counter_ns()
+    clock = RealClock()
+    epoch = clock.now()
+    factory = ClientFactory(
+        url=url, api=opts.api, model=model, api_key=opts.api_key, headers=opts.headers,
+        affinity_header=opts.affinity_header, timeout=opts.request_timeout, extras=opts.extras,
+    )
     s = Settings(
-        corpus=workload.path, url=url, api=opts.api, model=model, api_key=opts.api_key,
-        headers=opts.headers, affinity_header=opts.affinity_header,
-        timeout=opts.request_timeout, extras=opts.extras, tag=opts.tag,
-        tokenizer=opts.tokenizer, wait=opts.wait, max_wait=opts.max_wait, seed=opts.seed,
-        epoch=epoch,
-        time_scale=opts.time_scale,
+        corpus=workload.path, tag=opts.tag, tokenizer=opts.tokenizer, wait=opts.wait,
+        max_wait=opts.max_wait, seed=opts.seed, epoch=epoch, time_scale=opts.time_scale,
     )
     plan = opts.plan
     record = res.Run(
@@ -179,22 +181,21 @@ async def _execute_at(
     state.record = record
     metrics_url = opts.metrics_url
     counters = Counters(metrics_url or root + "/metrics") if metrics_url != "none" else None
-    recorder = Recorder(source, opts.power_interval) if source is not None else None
+    recorder = Recorder(source, opts.power_interval, clock=clock) if source is not None else None
     fleet: LocalFleet | ProcessFleet
     client = None
     if opts.workers > 1:
-        fleet = ProcessFleet(s, opts.workers)
+        fleet = ProcessFleet(s, factory, opts.workers)
         await fleet.start()
     else:
-        client = make_client(s)
-        await client.open()
-        fleet = LocalFleet(make_worker(s, workload, client))
+        client = await factory.open()
+        fleet = LocalFleet(make_worker(s, workload, client, clock))
     poller: asyncio.Task[None] | None = None
     try:
         if recorder is not None:
             poller = asyncio.create_task(recorder.run())
-        await run(record, fleet, plan, epoch=epoch, scale=opts.time_scale, recorder=recorder,
-                  counters=counters, on_tick=view.tick, on_level=view.level)
+        await run(record, fleet, plan, epoch=epoch, clock=clock, scale=opts.time_scale,
+                  recorder=recorder, counters=counters, on_tick=view.tick, on_level=view.level)
     finally:
         if poller is not None:
             poller.cancel()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -193,6 +194,31 @@ class _Stream:
             read = u.cache_read_input_tokens or 0
             self.input = u.input_tokens + read + (u.cache_creation_input_tokens or 0)
             self.cached = read
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientFactory:
+    """Picklable settings for a `Client`; `open()` builds and opens one (an endpoint `Factory`)."""
+
+    url: str
+    api: str = "chat"
+    model: str = ""
+    api_key: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    affinity_header: str | None = None
+    timeout: float = 600.0
+    extras: bool = True
+
+    def client(self) -> Client:
+        return Client(
+            self.url, api=self.api, model=self.model, api_key=self.api_key, headers=self.headers,
+            affinity_header=self.affinity_header, timeout=self.timeout, extras=self.extras,
+        )
+
+    async def open(self) -> Client:
+        client = self.client()
+        await client.open()
+        return client
 
 
 class Client:
