@@ -24,10 +24,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from corpus.wire import apis
 from replay import results as res
 from replay.client import Client, ClientFactory, server_root
 from replay.clock import RealClock
-from replay.endpoint import APIS
+from replay.endpoint import API_CHOICES, APIS, resolve_api
 from replay.errors import ConfigError, ReplayError
 from replay.fleet import LocalFleet
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
@@ -249,7 +250,8 @@ def replay(
     ] = None,
     api: Annotated[
         str, typer.Option(help="Wire API: chat (OpenAI chat completions), completions "
-                          "(token-id prompts: exact), anthropic (messages).")
+                          "(token-id prompts: exact), anthropic (messages); aliases of "
+                          "openai-chat, openai-completions, anthropic-messages.")
     ] = "chat",
     model: Annotated[
         str | None, typer.Option(help="Model name; default: the server's first /v1/models entry.")
@@ -367,8 +369,9 @@ def replay(
     An agent is one top-level session at a time; its sub-agents run inside it, concurrently.
     """
     try:
-        if api not in APIS:
-            raise ConfigError(f"--api {api!r}: expected one of {', '.join(APIS)}")
+        if api not in APIS and api not in (apis.BY_NAME[a].alias for a in APIS):
+            raise ConfigError(f"--api {api!r}: expected one of {API_CHOICES}")
+        api = resolve_api(api)
         tiers: list[Tier] = [parse_tier(s) for s in slo] if slo else list(DEFAULT_TIERS)
         parse_wait(wait, limit=max_wait or None)
         is_quick = endpoint is None if quick is None else quick
@@ -394,7 +397,8 @@ def replay(
         plan = Plan(tiers=tiers, timing=timing, max_agents=max_agents,
                     resolution=parse_resolution(res_spec), agents=agents,
                     max_error_rate=max_error_rate)
-        key_env = api_key_env or ("ANTHROPIC_API_KEY" if api == "anthropic" else "OPENAI_API_KEY")
+        anthropic = api == apis.ANTHROPIC
+        key_env = api_key_env or ("ANTHROPIC_API_KEY" if anthropic else "OPENAI_API_KEY")
         api_key = os.environ.get(key_env)
         if api_key_env and api_key is None:
             raise ConfigError(f"--api-key-env {api_key_env}: that variable is not set")
