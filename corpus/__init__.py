@@ -1,5 +1,10 @@
-"""The agentload trajectory corpus: records, reader/writer, anonymizer, importers/exporters."""
+"""The agentload trajectory corpus: records, reader/writer, anonymizer, importers/exporters.
 
+`corpus` is the ground floor: capture, replay and stats import what they need from the names
+below (and from `corpus.wire`, the shared wire knowledge), never from other submodules.
+"""
+
+from corpus import tokenizer, wire
 from corpus.anonymizer import KNOWN_TOOLS, Anonymizer, Prompt
 from corpus.errors import (
     CorpusError,
@@ -11,10 +16,12 @@ from corpus.errors import (
 )
 from corpus.keys import Keys, sidecar
 from corpus.reader import Reader, Table
-from corpus.records import VERSION, Header, Session, Turn
+from corpus.records import AFTER, VERSION, Header, Session, Turn
+from corpus.tokencache import TokenCache, digest
 from corpus.writer import Writer
 
 __all__ = [
+    "AFTER",
     "KNOWN_TOOLS",
     "VERSION",
     "Anonymizer",
@@ -29,8 +36,12 @@ __all__ = [
     "Session",
     "SourceError",
     "Table",
+    "TokenCache",
     "TruncatedError",
     "Turn",
     "Writer",
+    "digest",
     "sidecar",
+    "tokenizer",
+    "wire",
 ]

@@ -24,10 +24,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from corpus.wire import apis
 from replay import results as res
 from replay.client import Client, ClientFactory, server_root
 from replay.clock import RealClock
-from replay.endpoint import APIS
+from replay.endpoint import API_CHOICES, APIS, resolve_api
 from replay.errors import ConfigError, ReplayError
 from replay.fleet import LocalFleet
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
@@ -35,7 +36,9 @@ from replay.metrics import Counters
 from replay.power import Recorder, sampler
 from replay.power import validate as validate_power
 from replay.processes import ProcessFleet, Settings, make_worker
-from replay.progress import View, notes, table
+from replay.progress import View
+from replay.report_cli import show, write_html
+from replay.report_html import render as render_html
 from replay.runner import Plan, run
 from replay.search import parse_resolution
 from replay.simulated import Simulated
@@ -228,14 +231,13 @@ def _add_notes(record: res.Run) -> None:
                             f"{bad[0].power.problem if bad[0].power else ''}")
 
 
-def _report(record: res.Run, json_path: Path | None) -> None:
-    if record.levels:
-        console.print(table(record))
-    for note in notes(record):
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+def _report(record: res.Run, json_path: Path | None, html_path: Path | None = None) -> None:
+    show(record)
     if json_path is not None:
         json_path.write_bytes(res.dumps(record))
         console.print(f"wrote {json_path}", highlight=False)
+    if html_path is not None:
+        write_html(html_path, render_html(record))
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -248,7 +250,8 @@ def replay(
     ] = None,
     api: Annotated[
         str, typer.Option(help="Wire API: chat (OpenAI chat completions), completions "
-                          "(token-id prompts: exact), anthropic (messages).")
+                          "(token-id prompts: exact), anthropic (messages); aliases of "
+                          "openai-chat, openai-completions, anthropic-messages.")
     ] = "chat",
     model: Annotated[
         str | None, typer.Option(help="Model name; default: the server's first /v1/models entry.")
@@ -356,6 +359,9 @@ def replay(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write every level's raw figures here.")
     ] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="Write an offline HTML report (charts per level) here.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
 ) -> None:
     """Replay CORPUS against an endpoint and find the most agents each SLO tier allows.
@@ -363,8 +369,9 @@ def replay(
     An agent is one top-level session at a time; its sub-agents run inside it, concurrently.
     """
     try:
-        if api not in APIS:
-            raise ConfigError(f"--api {api!r}: expected one of {', '.join(APIS)}")
+        if api not in APIS and api not in (apis.BY_NAME[a].alias for a in APIS):
+            raise ConfigError(f"--api {api!r}: expected one of {API_CHOICES}")
+        api = resolve_api(api)
         tiers: list[Tier] = [parse_tier(s) for s in slo] if slo else list(DEFAULT_TIERS)
         parse_wait(wait, limit=max_wait or None)
         is_quick = endpoint is None if quick is None else quick
@@ -390,7 +397,8 @@ def replay(
         plan = Plan(tiers=tiers, timing=timing, max_agents=max_agents,
                     resolution=parse_resolution(res_spec), agents=agents,
                     max_error_rate=max_error_rate)
-        key_env = api_key_env or ("ANTHROPIC_API_KEY" if api == "anthropic" else "OPENAI_API_KEY")
+        anthropic = api == apis.ANTHROPIC
+        key_env = api_key_env or ("ANTHROPIC_API_KEY" if anthropic else "OPENAI_API_KEY")
         api_key = os.environ.get(key_env)
         if api_key_env and api_key is None:
             raise ConfigError(f"--api-key-env {api_key_env}: that variable is not set")
@@ -427,22 +435,28 @@ def replay(
     except KeyboardInterrupt:
         if state.record is not None:
             state.record.interrupted = True
-            _report(state.record, json_out)
+            _report(state.record, json_out, html)
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
     except ReplayError as exc:
         if state.record is not None and state.record.levels:
-            _report(state.record, json_out)
+            _report(state.record, json_out, html)
         raise _fail(str(exc)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert state.record is not None
-    _report(state.record, json_out)
+    _report(state.record, json_out, html)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: `replay serve …` runs the simulated engine, anything else replays."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("report", "compare"):
+        from replay.report_cli import compare_app, report_app
+
+        sub = report_app if args[0] == "report" else compare_app
+        sub(args=args[1:], prog_name=f"replay {args[0]}")
+        return
     if args and args[0] == "serve":
         try:
             from replay.engine.cli import app as engine_app

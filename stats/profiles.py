@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from corpus import CorpusError, Header, Reader, Table
-from corpus.records import AFTER
+from corpus import AFTER, CorpusError, Header, Reader, Table
 from stats import cache as _cache
 from stats import metrics as _metrics
 from stats import prefix as _prefix

@@ -16,10 +16,10 @@ from typing import Any
 
 import msgspec
 
-from corpus import linearize
 from corpus.anonymizer import Anonymizer
 from corpus.errors import SourceError
 from corpus.records import Turn
+from corpus.wire import linearize
 
 
 @dataclass

@@ -35,7 +35,6 @@ from typing import Any
 
 import msgspec
 
-from corpus import linearize
 from corpus.anonymizer import Anonymizer
 from corpus.importers.base import (
     Imported,
@@ -48,8 +47,8 @@ from corpus.importers.base import (
     where,
 )
 from corpus.importers.hidden import Hidden, Layout
-from corpus.linearize import API_ANTHROPIC
 from corpus.records import Turn
+from corpus.wire import apis, linearize
 
 DOMAIN = "coding"
 AGENT = "claude-code"
@@ -379,7 +378,7 @@ class _Context:
 
     def _session(self, path: Path, s: _Stream, side: bool, key: object, parent: object) -> Imported:
         anon, hidden = self.anon, self.hidden
-        rendered = [linearize.segments(API_ANTHROPIC, {"messages": [m]}) for m in s.messages]
+        rendered = [linearize.segments(apis.ANTHROPIC, {"messages": [m]}) for m in s.messages]
         counts = [sum(len(anon.cache.array(seg)) for seg in segs) for segs in rendered]
         visible = []
         for c in s.calls:
@@ -395,7 +394,7 @@ class _Context:
         out = Imported(
             start=max(0.0, t0 - self.origin),
             model=s.calls[0].model,
-            api=API_ANTHROPIC,
+            api=apis.ANTHROPIC,
             agent=AGENT,
             key=key,
             parent=parent,
