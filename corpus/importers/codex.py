@@ -36,7 +36,6 @@ from typing import Any
 
 import zstandard
 
-from corpus import linearize
 from corpus.anonymizer import Anonymizer
 from corpus.errors import SourceError
 from corpus.importers.base import (
@@ -50,8 +49,8 @@ from corpus.importers.base import (
     where,
 )
 from corpus.importers.hidden import Hidden, Layout
-from corpus.linearize import API_OPENAI_RESPONSES
 from corpus.records import Turn
+from corpus.wire import apis, linearize
 
 DOMAIN = "coding"
 AGENT = "codex"
@@ -114,7 +113,7 @@ def _is_prompt(item: Mapping[str, Any]) -> bool:
     """A message the user typed (not the environment context Codex adds as a user message)."""
     if item.get("type") != "message" or item.get("role") != "user":
         return False
-    text = linearize.segments(API_OPENAI_RESPONSES, {"input": [item]})
+    text = linearize.segments(apis.OPENAI_RESPONSES, {"input": [item]})
     return not (text and text[0].startswith("<|user|><environment_context>"))
 
 
@@ -308,7 +307,7 @@ def _session(
     origin: float,
     keys: set[str],
 ) -> Imported:
-    rendered = [linearize.segments(API_OPENAI_RESPONSES, {"input": [i]}) for i in r.items]
+    rendered = [linearize.segments(apis.OPENAI_RESPONSES, {"input": [i]}) for i in r.items]
     for i, item in enumerate(r.items):
         if item.get("type") == "reasoning":
             rendered[i] = []  # encrypted: stands for its call's reasoning tokens (below)
@@ -349,7 +348,7 @@ def _session(
     out = Imported(
         start=max(0.0, t0 - origin),
         model=r.model,
-        api=API_OPENAI_RESPONSES,
+        api=apis.OPENAI_RESPONSES,
         agent=AGENT,
         key=r.key,
         parent=r.parent if r.parent in keys else None,

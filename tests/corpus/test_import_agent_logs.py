@@ -237,7 +237,8 @@ def reasoning_rollout(path: Path) -> tuple[list[int], int]:
     message. Usage follows the provider's rule (reasoning counts until the next user message)
     over a 2,000-token hidden head; returns each call's input and the tokens before the first
     reasoning item."""
-    from corpus import linearize, tokenizer
+    from corpus import tokenizer
+    from corpus.wire import linearize
 
     def size(item: dict) -> int:
         segs = linearize.segments("openai-responses", {"input": [item]})
