@@ -127,6 +127,7 @@ class Model:
     model: str = ""
     api: str = ""
     agent: str = ""
+    license: str = ""  # the source corpus's licence, which a fitted model carries on
     notes: tuple[str, ...] = ()
 
     def with_(self, **changes: object) -> Model:
@@ -236,6 +237,7 @@ def fit(path: str | os.PathLike[str]) -> Model:
     sub = _fit_sessions(subs, bs, f"{name} (sub-agents)") if len(subs) >= 3 else None
     return model.with_(
         domain=reader.header.domain,
+        license=reader.header.license,
         subagents=Dist.of([kids.get(s.id, 0) for s in top]) if sub else Dist.constant(0),
         sub=sub,
     )
@@ -268,11 +270,14 @@ CODING_NOTES: tuple[str, ...] = (
 )
 
 
-def coding() -> Model:
-    """The reference coding workload (module docstring; `CODING_NOTES` says what it takes)."""
-    from corpus import reference  # the bundled corpora, absent from some installations
+def coding(recorded_path: str | os.PathLike[str] | None = None) -> Model:
+    """The reference coding workload (module docstring; `CODING_NOTES` says what it takes),
+    fitted to the bundled `agentperf-local` corpus or to the one at `recorded_path`."""
+    if recorded_path is None:
+        from corpus import reference  # the bundled corpora, absent from some installations
 
-    recorded = fit(reference.path("agentperf-local"))
+        recorded_path = reference.path("agentperf-local")
+    recorded = fit(recorded_path)
     return recorded.with_(
         source="coding",
         domain="coding",
@@ -407,6 +412,7 @@ def header(model: Model, n: int, seed: int) -> Header:
         domain=model.domain,
         block_size=model.block_size,
         source=f"synth:{model.source}",
+        license=model.license,
         notes="; ".join(notes),
     )
 

@@ -168,3 +168,14 @@ def test_cli_synth_writes_and_refuses_to_overwrite(tmp_path: Path) -> None:
     again = runner.invoke(app, ["synth", "--like", str(src), "-n", "4", "-o", str(out)])
     assert again.exit_code == 1
     assert "already exists" in again.output
+
+
+def test_bundled_coding_reference_is_what_the_build_makes(tmp_path: Path) -> None:
+    from corpus import reference
+    from corpus.reference import build
+
+    out = tmp_path / "coding.zst"
+    generate(coding(), out, n=build.CODING_SESSIONS, seed=build.CODING_SEED)
+    bundled = reference.path("coding")
+    assert list(Reader(out).sessions()) == list(Reader(bundled).sessions())
+    assert Reader(bundled).header.source == "synth:coding"
