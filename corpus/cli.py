@@ -365,10 +365,32 @@ def _formats(module: Any) -> str:
     return ", ".join(sorted(module.FORMATS))
 
 
-@app.command("import")
+# Listed here so that help needs no importer loaded; a test keeps them equal to the modules'.
+IMPORT_FORMATS = {
+    "agentperf-local": "AA's agentperf-local traces (the wheel, its folder or *.jsonl)",
+    "claude-code": "Claude Code transcripts (~/.claude/projects, sub-agents included)",
+    "conversations": "JSONL of OpenAI-style message lists (schema in the importers README)",
+    "mini-swe-agent": "mini-swe-agent *.traj.json trajectories",
+    "mooncake": "Mooncake JSONL (512-token hash blocks; session_id/delay when present)",
+    "weka": "kv-cache-tester (WEKA) trace_*.json, sub-agents included",
+}
+EXPORT_FORMATS = {
+    "mooncake": "Mooncake JSONL for AIPerf/Dynamo session replay (one row per turn)",
+    "weka": "kv-cache-tester (WEKA) trace_NNNN.json folder",
+}
+
+
+def _epilog(formats: dict[str, str]) -> str:
+    lines = "\n\n".join(f"  {name}: {what}" for name, what in formats.items())
+    return f"Formats:\n\n{lines}\n\nRules per format: corpus/importers/README.md"
+
+
+@app.command("import", epilog=_epilog(IMPORT_FORMATS))
 @_errors
 def import_(
-    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="Source format.")],
+    fmt: Annotated[
+        str, typer.Argument(metavar="FORMAT", help=f"Source format: {', '.join(IMPORT_FORMATS)}.")
+    ],
     sources: Annotated[list[Path], typer.Argument(help="Source files or folders.")],
     output: Output,
     domain: Annotated[str | None, typer.Option(help="Domain for the header.")] = None,
@@ -413,10 +435,12 @@ def import_(
         err.print(f"[yellow]warning:[/] {escape(str(line))}")
 
 
-@app.command("export")
+@app.command("export", epilog=_epilog(EXPORT_FORMATS))
 @_errors
 def export(
-    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="Target format.")],
+    fmt: Annotated[
+        str, typer.Argument(metavar="FORMAT", help=f"Target format: {', '.join(EXPORT_FORMATS)}.")
+    ],
     file: Input,
     output: Annotated[Path, typer.Option("--output", "-o", help="File or folder to write.")],
     block_size: Annotated[

@@ -31,8 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from corpus import Table
-from corpus.records import AFTER
+from corpus import AFTER, Table
 from stats.bootstrap import Resampler, interval
 from stats.distributions import finite, ks, share_within, summary
 from stats.errors import StatsError

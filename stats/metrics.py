@@ -17,8 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from corpus import Table
-from corpus.records import AFTER
+from corpus import AFTER, Table
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from corpus import CorpusError, Header, Reader, Table
-from corpus.counts import Counts, counts
-from corpus.records import AFTER
+from corpus import AFTER, CorpusError, Counts, Header, Reader, Table, counts
 from stats import cache as _cache
 from stats import metrics as _metrics
 from stats import prefix as _prefix

@@ -8,15 +8,17 @@ through `Anonymizer.request`/`prompt`, hash formats through `Anonymizer.foreign`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from corpus import linearize
+import msgspec
+
 from corpus.anonymizer import Anonymizer
 from corpus.errors import SourceError
 from corpus.records import Turn
+from corpus.wire import linearize
 
 
 @dataclass
@@ -81,6 +83,27 @@ def where(path: Path | str, line: int | str | None = None) -> str:
     if isinstance(line, int):
         return f"{path}:{line}"
     return f"{path}: {line}"
+
+
+def json_lines(
+    lines: Iterable[bytes], name: Path | str, report: Report
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each JSON-object line; blank lines are passed over, others
+    are listed in `report.skipped` as `name:line`."""
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            report.skip(
+                where(name, n), f"expected one JSON object per line, found invalid JSON ({exc})"
+            )
+            continue
+        if not isinstance(obj, dict):
+            report.skip(where(name, n), f"expected a JSON object, found {type(obj).__name__}")
+            continue
+        yield n, obj
 
 
 def expand(sources: Sequence[Path], patterns: Iterable[str], what: str) -> list[Path]:

@@ -11,9 +11,10 @@ from corpus import CorpusError, Reader, SourceError, importers, reference, sidec
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def test_formats_are_the_documented_five() -> None:
+def test_formats_are_the_documented_ones() -> None:
     assert importers.FORMATS == (
         "agentperf-local",
+        "claude-code",
         "conversations",
         "mini-swe-agent",
         "mooncake",
@@ -24,7 +25,7 @@ def test_formats_are_the_documented_five() -> None:
 
 
 def test_unknown_format_names_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match="expected one of agentperf-local, conversations"):
+    with pytest.raises(CorpusError, match="expected one of agentperf-local, claude-code, conv"):
         importers.run("csv", [FIXTURES], tmp_path / "x.zst")
 
 
