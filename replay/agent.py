@@ -23,7 +23,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from replay.endpoint import Clock, Endpoint, Progress, Request
+from replay.clock import Clock
+from replay.endpoint import Endpoint, Progress, Request
 from replay.prompts import Context, Synth
 from replay.results import Sample
 from replay.waits import Wait

@@ -18,29 +18,33 @@ import os
 import secrets
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from corpus.wire import apis
 from replay import results as res
-from replay.client import Client, server_root
-from replay.endpoint import APIS
+from replay.client import Client, ClientFactory, server_root
+from replay.clock import RealClock
+from replay.endpoint import API_CHOICES, APIS, resolve_api
 from replay.errors import ConfigError, ReplayError
+from replay.fleet import LocalFleet
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
 from replay.metrics import Counters
 from replay.power import Recorder, sampler
 from replay.power import validate as validate_power
-from replay.progress import View, notes, table
+from replay.processes import ProcessFleet, Settings, make_worker
+from replay.progress import View
+from replay.report_cli import show, write_html
+from replay.report_html import render as render_html
 from replay.runner import Plan, run
 from replay.search import parse_resolution
 from replay.simulated import Simulated
 from replay.tiers import DEFAULT_TIERS, Tier
 from replay.tiers import parse as parse_tier
 from replay.waits import parse as parse_wait
-from replay.workers import LocalFleet, ProcessFleet, Settings, make_client, make_worker
 from replay.workload import Workload
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich")
@@ -122,14 +126,15 @@ async def _execute_at(
     root = server_root(probe.base)
     power = opts.power or ("sim" if simulated else "none")
     source = sampler(power, sim_metrics=root + "/metrics" if simulated else None)
-    epoch = time.perf_counter_ns()
+    clock = RealClock()
+    epoch = clock.now()
+    factory = ClientFactory(
+        url=url, api=opts.api, model=model, api_key=opts.api_key, headers=opts.headers,
+        affinity_header=opts.affinity_header, timeout=opts.request_timeout, extras=opts.extras,
+    )
     s = Settings(
-        corpus=workload.path, url=url, api=opts.api, model=model, api_key=opts.api_key,
-        headers=opts.headers, affinity_header=opts.affinity_header,
-        timeout=opts.request_timeout, extras=opts.extras, tag=opts.tag,
-        tokenizer=opts.tokenizer, wait=opts.wait, max_wait=opts.max_wait, seed=opts.seed,
-        epoch=epoch,
-        time_scale=opts.time_scale,
+        corpus=workload.path, tag=opts.tag, tokenizer=opts.tokenizer, wait=opts.wait,
+        max_wait=opts.max_wait, seed=opts.seed, epoch=epoch, time_scale=opts.time_scale,
     )
     plan = opts.plan
     record = res.Run(
@@ -178,22 +183,21 @@ async def _execute_at(
     state.record = record
     metrics_url = opts.metrics_url
     counters = Counters(metrics_url or root + "/metrics") if metrics_url != "none" else None
-    recorder = Recorder(source, opts.power_interval) if source is not None else None
+    recorder = Recorder(source, opts.power_interval, clock=clock) if source is not None else None
     fleet: LocalFleet | ProcessFleet
     client = None
     if opts.workers > 1:
-        fleet = ProcessFleet(s, opts.workers)
+        fleet = ProcessFleet(s, factory, opts.workers)
         await fleet.start()
     else:
-        client = make_client(s)
-        await client.open()
-        fleet = LocalFleet(make_worker(s, workload, client))
+        client = await factory.open()
+        fleet = LocalFleet(make_worker(s, workload, client, clock))
     poller: asyncio.Task[None] | None = None
     try:
         if recorder is not None:
             poller = asyncio.create_task(recorder.run())
-        await run(record, fleet, plan, epoch=epoch, scale=opts.time_scale, recorder=recorder,
-                  counters=counters, on_tick=view.tick, on_level=view.level)
+        await run(record, fleet, plan, epoch=epoch, clock=clock, scale=opts.time_scale,
+                  recorder=recorder, counters=counters, on_tick=view.tick, on_level=view.level)
     finally:
         if poller is not None:
             poller.cancel()
@@ -227,14 +231,13 @@ def _add_notes(record: res.Run) -> None:
                             f"{bad[0].power.problem if bad[0].power else ''}")
 
 
-def _report(record: res.Run, json_path: Path | None) -> None:
-    if record.levels:
-        console.print(table(record))
-    for note in notes(record):
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+def _report(record: res.Run, json_path: Path | None, html_path: Path | None = None) -> None:
+    show(record)
     if json_path is not None:
         json_path.write_bytes(res.dumps(record))
         console.print(f"wrote {json_path}", highlight=False)
+    if html_path is not None:
+        write_html(html_path, render_html(record))
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -247,7 +250,8 @@ def replay(
     ] = None,
     api: Annotated[
         str, typer.Option(help="Wire API: chat (OpenAI chat completions), completions "
-                          "(token-id prompts: exact), anthropic (messages).")
+                          "(token-id prompts: exact), anthropic (messages); aliases of "
+                          "openai-chat, openai-completions, anthropic-messages.")
     ] = "chat",
     model: Annotated[
         str | None, typer.Option(help="Model name; default: the server's first /v1/models entry.")
@@ -355,6 +359,9 @@ def replay(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write every level's raw figures here.")
     ] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="Write an offline HTML report (charts per level) here.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
 ) -> None:
     """Replay CORPUS against an endpoint and find the most agents each SLO tier allows.
@@ -362,8 +369,9 @@ def replay(
     An agent is one top-level session at a time; its sub-agents run inside it, concurrently.
     """
     try:
-        if api not in APIS:
-            raise ConfigError(f"--api {api!r}: expected one of {', '.join(APIS)}")
+        if api not in APIS and api not in (apis.BY_NAME[a].alias for a in APIS):
+            raise ConfigError(f"--api {api!r}: expected one of {API_CHOICES}")
+        api = resolve_api(api)
         tiers: list[Tier] = [parse_tier(s) for s in slo] if slo else list(DEFAULT_TIERS)
         parse_wait(wait, limit=max_wait or None)
         is_quick = endpoint is None if quick is None else quick
@@ -389,7 +397,8 @@ def replay(
         plan = Plan(tiers=tiers, timing=timing, max_agents=max_agents,
                     resolution=parse_resolution(res_spec), agents=agents,
                     max_error_rate=max_error_rate)
-        key_env = api_key_env or ("ANTHROPIC_API_KEY" if api == "anthropic" else "OPENAI_API_KEY")
+        anthropic = api == apis.ANTHROPIC
+        key_env = api_key_env or ("ANTHROPIC_API_KEY" if anthropic else "OPENAI_API_KEY")
         api_key = os.environ.get(key_env)
         if api_key_env and api_key is None:
             raise ConfigError(f"--api-key-env {api_key_env}: that variable is not set")
@@ -426,22 +435,28 @@ def replay(
     except KeyboardInterrupt:
         if state.record is not None:
             state.record.interrupted = True
-            _report(state.record, json_out)
+            _report(state.record, json_out, html)
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
     except ReplayError as exc:
         if state.record is not None and state.record.levels:
-            _report(state.record, json_out)
+            _report(state.record, json_out, html)
         raise _fail(str(exc)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert state.record is not None
-    _report(state.record, json_out)
+    _report(state.record, json_out, html)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: `replay serve …` runs the simulated engine, anything else replays."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("report", "compare"):
+        from replay.report_cli import compare_app, report_app
+
+        sub = report_app if args[0] == "report" else compare_app
+        sub(args=args[1:], prog_name=f"replay {args[0]}")
+        return
     if args and args[0] == "serve":
         try:
             from replay.engine.cli import app as engine_app

@@ -6,18 +6,18 @@ cancellation (Ctrl-C) has every completed level plus the interrupted one, flagge
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from replay import summary
+from replay.clock import Clock
+from replay.fleet import Fleet
 from replay.level import Live, Raw, Timing, measure, power_summary
-from replay.metrics import Counters
+from replay.metrics import CacheCounters
 from replay.power import Recorder
 from replay.results import Level, Run, TierResult
 from replay.search import Resolution, Search
 from replay.tiers import Tier
-from replay.workers import Fleet
 
 
 @dataclass(frozen=True)
@@ -81,13 +81,14 @@ async def run(
     plan: Plan,
     *,
     epoch: int,
+    clock: Clock,
     scale: float = 1.0,
     recorder: Recorder | None = None,
-    counters: Counters | None = None,
+    counters: CacheCounters | None = None,
     on_tick: Callable[[Live], None] | None = None,
     on_level: Callable[[Level], None] | None = None,
 ) -> Run:
-    """Search (or measure `plan.agents`) and fill `record` in place."""
+    """Search (or measure `plan.agents`) and fill `record` in place; `clock` is the fleet's."""
     search = Search(
         len(plan.tiers),
         max_agents=plan.max_agents if plan.agents is None else max(plan.agents, 1),
@@ -100,7 +101,7 @@ async def run(
             current.clear()
             raw = await measure(
                 fleet, index=len(record.levels), agents=n, timing=plan.timing, epoch=epoch,
-                scale=scale, recorder=recorder, counters=counters, on_tick=on_tick,
+                clock=clock, scale=scale, recorder=recorder, counters=counters, on_tick=on_tick,
                 on_start=current.append,
             )
             current.clear()
@@ -115,7 +116,7 @@ async def run(
         if current:
             raw = current[0]
             try:
-                now = time.perf_counter_ns()
+                now = clock.now()
                 raw.samples.extend(await fleet.finish(now, 0.0))
             except Exception:  # noqa: BLE001 - keep what we have; the run is stopping anyway
                 pass
