@@ -12,6 +12,7 @@ from replay import svg
 from replay.html import page
 from stats.profiles import Profile
 from stats.report_text import FORMAT, published, seconds, share, tokens
+from stats.report_text import ratio as ratio_text
 
 
 def _badge(v: str) -> str:
@@ -226,7 +227,7 @@ def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
     ]
     if ref["published"]:
         body.append(f'<p class="muted">Published figures: {escape(ref["published"]["source"])}</p>')
-    body += [f'<p class="note">{escape(n)}</p>' for n in ref["notes"]]
+    body += [f'<p class="note">{escape(n)}</p>' for n in comp.get("notes", []) + ref["notes"]]
     body.append(
         "<h2>What it means</h2><ul>"
         + "".join(f"<li>{escape(line)}</li>" for line in comp["implications"])
@@ -234,7 +235,7 @@ def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
     )
     body.append(
         "<h2>Metrics</h2><table><tr><th>metric</th><th>yours p50</th><th>ref p50</th>"
-        "<th>yours p90</th><th>ref p90</th><th>KS</th><th>p50 ratio</th>"
+        "<th>yours p90</th><th>ref p90</th><th>KS</th><th>p50 ratio (90 %)</th>"
         "<th>AA published: yours vs AA</th><th>verdict</th></tr>"
     )
     for name, m in comp["metrics"].items():
@@ -248,7 +249,7 @@ def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
         fmt = FORMAT.get(m["unit"], tokens)
         r = m["reference"] or {}
         ks = "" if m["ks"] is None else f"{m['ks']:.2f}"
-        ratio = "" if m["median_ratio"] is None else f"{m['median_ratio']:.2f}×"
+        ratio = ratio_text(m)
         body.append(
             f"<tr><td>{escape(m['label'])}</td><td>{fmt(m['yours']['p50'])}</td>"
             f"<td>{fmt(r.get('p50'))}</td><td>{fmt(m['yours']['p90'])}</td>"
