@@ -18,7 +18,6 @@ import os
 import secrets
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,29 +25,35 @@ import aiohttp
 import typer
 from rich.console import Console
 
-from corpus.errors import CorpusError
-from corpus.tokenizer import encoding
+from corpus import CorpusError
+from corpus import tokenizer as bpe
+from corpus.wire import apis
 from replay import results as res
-from replay.client import Client, base_url, server_root
+from replay.client import Client, ClientFactory, base_url, server_root
+from replay.clock import RealClock
 from replay.dialect import CHOICES as DIALECT_CHOICES
 from replay.dialect import DIALECTS, EXTRAS
-from replay.endpoint import APIS
+from replay.endpoint import API_CHOICES, APIS, resolve_api
 from replay.errors import ConfigError, ReplayError
+from replay.fleet import LocalFleet
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
 from replay.metrics import Counters
 from replay.power import Recorder, sampler
 from replay.power import validate as validate_power
+from replay.presets import choose as choose_slo
+from replay.presets import describe as describe_presets
 from replay.probe import PROBE_WORDS, Target, describe, reset_cache
 from replay.probe import probe as probe_server
-from replay.progress import View, notes, table
+from replay.processes import ProcessFleet, Settings, make_worker
+from replay.progress import View
 from replay.prompts import Synth
+from replay.report_cli import show, write_html
+from replay.report_html import render as render_html
 from replay.runner import Plan, run
 from replay.search import parse_resolution
 from replay.simulated import Simulated
-from replay.tiers import DEFAULT_TIERS, Tier
-from replay.tiers import parse as parse_tier
+from replay.tiers import Tier
 from replay.waits import parse as parse_wait
-from replay.workers import LocalFleet, ProcessFleet, Settings, make_client, make_worker
 from replay.workload import Workload
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich")
@@ -104,6 +109,7 @@ class _Options:
     plan: Plan
     quick: bool
     settings: dict[str, Any]
+    slo_notes: tuple[str, ...] = ()
     replicas: tuple[str, ...] = ()
     dialect: str = "auto"
     reset_cache: bool = False
@@ -136,16 +142,16 @@ async def _execute_at(
         found = await _probe(opts, url, model)
     power = opts.power or ("sim" if simulated else "none")
     source = sampler(power, sim_metrics=root + "/metrics" if simulated else None)
-    epoch = time.perf_counter_ns()
+    clock = RealClock()
+    epoch = clock.now()
+    factory = ClientFactory(
+        url=url, api=opts.api, model=model, api_key=opts.api_key, headers=opts.headers,
+        affinity_header=opts.affinity_header, timeout=opts.request_timeout,
+        extras=opts.extras if found is None else frozenset(found.sends), replicas=opts.replicas,
+    )
     s = Settings(
-        corpus=workload.path, url=url, api=opts.api, model=model, api_key=opts.api_key,
-        headers=opts.headers, affinity_header=opts.affinity_header,
-        timeout=opts.request_timeout, extras=opts.extras, tag=opts.tag,
-        tokenizer=opts.tokenizer, wait=opts.wait, max_wait=opts.max_wait, seed=opts.seed,
-        epoch=epoch,
-        time_scale=opts.time_scale,
-        urls=opts.replicas,
-        sends=None if found is None else tuple(found.sends),
+        corpus=workload.path, tag=opts.tag, tokenizer=opts.tokenizer, wait=opts.wait,
+        max_wait=opts.max_wait, seed=opts.seed, epoch=epoch, time_scale=opts.time_scale,
         template=None if found is None or not found.template_source else found.template,
         cache_block=None if found is None else found.block_size,
     )
@@ -168,6 +174,7 @@ async def _execute_at(
             f"simulated: every figure comes from the built-in simulated engine (profile "
             f"{opts.profile}; plausible, uncalibrated), not from hardware"
         )
+    record.notes.extend(opts.slo_notes)
     if opts.time_scale != 1.0:
         record.notes.append(
             f"time-scaled: the simulated engine ran {1 / opts.time_scale:g}× faster than "
@@ -216,22 +223,21 @@ async def _execute_at(
             for r in resets:
                 await reset_cache(session, r, path)
 
-    recorder = Recorder(source, opts.power_interval) if source is not None else None
+    recorder = Recorder(source, opts.power_interval, clock=clock) if source is not None else None
     fleet: LocalFleet | ProcessFleet
     client = None
     if opts.workers > 1:
-        fleet = ProcessFleet(s, opts.workers)
+        fleet = ProcessFleet(s, factory, opts.workers)
         await fleet.start()
     else:
-        client = make_client(s)
-        await client.open()
-        fleet = LocalFleet(make_worker(s, workload, client))
+        client = await factory.open()
+        fleet = LocalFleet(make_worker(s, workload, client, clock))
     poller: asyncio.Task[None] | None = None
     try:
         if recorder is not None:
             poller = asyncio.create_task(recorder.run())
-        await run(record, fleet, plan, epoch=epoch, scale=opts.time_scale, recorder=recorder,
-                  counters=counters, on_tick=view.tick, on_level=view.level,
+        await run(record, fleet, plan, epoch=epoch, clock=clock, scale=opts.time_scale,
+                  recorder=recorder, counters=counters, on_tick=view.tick, on_level=view.level,
                   before_level=cold_cache if found is not None and found.reset else None)
     finally:
         if poller is not None:
@@ -257,12 +263,12 @@ async def _probe(opts: _Options, url: str, model: str) -> res.Server:
     if opts.affinity_header:
         headers[opts.affinity_header] = f"{opts.tag}-probe"
     if opts.api_key:
-        if opts.api == "anthropic":
+        if opts.api == apis.ANTHROPIC:
             headers["x-api-key"] = opts.api_key
         else:
             headers["authorization"] = f"Bearer {opts.api_key}"
     try:
-        ids = encoding(opts.tokenizer).encode(PROBE_WORDS)
+        ids = bpe.encoding(opts.tokenizer).encode(PROBE_WORDS)
     except CorpusError as exc:
         raise ConfigError(str(exc)) from exc
     target = Target(url=url, api=opts.api, model=model, headers=headers, ids=ids)
@@ -295,14 +301,13 @@ def _add_notes(record: res.Run) -> None:
                             f"{bad[0].power.problem if bad[0].power else ''}")
 
 
-def _report(record: res.Run, json_path: Path | None) -> None:
-    if record.levels:
-        console.print(table(record))
-    for note in notes(record):
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+def _report(record: res.Run, json_path: Path | None, html_path: Path | None = None) -> None:
+    show(record)
     if json_path is not None:
         json_path.write_bytes(res.dumps(record))
         console.print(f"wrote {json_path}", highlight=False)
+    if html_path is not None:
+        write_html(html_path, render_html(record))
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -329,7 +334,8 @@ def replay(
     ] = False,
     api: Annotated[
         str, typer.Option(help="Wire API: chat (OpenAI chat completions), completions "
-                          "(token-id prompts: exact), anthropic (messages).")
+                          "(token-id prompts: exact), anthropic (messages); aliases of "
+                          "openai-chat, openai-completions, anthropic-messages.")
     ] = "chat",
     model: Annotated[
         str | None, typer.Option(help="Model name; default: the server's first /v1/models entry.")
@@ -364,6 +370,28 @@ def replay(
         list[str] | None,
         typer.Option(help="Tier FLOOR:TTFT (P25 tok/s : P95 seconds), repeatable; default "
                      "20:10, 60:5, 180:3."),
+    ] = None,
+    slo_preset: Annotated[
+        str | None,
+        typer.Option(help="Named tier table: aa-v4-pro (default), aa-v3.2, mlperf-interactive, "
+                     "mlperf-server; 'list' (or 'replay presets') shows them with their sources."),
+    ] = None,
+    slo_stat: Annotated[
+        str | None,
+        typer.Option(help="Percentiles the tiers check, e.g. speed=p25,ttft=p95 (the default, "
+                     "an approximation: AA does not publish its own); task=p95 for --task-slo."),
+    ] = None,
+    slo_limit: Annotated[
+        list[str] | None,
+        typer.Option(help="A further constraint on every tier, METRIC:pNN=BOUND with METRIC "
+                     "speed, ttft, e2e (request latency, s) or gap (longest pause between "
+                     "tokens, s), e.g. e2e:p95=60 or gap:p99=0.5; repeatable."),
+    ] = None,
+    task_slo: Annotated[
+        str | None,
+        typer.Option(help="Per-task constraint, e.g. 1.5x: each replayed session may take at "
+                     "most 1.5 times its recorded time (P95 over sessions; waits count on both "
+                     "sides)."),
     ] = None,
     resolution: Annotated[
         str | None,
@@ -437,6 +465,9 @@ def replay(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write every level's raw figures here.")
     ] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="Write an offline HTML report (charts per level) here.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
 ) -> None:
     """Replay CORPUS against an endpoint and find the most agents each SLO tier allows.
@@ -445,15 +476,22 @@ def replay(
     """
     endpoint = endpoints[0] if endpoints else None
     try:
-        if api not in APIS:
-            raise ConfigError(f"--api {api!r}: expected one of {', '.join(APIS)}")
+        if api not in APIS and api not in (apis.BY_NAME[a].alias for a in APIS):
+            raise ConfigError(f"--api {api!r}: expected one of {API_CHOICES}")
+        api = resolve_api(api)
         if dialect not in DIALECT_CHOICES:
             raise ConfigError(f"--dialect {dialect!r}: expected one of "
                               f"{', '.join(DIALECT_CHOICES)}")
         if reset_cache and endpoint is None:
             raise ConfigError("--reset-cache needs --endpoint (the simulated engine starts "
                               "cold for every run)")
-        tiers: list[Tier] = [parse_tier(s) for s in slo] if slo else list(DEFAULT_TIERS)
+        if slo_preset == "list":
+            for line in describe_presets():
+                console.print(line, highlight=False, soft_wrap=True)
+            raise typer.Exit(0)
+        choice = choose_slo(preset=slo_preset, slo_specs=slo or [], stat=slo_stat,
+                            limits=slo_limit or [], task=task_slo)
+        tiers: list[Tier] = choice.tiers
         parse_wait(wait, limit=max_wait or None)
         is_quick = endpoint is None if quick is None else quick
         if time_scale is not None and endpoint is not None and time_scale != 1.0:
@@ -478,7 +516,8 @@ def replay(
         plan = Plan(tiers=tiers, timing=timing, max_agents=max_agents,
                     resolution=parse_resolution(res_spec), agents=agents,
                     max_error_rate=max_error_rate)
-        key_env = api_key_env or ("ANTHROPIC_API_KEY" if api == "anthropic" else "OPENAI_API_KEY")
+        anthropic = api == apis.ANTHROPIC
+        key_env = api_key_env or ("ANTHROPIC_API_KEY" if anthropic else "OPENAI_API_KEY")
         api_key = os.environ.get(key_env)
         if api_key_env and api_key is None:
             raise ConfigError(f"--api-key-env {api_key_env}: that variable is not set")
@@ -491,7 +530,7 @@ def replay(
     tag = run_tag if run_tag is not None else secrets.token_hex(4)
     settings: dict[str, Any] = {
         "wait": wait, "max_wait": max_wait or None,
-        "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers],
+        "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers], **choice.settings,
         "resolution": res_spec, "max_agents": max_agents, "agents": agents,
         "timing": dataclasses.asdict(timing), "tokenizer": tokenizer, "workers": workers,
         "max_error_rate": max_error_rate, "timeout": timeout, "ignore_eos": ignore_eos,
@@ -505,6 +544,7 @@ def replay(
         seed=seed, power=power,
         power_interval=power_interval, metrics_url=metrics_url, workers=workers,
         time_scale=scale, plan=plan, quick=is_quick, settings=settings,
+        slo_notes=tuple(choice.notes),
         replicas=tuple(endpoints[1:]) if endpoints else (), dialect=dialect,
         reset_cache=reset_cache,
     )
@@ -518,22 +558,32 @@ def replay(
     except KeyboardInterrupt:
         if state.record is not None:
             state.record.interrupted = True
-            _report(state.record, json_out)
+            _report(state.record, json_out, html)
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
     except ReplayError as exc:
         if state.record is not None and state.record.levels:
-            _report(state.record, json_out)
+            _report(state.record, json_out, html)
         raise _fail(str(exc)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert state.record is not None
-    _report(state.record, json_out)
+    _report(state.record, json_out, html)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: `replay serve …` runs the simulated engine, anything else replays."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "presets":
+        for line in describe_presets():
+            console.print(line, highlight=False, soft_wrap=True)
+        return
+    if args and args[0] in ("report", "compare"):
+        from replay.report_cli import compare_app, report_app
+
+        sub = report_app if args[0] == "report" else compare_app
+        sub(args=args[1:], prog_name=f"replay {args[0]}")
+        return
     if args and args[0] == "serve":
         try:
             from replay.engine.cli import app as engine_app
@@ -544,5 +594,10 @@ def main(argv: list[str] | None = None) -> None:
             )
             raise SystemExit(1) from None
         engine_app(args=args[1:], prog_name="replay serve")
+        return
+    if args and args[0] == "engines":  # the engine model's catalogues and calibration
+        from replay.engine.catalog_cli import app as engines_app
+
+        engines_app(args=args[1:], prog_name="replay engines")
         return
     app(args=args, prog_name="replay")

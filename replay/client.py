@@ -17,22 +17,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import msgspec
 
-from replay.endpoint import APIS, Progress, Request, Result
+from corpus.wire import SSEDecoder, apis
+from replay.endpoint import Progress, Request, Result, resolve_api
 from replay.errors import ConfigError, EndpointError
 from replay.prompts import Form
-from replay.sse import SSEDecoder
+from replay.replicas import Replicas
 
 ANTHROPIC_VERSION = "2023-06-01"
 _EXTRAS = (b"ignore_eos", b"min_tokens", b"stream_options", b"return_token_ids")
 _ALL_EXTRAS = frozenset(("ignore_eos", "min_tokens", "stream_options", "token_ids",
                          "return_token_ids"))
-_PATHS = {"chat": "/chat/completions", "completions": "/completions", "anthropic": "/messages"}
 
 
 def base_url(url: str) -> str:
@@ -42,7 +43,7 @@ def base_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"endpoint {url!r} is not an http(s) URL; e.g. http://host:8000/v1")
     path = parts.path.rstrip("/")
-    for suffix in ("/chat/completions", "/completions", "/messages", "/models"):
+    for suffix in (*(a.path for a in apis.TABLE), "/models"):
         if path.endswith(suffix):
             path = path[: -len(suffix)]
             break
@@ -131,12 +132,15 @@ _encode = msgspec.json.Encoder().encode
 class _Stream:
     """Per-request parse state: token count, first-token time, usage, end marker."""
 
-    __slots__ = ("cached", "done", "error", "first", "input", "progress", "tokens", "usage_out")
+    __slots__ = ("cached", "done", "error", "first", "gap", "input", "last", "progress",
+                 "tokens", "usage_out")
 
     def __init__(self, progress: Progress | None = None) -> None:
         self.progress = progress
         self.tokens = 0
         self.first = 0
+        self.last = 0
+        self.gap = 0
         self.usage_out = -1
         self.input = -1
         self.cached = -1
@@ -144,16 +148,20 @@ class _Stream:
         self.error = ""
 
     def token(self, n: int = 1) -> None:
+        now = time.perf_counter_ns()
         if not self.first:
-            self.first = time.perf_counter_ns()
+            self.first = now
             if self.progress is not None:
                 self.progress.first = self.first
+        elif now - self.last > self.gap:  # the longest pause between tokens (stutter)
+            self.gap = now - self.last
+        self.last = now
         self.tokens += n
         if self.progress is not None:
             self.progress.tokens = self.tokens
 
-    def openai(self, data: bytes) -> None:
-        if data == b"[DONE]":
+    def openai(self, data: str) -> None:
+        if data == "[DONE]":
             self.done = True
             return
         try:
@@ -188,7 +196,7 @@ class _Stream:
             if self.input < 0:
                 self.input = t.prompt_n + t.cache_n
 
-    def anthropic(self, data: bytes) -> None:
+    def anthropic(self, data: str) -> None:
         try:
             ev = _anthropic.decode(data)
         except msgspec.DecodeError:
@@ -219,9 +227,42 @@ class _Stream:
             self.cached = read
 
 
+@dataclass(frozen=True, kw_only=True)
+class ClientFactory:
+    """Picklable settings for a `Client`; `open()` builds and opens one (an endpoint `Factory`)."""
+
+    url: str
+    api: str = "chat"
+    model: str = ""
+    api_key: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    affinity_header: str | None = None
+    timeout: float = 600.0
+    extras: bool | frozenset[str] = True
+    """True/False as `Client` takes it, or the exact set to send (the start-up probe's)."""
+    replicas: tuple[str, ...] = ()
+    """More URLs of the same server: `open()` then spreads agents over all (`Replicas`)."""
+
+    def client(self, url: str | None = None) -> Client:
+        return Client(
+            url or self.url, api=self.api, model=self.model, api_key=self.api_key,
+            headers=self.headers, affinity_header=self.affinity_header, timeout=self.timeout,
+            extras=self.extras,
+        )
+
+    async def open(self) -> Client | Replicas:
+        if self.replicas:
+            spread = Replicas([self.client(u) for u in (self.url, *self.replicas)])
+            await spread.open()
+            return spread
+        client = self.client()
+        await client.open()
+        return client
+
+
 class Client:
-    """An `Endpoint` over aiohttp for `api` in `APIS`. Call `open()` inside the event loop
-    before `send`, and `close()` at the end."""
+    """An `Endpoint` over aiohttp for `api` in `replay.endpoint.APIS` (or its alias). Call
+    `open()` inside the event loop before `send`, and `close()` at the end."""
 
     def __init__(
         self,
@@ -236,8 +277,7 @@ class Client:
         extras: bool | frozenset[str] = True,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
     ) -> None:
-        if api not in APIS:
-            raise ConfigError(f"unknown api {api!r}; expected one of {', '.join(APIS)}")
+        api = resolve_api(api)
         self.base = base_url(url)
         self.api = api
         self.model = model
@@ -247,12 +287,12 @@ class Client:
             chosen = _ALL_EXTRAS if extras else _ALL_EXTRAS - {"ignore_eos", "min_tokens"}
         else:
             chosen = frozenset(extras)
-        self.sends: frozenset[str] = frozenset() if api == "anthropic" else chosen
+        self.sends: frozenset[str] = frozenset() if api == apis.ANTHROPIC else chosen
         """Extension parameters this client sends (`replay.dialect.EXTRAS`)."""
         self._extras = bool(self.sends - {"token_ids"})
-        self._url = self.base + _PATHS[api]
+        self._url = self.base + apis.path(api)
         h = {"content-type": "application/json"}
-        if api == "anthropic":
+        if api == apis.ANTHROPIC:
             h["anthropic-version"] = ANTHROPIC_VERSION
             if api_key:
                 h["x-api-key"] = api_key
@@ -265,7 +305,8 @@ class Client:
 
     @property
     def form(self) -> Form:
-        return "ids" if self.api == "completions" and "token_ids" in self.sends else "text"
+        return ("ids" if self.api == apis.OPENAI_COMPLETIONS and "token_ids" in self.sends
+                else "text")
 
     async def open(self) -> None:
         if self._session is None:
@@ -307,7 +348,7 @@ class Client:
         """The JSON request body for `request`."""
         prompt = request.prompt
         body: dict[str, Any] = {"model": self.model, "max_tokens": request.max_tokens}
-        if self.api == "completions":
+        if self.api == apis.OPENAI_COMPLETIONS:
             body["prompt"] = prompt.ids if prompt.ids is not None else prompt.text
         else:
             body["messages"] = [{"role": "user", "content": prompt.text or ""}]
@@ -351,7 +392,7 @@ class Client:
                         start, 0, time.perf_counter_ns(), 0, status=resp.status,
                         error=f"http_{resp.status}", detail=detail,
                     )
-                handle = stream.anthropic if self.api == "anthropic" else stream.openai
+                handle = stream.anthropic if self.api == apis.ANTHROPIC else stream.openai
                 decoder = SSEDecoder()
                 async for chunk in resp.content.iter_any():
                     for event in decoder.feed(chunk):
@@ -370,7 +411,7 @@ class Client:
         error = stream.error or ("" if stream.done else "incomplete")
         return Result(
             start, stream.first, end, output, status=status, error=error,
-            server_input=stream.input, server_cached=stream.cached,
+            server_input=stream.input, server_cached=stream.cached, gap=stream.gap,
         )
 
 

@@ -157,7 +157,7 @@ def detect(
         return DIALECTS["llamacpp"]
     if "ollama is running" in root_text.lower():
         return DIALECTS["ollama"]
-    return DIALECTS["anthropic" if api == "anthropic" else "openai"]
+    return DIALECTS["anthropic" if api in ("anthropic", "anthropic-messages") else "openai"]
 
 
 def block_size(labels: Mapping[str, Mapping[str, str]]) -> int | None:

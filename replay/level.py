@@ -9,19 +9,18 @@ the last `stable_span` seconds is within `stable_tolerance` of the span before i
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from replay.metrics import Counters
+from replay.clock import Clock
+from replay.fleet import Fleet
+from replay.metrics import CacheCounters
 from replay.power import Recorder, window_mean
 from replay.results import Level, Load, Power, Sample
 from replay.summary import arrays, in_window
-from replay.workers import Fleet
 
 
 @dataclass(frozen=True)
@@ -111,16 +110,18 @@ async def measure(
     agents: int,
     timing: Timing,
     epoch: int,
+    clock: Clock,
     scale: float = 1.0,
     recorder: Recorder | None = None,
-    counters: Counters | None = None,
+    counters: CacheCounters | None = None,
     on_tick: Callable[[Live], None] | None = None,
     on_start: Callable[[Raw], None] | None = None,
 ) -> Raw:
     """Run one level. `on_start` receives the `Raw` record that is filled as samples arrive,
     so a caller that is cancelled mid-level still holds what was measured (flagged
     `partial`, window cut at the cancellation). `timing` and every reported time are in
-    reported seconds; `scale` wall seconds make one (see `Agent`)."""
+    reported seconds; `scale` wall seconds make one (see `Agent`). Every time is read from
+    and waited on `clock` (the fleet's), so a level runs the same on virtual time."""
 
     def rel(ns: int) -> float:
         return (ns - epoch) / 1e9 / scale
@@ -128,7 +129,7 @@ async def measure(
     def ns(seconds: float) -> int:
         return epoch + int(seconds * scale * 1e9)
 
-    t0 = time.perf_counter_ns() + int(0.05e9)
+    t0 = clock.now() + int(0.05e9)
     ramp = timing.ramp(agents)
     started = rel(t0)
     level = Level(agents=agents, index=index, started=started, window_start=started,
@@ -145,9 +146,9 @@ async def measure(
     hard_end = window_end = 0.0
     try:
         while True:
-            await asyncio.sleep(timing.tick)
+            await clock.sleep(timing.tick)
             got.extend(fleet.take())
-            now = rel(time.perf_counter_ns())
+            now = rel(clock.now())
             live.elapsed = now - started
             live.inflight = fleet.inflight
             if not measuring:

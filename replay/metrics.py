@@ -13,6 +13,7 @@ import asyncio
 import math
 import time
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import aiohttp
 
@@ -167,6 +168,15 @@ def window(
             setattr(fig, f"{name}_mean", math.fsum(series) / len(series))
             setattr(fig, f"{name}_max", max(series))
     return fig
+
+
+class CacheCounters(Protocol):
+    """Where a level reads the server's own figures over its steady window: `begin()` at the
+    window's start, `end(first)` at its end (None where the server has none)."""
+
+    async def begin(self) -> dict[str, float] | None: ...
+
+    async def end(self, first: dict[str, float] | None) -> Load | None: ...
 
 
 class Counters:

@@ -8,33 +8,37 @@ A few tiny requests (max_tokens 2) are sent; nothing here is part of any level's
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import msgspec
 
+from corpus.wire import apis
 from replay import dialect as dialects
 from replay.client import ANTHROPIC_VERSION, base_url, server_root
+from replay.endpoint import resolve_api
 from replay.errors import ConfigError, EndpointError
 from replay.metrics import info, samples
 from replay.results import Server
 
 PROBE_WORDS = " the model is ready and the test can start now"
 """Probe text: single-token words under cl100k, so the corpus tokenizer's count is exact."""
-_PATHS = {"chat": "/chat/completions", "completions": "/completions", "anthropic": "/messages"}
 _NEEDED = {
-    "chat": frozenset(("ignore_eos", "min_tokens", "stream_options", "return_token_ids")),
-    "completions": frozenset(dialects.EXTRAS),
-    "anthropic": frozenset(("ignore_eos", "min_tokens")),  # usage always comes; no extras sent
+    apis.OPENAI_CHAT: frozenset(("ignore_eos", "min_tokens", "stream_options",
+                                 "return_token_ids")),
+    apis.OPENAI_COMPLETIONS: frozenset(dialects.EXTRAS),
+    apis.ANTHROPIC: frozenset(("ignore_eos", "min_tokens")),  # usage always comes; none sent
 }
 """The extensions each wire API relies on; one not sent is a guarantee lost."""
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where and how to probe: the API base URL, the wire API, model, headers and the ids of
-    `PROBE_WORDS` under the corpus's tokenizer."""
+    """Where and how to probe: the API base URL, the wire API (a name or alias from
+    `corpus.wire.apis`), model, headers and the ids of `PROBE_WORDS` under the corpus's
+    tokenizer."""
 
     url: str
     api: str
@@ -52,6 +56,7 @@ async def probe(
 ) -> Server:
     """Probe the server at `target`; raises `EndpointError` when it cannot answer a plain
     request, `ConfigError` when `reset` is asked of a server that cannot empty its cache."""
+    target = dataclasses.replace(target, api=resolve_api(target.api))
     base = base_url(target.url)
     root = server_root(base)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
@@ -69,7 +74,7 @@ async def probe(
         status, detail, _ = await _request(session, base, target, set())
         if status != 200:
             raise EndpointError(
-                f"{base}{_PATHS[target.api]}: a plain one-turn request failed with HTTP "
+                f"{base}{apis.path(target.api)}: a plain one-turn request failed with HTTP "
                 f"{status}: {detail[:300]}"
             )
         needed = set(wanted) & _NEEDED[target.api]
@@ -121,7 +126,7 @@ async def _get(session: aiohttp.ClientSession, url: str) -> tuple[str, str]:
 
 def _body(target: Target, extras: set[str], stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"model": target.model, "max_tokens": 2, "stream": stream}
-    if target.api == "completions":
+    if target.api == apis.OPENAI_COMPLETIONS:
         body["prompt"] = target.ids if "token_ids" in extras else PROBE_WORDS
     else:
         body["messages"] = [{"role": "user", "content": PROBE_WORDS}]
@@ -143,11 +148,11 @@ async def _request(
     `stream_options` (servers refuse it otherwise), else a plain JSON answer."""
     stream = "stream_options" in extras
     headers = {"content-type": "application/json", **target.headers}
-    if target.api == "anthropic":
+    if target.api == apis.ANTHROPIC:
         headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
     data = msgspec.json.encode(_body(target, extras, stream))
     try:
-        async with session.post(base + _PATHS[target.api], data=data, headers=headers) as resp:
+        async with session.post(base + apis.path(target.api), data=data, headers=headers) as resp:
             raw = await resp.read()
             status = resp.status
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -193,25 +198,25 @@ async def _template(
                              {"model": target.model, "prompt": PROBE_WORDS,
                               "add_special_tokens": False})
         chat = None
-        if target.api != "completions":
+        if target.api != apis.OPENAI_COMPLETIONS:
             chat = await _count(session, root + d.tokenize, {
                 "model": target.model, "add_generation_prompt": True,
                 "messages": [{"role": "user", "content": PROBE_WORDS}]})
         if plain is not None:
             out.tokenizer_ratio = plain / local
-            if target.api == "completions":
+            if target.api == apis.OPENAI_COMPLETIONS:
                 out.template, out.template_source = 0, "tokenize"
             elif chat is not None:
                 out.template, out.template_source = chat - plain, "tokenize"
             return
-    if target.api == "completions" and "token_ids" in out.sends:
+    if target.api == apis.OPENAI_COMPLETIONS and "token_ids" in out.sends:
         out.template, out.template_source = 0, "usage"
         return
     _, _, answer = await _request(session, base, target, set())
     usage = answer.get("usage") if isinstance(answer, dict) else None
     if isinstance(usage, dict):
         total = usage.get("prompt_tokens", usage.get("input_tokens"))
-        if target.api == "anthropic" and isinstance(total, int):
+        if target.api == apis.ANTHROPIC and isinstance(total, int):
             total += int(usage.get("cache_read_input_tokens") or 0)
             total += int(usage.get("cache_creation_input_tokens") or 0)
         if isinstance(total, int) and total >= local:
@@ -230,7 +235,9 @@ async def _count(session: aiohttp.ClientSession, url: str, body: dict[str, Any])
     return count if isinstance(count, int) else None
 
 
-def describe(server: Server, *, corpus_block: int, marker: int, api: str = "chat") -> list[str]:
+def describe(
+    server: Server, *, corpus_block: int, marker: int, api: str = apis.OPENAI_CHAT
+) -> list[str]:
     """Notes for the output: what the probe found and what replay did about it."""
     notes: list[str] = []
     head = f"server: {server.dialect}" + (" (detected)" if server.detected else " (--dialect)")
@@ -239,7 +246,7 @@ def describe(server: Server, *, corpus_block: int, marker: int, api: str = "chat
     notes.append(head)
     for line in server.lost:
         notes.append(f"guarantee lost: {line}")
-    if api == "completions":
+    if resolve_api(api) == apis.OPENAI_COMPLETIONS:
         if server.template:
             notes.append(f"the server adds {server.template} tokens to a completions prompt")
     elif server.template is not None and server.template_source:

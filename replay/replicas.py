@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from replay.client import Client
 from replay.endpoint import Request, Result
 from replay.prompts import Form
+
+if TYPE_CHECKING:
+    from replay.client import Client
 
 
 class Replicas:

@@ -6,18 +6,18 @@ cancellation (Ctrl-C) has every completed level plus the interrupted one, flagge
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from replay import bottleneck, summary
+from replay.clock import Clock
+from replay.fleet import Fleet
 from replay.level import Live, Raw, Timing, measure, power_summary
-from replay.metrics import Counters
+from replay.metrics import CacheCounters
 from replay.power import Recorder
 from replay.results import Level, Run, TierResult
 from replay.search import Resolution, Search
 from replay.tiers import Tier
-from replay.workers import Fleet
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ def answers(run: Run, search: Search, plan: Plan) -> list[TierResult]:
         n = search.answer(t)
         lo, hi = search.bounds(t)
         res = TierResult(
-            floor=tier.floor, ttft=tier.ttft, agents=n, capped=search.capped(t),
+            floor=tier.floor, ttft=tier.ttft, speed_pct=tier.speed_pct, ttft_pct=tier.ttft_pct,
+            limits=[limit.name for limit in tier.limits], agents=n, capped=search.capped(t),
             resolved=hi is None or search.resolution.resolved(lo, hi) or plan.agents is not None,
         )
         i = by_agents.get(n)
@@ -63,8 +64,11 @@ def answers(run: Run, search: Search, plan: Plan) -> list[TierResult]:
             res.p25_speed, res.p95_ttft = lv.p25_speed, lv.p95_ttft
             res.errors = lv.errors
             if lv.verdicts:
-                res.agent_share = lv.verdicts[t].agent_share
-                res.inconclusive = lv.verdicts[t].inconclusive
+                v = lv.verdicts[t]
+                res.agent_share = v.agent_share
+                res.inconclusive = v.inconclusive
+                if v.speed is not None or v.ttft_at is not None:  # the tier's own statistics
+                    res.p25_speed, res.p95_ttft = v.speed, v.ttft_at
             f = lv.fidelity
             res.cache_hit_ratio = (
                 f.cache_counters if f.cache_counters is not None else f.cache_server
@@ -83,14 +87,15 @@ async def run(
     plan: Plan,
     *,
     epoch: int,
+    clock: Clock,
     scale: float = 1.0,
     recorder: Recorder | None = None,
-    counters: Counters | None = None,
+    counters: CacheCounters | None = None,
     on_tick: Callable[[Live], None] | None = None,
     on_level: Callable[[Level], None] | None = None,
     before_level: Callable[[], Awaitable[None]] | None = None,
 ) -> Run:
-    """Search (or measure `plan.agents`) and fill `record` in place."""
+    """Search (or measure `plan.agents`) and fill `record` in place; `clock` is the fleet's."""
     search = Search(
         len(plan.tiers),
         max_agents=plan.max_agents if plan.agents is None else max(plan.agents, 1),
@@ -105,7 +110,7 @@ async def run(
                 await before_level()  # e.g. a cold prefix cache (--reset-cache)
             raw = await measure(
                 fleet, index=len(record.levels), agents=n, timing=plan.timing, epoch=epoch,
-                scale=scale, recorder=recorder, counters=counters, on_tick=on_tick,
+                clock=clock, scale=scale, recorder=recorder, counters=counters, on_tick=on_tick,
                 on_start=current.append,
             )
             current.clear()
@@ -120,7 +125,7 @@ async def run(
         if current:
             raw = current[0]
             try:
-                now = time.perf_counter_ns()
+                now = clock.now()
                 raw.samples.extend(await fleet.finish(now, 0.0))
             except Exception:  # noqa: BLE001 - keep what we have; the run is stopping anyway
                 pass

@@ -1,14 +1,17 @@
-"""The run loop with an in-process fake endpoint in real time: levels, search, cancellation."""
+"""The run loop with an in-process fake endpoint on virtual time (`replay.virtual`): levels,
+search, cancellation — deterministic, and as fast as the code runs."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from fixtures_replay import make_corpus
 
-from replay.endpoint import RealClock, Request, Result
+from replay import virtual
+from replay.clock import LoopClock
+from replay.endpoint import Request, Result
+from replay.fleet import LocalFleet, Worker
 from replay.level import Timing
 from replay.prompts import Form, Synth
 from replay.results import Corpus, Run
@@ -16,8 +19,6 @@ from replay.runner import Plan, run
 from replay.search import Resolution
 from replay.tiers import Tier
 from replay.waits import parse
-from replay.worker import Worker
-from replay.workers import LocalFleet
 from replay.workload import Workload
 
 TIMING = Timing(duration=0.4, min_requests=3, max_window=1.0, ramp_per_agent=0.01, ramp_max=0.1,
@@ -30,6 +31,7 @@ class Shared:
 
     def __init__(self) -> None:
         self.active = 0
+        self.clock = LoopClock()
 
     @property
     def form(self) -> Form:
@@ -38,12 +40,12 @@ class Shared:
     async def send(self, request: Request) -> Result:
         self.active += 1
         try:
-            start = time.perf_counter_ns()
+            start = self.clock.now()
             await asyncio.sleep(0.001)
-            first = time.perf_counter_ns()
+            first = self.clock.now()
             n = min(request.max_tokens, 20)
             await asyncio.sleep(n * self.active / 1000)
-            return Result(start, first, time.perf_counter_ns(), n)
+            return Result(start, first, self.clock.now(), n)
         finally:
             self.active -= 1
 
@@ -64,39 +66,62 @@ def record() -> Run:
                run_tag="t", seed=0)
 
 
-def fleet(workload: Workload, epoch: int) -> LocalFleet:
+def fleet(workload: Workload, clock: LoopClock, epoch: int) -> LocalFleet:
     return LocalFleet(Worker(workload=workload, synth=Synth(block_size=64, tag="t"),
-                             endpoint=Shared(), wait=parse("none"), clock=RealClock(),
+                             endpoint=Shared(), wait=parse("none"), clock=clock,
                              epoch=epoch, seed=0, tag="t"))
 
 
-async def test_search_brackets_a_concurrency_limited_server(workload: Workload) -> None:
-    epoch = time.perf_counter_ns()
+async def search(workload: Workload) -> Run:
+    clock = LoopClock()
+    epoch = clock.now()
     plan = Plan(tiers=[Tier(100, 5), Tier(400, 5)], timing=TIMING, max_agents=64,
                 resolution=Resolution(relative=0.3))
     rec = record()
-    await run(rec, fleet(workload, epoch), plan, epoch=epoch)
+    await run(rec, fleet(workload, clock, epoch), plan, epoch=epoch, clock=clock)
+    return rec
+
+
+def test_search_brackets_a_concurrency_limited_server(workload: Workload) -> None:
+    rec = virtual.run(search(workload))
     assert not rec.interrupted
     measured = [lv.agents for lv in rec.levels]
     assert measured[:3] == [1, 2, 4]
     low, high = rec.tiers
-    assert 5 <= low.agents <= 14
-    assert 1 <= high.agents <= 4
+    # no waits, so every agent has a request in flight: P25 speed is 950 / agents tok/s (20
+    # tokens over 1 ms + 20 x agents ms); 100 tok/s holds 9 agents, 400 tok/s holds 2
+    assert (low.agents, high.agents) == (8, 2)
+    assert low.resolved
+    assert high.resolved
     assert low.level is not None
     assert rec.levels[low.level].agents == low.agents
+    failed = [lv.agents for lv in rec.levels if not lv.verdicts[0].passed]
+    assert min(failed) == 10  # bracketed within the 30 % resolution
 
 
-async def test_cancellation_keeps_the_partial_level(workload: Workload) -> None:
-    epoch = time.perf_counter_ns()
+def test_the_same_seed_gives_the_same_run(workload: Workload) -> None:
+    a, b = virtual.run(search(workload)), virtual.run(search(workload))
+    assert a.levels
+    assert a.levels == b.levels
+
+
+async def cancelled_run(workload: Workload) -> Run:
+    clock = LoopClock()
+    epoch = clock.now()
     slow = Timing(duration=30, min_requests=3, warmup_min=0.1, warmup_max=0.2, stable_span=0.1,
                   tick=0.05)
     rec = record()
-    task = asyncio.create_task(run(rec, fleet(workload, epoch), Plan(tiers=[Tier(1, 5)],
-                                   timing=slow, agents=2), epoch=epoch))
+    task = asyncio.create_task(run(rec, fleet(workload, clock, epoch), Plan(tiers=[Tier(1, 5)],
+                                   timing=slow, agents=2), epoch=epoch, clock=clock))
     await asyncio.sleep(1.0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    return rec
+
+
+def test_cancellation_keeps_the_partial_level(workload: Workload) -> None:
+    rec = virtual.run(cancelled_run(workload))
     assert rec.interrupted
     (level,) = rec.levels
     assert level.partial

@@ -45,7 +45,7 @@ def test_levels_carry_the_servers_own_figures_and_fidelity(
     assert load["running_max"] >= 1
     assert load["polls"] >= 2
     assert level["fidelity"]["cache_counters"] == load["cache_hit_ratio"]
-    assert "fidelity: input 100.0% of recorded" in text
+    assert "fidelity: input 100.0% (max dev" in text
     assert "server: running" in text
     assert "note: server: vllm (detected)" in text
 
