@@ -78,7 +78,8 @@ async def probe(
                 f"{status}: {detail[:300]}"
             )
         needed = set(wanted) & _NEEDED[target.api]
-        candidates = needed & d.extras
+        # the client sends no extensions with the Messages API (servers ignore them there)
+        candidates = needed & d.extras if target.api != apis.ANTHROPIC else set()
         out.refused = sorted(await _refused(session, base, target, candidates))
         out.sends = sorted(candidates - set(out.refused))
         out.lost = dialects.lost(needed - set(out.sends))

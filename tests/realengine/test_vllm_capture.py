@@ -1,8 +1,8 @@
 """Capture in front of a real vLLM: chat completions, responses and messages, streamed and not
 (and legacy completions, passed through unrecorded). The client receives what a direct
 connection receives (byte for byte once the per-request ids and timestamps vLLM mints are
-masked: greedy decoding makes the rest repeat exactly), and the recorded turns carry vLLM's own
-usage."""
+masked: greedy decoding from a cold cache makes the rest repeat exactly), and the recorded
+turns carry vLLM's own usage."""
 
 from __future__ import annotations
 
@@ -61,6 +61,12 @@ async def fetch(url: str, body: dict[str, Any]) -> tuple[int, str, bytes]:
             return resp.status, resp.headers.get("content-type", ""), await resp.read()
 
 
+async def cold(root: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(root + "/reset_prefix_cache") as resp:
+            assert resp.status == 200
+
+
 PROMPT = "Summarize clause four of the lease in one line."
 CASES = {
     "chat": ("/v1/chat/completions", {"messages": [{"role": "user", "content": PROMPT}]}),
@@ -96,7 +102,11 @@ async def test_capture_passes_vllm_through_and_records_its_usage(
         del body["max_tokens"]
     if stream and api in ("chat", "completions"):
         body["stream_options"] = {"include_usage": True}
+    # each from a cold prefix cache: a cached prefix takes another numeric path, and with random
+    # weights a near-tie can then flip a greedy token
+    await cold(front.direct)
     direct = await fetch(front.direct + path, body)
+    await cold(front.direct)
     proxied = await fetch(front.fake + path, body)
     assert direct[0] == 200, direct[2][:300]
     assert proxied[:2] == direct[:2]

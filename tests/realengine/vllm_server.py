@@ -5,8 +5,10 @@ tier. The venv comes from `setup_vllm.sh`; the model directory is written at tes
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -50,13 +52,20 @@ class Server:
             return ""
 
     def stop(self) -> None:
+        """Stop the server and its engine processes (its own process group)."""
         if self.process.poll() is None:
-            self.process.terminate()
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(60)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(30)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the test process dies (a killed pytest must
+    not leave a 5 GB server behind)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def make_model(python: Path, out: Path) -> Path:
@@ -87,7 +96,7 @@ def start(python: Path, model_dir: Path, log: Path, *, block_size: int = BLOCK_S
     ]
     out = log.open("wb")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_die_with_parent)
     out.close()
     server = Server(f"http://127.0.0.1:{port}", proc, log, model_dir)
     deadline = time.monotonic() + START_TIMEOUT

@@ -87,8 +87,8 @@ def test_a_window_is_counter_deltas_and_gauge_means_and_peaks() -> None:
 def feed(chunks: list[str]) -> _Stream:
     stream = _Stream()
     for chunk in chunks:
-        stream.openai(chunk.encode())
-    stream.openai(b"[DONE]")
+        stream.openai(chunk)
+    stream.openai("[DONE]")
     return stream
 
 
