@@ -16,6 +16,7 @@ from replay import svg
 from replay.compare import Comparison
 from replay.explain import kind, label, where, why
 from replay.html import page, table
+from replay.progress import notes
 from replay.results import Level, Run
 from replay.summary import arrays, in_window
 
@@ -257,13 +258,6 @@ def _settings(run: Run) -> str:
                                 for k, v in items.items()) + "</table>")
 
 
-def notes_of(run: Run) -> list[str]:
-    out = list(run.notes)
-    if run.interrupted:
-        out.append("interrupted: results cover the levels measured before Ctrl-C")
-    return out
-
-
 def render(run: Run) -> str:
     """The whole report for `run`."""
     k = kind(run)
@@ -287,7 +281,7 @@ def render(run: Run) -> str:
         '<h2>Fidelity</h2><p class="muted">Did the server see what the corpus recorded?</p>',
         fidelity_table(run),
         "<h2>Notes</h2><ul class=\"notes\">",
-        *(f'<li class="note">{escape(n)}</li>' for n in notes_of(run)),
+        *(f'<li class="note">{escape(n)}</li>' for n in notes(run)),
         "</ul><h2>Settings</h2>", _settings(run),
     ]
     return page(f"agentload · replay · {k}", body, CSS)
