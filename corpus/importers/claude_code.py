@@ -39,7 +39,7 @@ import msgspec
 from corpus.anonymizer import Anonymizer
 from corpus.importers.base import Imported, Report, expand, json_lines, where
 from corpus.importers.hidden import Hidden, Layout
-from corpus.records import Turn
+from corpus.records import After, Turn
 from corpus.wire import apis, linearize
 
 DOMAIN = "coding"
@@ -136,7 +136,7 @@ class _Call:
     cached: int
     output: int
     model: str
-    after: str
+    after: After
     compacted: bool
     stop: str | None = None
     tools: list[str] = field(default_factory=list)
@@ -243,6 +243,7 @@ def _feed(s: _Stream, n: int, rec: dict[str, Any]) -> None:
             t_req = s.last_in
         if ts is not None:
             t_req = min(t_req, ts)
+        after: After
         if prev is None:
             after = "start"
         elif s.human or not prev.tools:
