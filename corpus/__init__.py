@@ -4,8 +4,9 @@
 below (and from `corpus.wire`, the shared wire knowledge), never from other submodules.
 """
 
-from corpus import tokenizer, wire
+from corpus import synth, tokenizer, wire
 from corpus.anonymizer import KNOWN_TOOLS, Anonymizer, Prompt
+from corpus.counts import Counts, counts
 from corpus.errors import (
     CorpusError,
     CorruptError,
@@ -28,6 +29,7 @@ __all__ = [
     "Anonymizer",
     "CorpusError",
     "CorruptError",
+    "Counts",
     "DamagedError",
     "FormatError",
     "Header",
@@ -41,8 +43,10 @@ __all__ = [
     "TruncatedError",
     "Turn",
     "Writer",
+    "counts",
     "digest",
     "sidecar",
+    "synth",
     "tokenizer",
     "wire",
 ]

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from corpus import ops
+from corpus import synth as synthesis
 from corpus.errors import CorpusError
 
 app = typer.Typer(
@@ -307,6 +308,37 @@ def sample(
 
 @app.command()
 @_errors
+def synth(
+    output: Output,
+    like: Annotated[
+        str,
+        typer.Option(
+            "--like",
+            help="coding (the reference coding workload: AA-AgentPerf's published figures and "
+            "AA's public recordings) or a corpus path to fit a model to.",
+        ),
+    ] = "coding",
+    n: Annotated[int, typer.Option("-n", help="Top-level sessions to generate.", min=1)] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same corpus).")] = 0,
+    force: Force = False,
+) -> None:
+    """Generate synthetic sessions from a fitted model of a corpus (or of the coding reference)."""
+    with _status(f"fitting {like}"):
+        model = synthesis.like(like)
+    inputs = [] if like == "coding" else [Path(like)]
+    with _status("generating"), ops.replacing(output, force=force, inputs=inputs) as tmp:
+        made = synthesis.generate(model, tmp, n=n, seed=seed)
+    out.print(
+        f"wrote {escape(str(output))}: {made.sessions} synthetic sessions"
+        + (f" and {made.subagents} sub-agents" if made.subagents else "")
+        + f", {made.turns} turns (like {escape(like)}, seed {seed})"
+    )
+    for note in model.notes:
+        out.print(f"note: {escape(note)}")
+
+
+@app.command()
+@_errors
 def salvage(file: Input, output: Output, keys: KeepKeys = True, force: Force = False) -> None:
     """Rewrite what is intact of a damaged corpus (a killed capture, a cut copy)."""
     with _progress("salvaging") as update:
@@ -342,6 +374,7 @@ def _formats(module: Any) -> str:
 IMPORT_FORMATS = {
     "agentperf-local": "AA's agentperf-local traces (the wheel, its folder or *.jsonl)",
     "claude-code": "Claude Code transcripts (~/.claude/projects, sub-agents included)",
+    "codex": "Codex CLI rollouts (~/.codex/sessions, *.jsonl and *.jsonl.zst)",
     "conversations": "JSONL of OpenAI-style message lists (schema in the importers README)",
     "mini-swe-agent": "mini-swe-agent *.traj.json trajectories",
     "mooncake": "Mooncake JSONL (512-token hash blocks; session_id/delay when present)",

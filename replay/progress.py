@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from rich import box
 from rich.console import Console
 from rich.live import Live as RichLive
 from rich.table import Table
 from rich.text import Text
 
+from replay.explain import label, where, whys
 from replay.level import Live
 from replay.results import Level, Run
 
@@ -18,12 +20,22 @@ def _f(value: float | None, fmt: str, unit: str = "") -> str:
     return "—" if value is None else f"{value:{fmt}}{unit}"
 
 
+def _agents(n: int) -> str:
+    return "agent" if n == 1 else "agents"
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
 
+LEGEND = "agents · P25 output speed · P95 time to first token · done · power · tier ✓/✗"
+"""What the level lines show, printed once above them (≤ 80 columns)."""
+
+
 class View:
-    """Live progress on a terminal; plain lines otherwise. Use as a context manager."""
+    """Live progress on a terminal: one status line that stays a single line (cut, never
+    wrapped) above the level lines; without a terminal, one plain line per finished level and
+    no status line. Use as a context manager."""
 
     def __init__(
         self, console: Console, *, label: str, enabled: bool = True, simulated: bool = False
@@ -31,8 +43,8 @@ class View:
         self.console = console
         self.label = label
         self.enabled = enabled
-        self.prefix = "[dim]simulated[/] " if simulated else ""
         self._live: RichLive | None = None
+        self._legend = False
 
     def __enter__(self) -> View:
         if self.enabled and self.console.is_terminal:
@@ -57,47 +69,79 @@ class View:
         text = Text.assemble(
             (f"{self.label}  ", "dim"),
             (f"level {live.level + 1}: {live.agents} agents ", "bold"),
-            (f"[{live.phase} {live.elapsed:5.1f} s]  ", "cyan"),
-            f"done {live.completed}  in flight {live.inflight}  errors {live.errors}  ",
-            f"P25 speed {_f(live.p25_speed, '.1f', ' tok/s')}  ",
-            f"P95 TTFT {_f(live.p95_ttft, '.2f', ' s')}",
-            (f"  window requests {live.window_requests}" if live.phase == "window" else ""),
+            (f"{live.phase} {live.elapsed:.0f} s  ", "cyan"),
+            f"done {live.completed}  in flight {live.inflight}  err {live.errors}  ",
+            f"P25 {_f(live.p25_speed, '.1f', ' tok/s')}  P95 TTFT {_f(live.p95_ttft, '.2f', ' s')}",
+            (f"  window {live.window_requests}" if live.phase == "window" else ""),
+            no_wrap=True, overflow="ellipsis",
         )
         self._live.update(text)
 
     def level(self, level: Level) -> None:
-        marks = " ".join(
-            f"[yellow]? {v.floor:g}[/]" if v.inconclusive
-            else f"[green]✓ {v.floor:g}[/]" if v.passed else f"[red]✗ {v.floor:g}[/]"
-            for v in level.verdicts
-        )
-        power = ""
-        if level.power is not None and level.power.mean_w is not None:
-            power = f"  {level.power.mean_w:,.0f} W"
-        flags = (" [yellow](short window)[/]" if level.short else "") + (
-            "" if level.stable else " [yellow](not stable)[/]"
-        )
-        self.console.print(
-            f"{self.prefix}level {level.index + 1}: [bold]{level.agents}[/] agents  "
-            f"P25 {_f(level.p25_speed, '.1f', ' tok/s')}  "
-            f"P95 TTFT {_f(level.p95_ttft, '.2f', ' s')}"
-            f"  {level.completed} ok / {level.errors} errors{power}  {marks}{flags}"
-        )
+        if not self._legend:
+            self._legend = True
+            self.console.print(f"{self.label}: one line per measured level", highlight=False,
+                               style="dim", soft_wrap=True)
+            self.console.print(LEGEND, highlight=False, style="dim")
+        self.console.print(level_line(level), highlight=False, soft_wrap=True)
+
+
+def level_line(level: Level) -> str:
+    """One finished level in ≤ 80 columns (rich markup): agents, P25 speed, P95 TTFT,
+    requests, errors when any, power, and a mark per tier (✓ met, ✗ missed, ? nothing to
+    judge)."""
+    marks = " ".join(
+        f"[yellow]?{v.floor:g}[/]" if v.inconclusive
+        else f"[green]✓{v.floor:g}[/]" if v.passed else f"[red]✗{v.floor:g}[/]"
+        for v in level.verdicts
+    )
+    power = ""
+    if level.power is not None and level.power.mean_w is not None:
+        power = f"  {level.power.mean_w:,.0f} W"
+    errors = f" [red]{level.errors} err[/]" if level.errors else ""
+    flags = (" [yellow]short[/]" if level.short else "") + (
+        "" if level.stable else " [yellow]unstable[/]"
+    )
+    return (
+        f"level {level.index + 1}: [bold]{level.agents}[/] {_agents(level.agents)}  "
+        f"P25 {_f(level.p25_speed, '.1f', ' tok/s')}  "
+        f"P95 {_f(level.p95_ttft, '.1f' if (level.p95_ttft or 0) >= 10 else '.2f', ' s')}  "
+        f"{level.completed} ok{errors}{power}  {marks}{flags}"
+    )
+
+
+def columns(run: Run) -> tuple[tuple[str, str], ...]:
+    """Two-line headers, so the table fits 80 columns with every header whole; the speed and
+    TTFT columns name the statistics the tiers checked (P25 and P95 by default)."""
+    first = run.tiers[0] if run.tiers else None
+    sp, tp = (first.speed_pct, first.ttft_pct) if first is not None else (25.0, 95.0)
+    return (
+        ("tier", "tok/s, TTFT"),
+        ("agents", ""),
+        ("agents", "per MW"),
+        (f"P{sp:g}", "tok/s"),
+        (f"P{tp:g}", "TTFT"),
+        ("cache", "hits"),
+        ("errors", ""),
+        ("per-", "agent"),
+    )
 
 
 def table(run: Run) -> Table:
-    """The final table: one row per tier."""
-    where = f"simulated engine, profile {run.profile}" if run.simulated else run.endpoint
-    title = f"replay {run.corpus.path} — {where} ({run.api}, model {run.model})"
-    t = Table(title=title, title_justify="left")
-    for name in ("tier", "agents", "agents/MW", "P25 tok/s", "P95 TTFT", "cache",
-                 "errors", "per-agent"):
-        t.add_column(name, justify="left" if name == "tier" else "right")
+    """The final table: one row per tier, at most 80 columns wide, headers never cut."""
+    title = f"replay {run.corpus.path} — {where(run)} ({run.api}, model {run.model})"
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+              padding=(0, 1))
+    for top, bottom in columns(run):
+        header = f"{top}\n{bottom}" if bottom else top
+        left = top == "tier"
+        t.add_column(header, justify="left" if left else "right", no_wrap=True,
+                     min_width=max(len(top), len(bottom)))
     for r in run.tiers:
         agents = f"{r.agents}" + ("+" if r.capped else "") + (
             "" if r.resolved and not r.inconclusive else " ?")
         t.add_row(
-            f"{r.floor:g} tok/s · {r.ttft:g} s",
+            label(r),
             agents,
             _f(r.agents_per_mw, ",.0f"),
             _f(r.p25_speed, ".1f"),
@@ -107,6 +151,11 @@ def table(run: Run) -> Table:
             _pct(r.agent_share),
         )
     return t
+
+
+def reasons(run: Run) -> list[str]:
+    """One line per tier whose answer needs a reason (no level met it, or capped)."""
+    return [f"{name}: {line}" for name, line in whys(run)]
 
 
 def notes(run: Run) -> list[str]:
