@@ -17,7 +17,7 @@ from corpus.errors import (
 )
 from corpus.keys import Keys, sidecar
 from corpus.reader import Reader, Table
-from corpus.records import AFTER, VERSION, Header, Session, Turn
+from corpus.records import AFTER, VERSION, After, Header, Session, Turn
 from corpus.tokencache import TokenCache, digest
 from corpus.writer import Writer
 
@@ -25,6 +25,7 @@ __all__ = [
     "AFTER",
     "KNOWN_TOOLS",
     "VERSION",
+    "After",
     "Anonymizer",
     "CorpusError",
     "CorruptError",

@@ -98,7 +98,8 @@ KeepKeys = Annotated[
         "consistent with later captures (when the input has one).",
     ),
 ]
-Input = Annotated[Path, typer.Argument(help="Corpus file (.zst).", dir_okay=False)]
+# no `dir_okay=False`: a directory gets the reader's one-line error, not a usage box
+Input = Annotated[Path, typer.Argument(help="Corpus file (.zst).")]
 
 
 def _wrote(path: Path, result: ops.Copied) -> None:
@@ -160,6 +161,8 @@ def info(
     for name, value in rows:
         grid.add_row(name, escape(str(value)))
     out.print(grid)
+    if facts.note:
+        err.print(f"[yellow]note:[/] {escape(facts.note)}")
     if facts.damage:
         err.print(f"[yellow]warning:[/] {escape(facts.damage)}")
 
@@ -198,6 +201,8 @@ def validate(
 
     with _progress("validating") as update:
         result = check(file, limit=limit, progress=update)
+    if result.note:
+        err.print(f"[yellow]note:[/] {escape(result.note)}")
     if result.ok:
         out.print(
             f"{escape(str(file))}: ok ({result.frames} frames, {result.sessions} sessions, "
@@ -369,6 +374,7 @@ def _formats(module: Any) -> str:
 IMPORT_FORMATS = {
     "agentperf-local": "AA's agentperf-local traces (the wheel, its folder or *.jsonl)",
     "claude-code": "Claude Code transcripts (~/.claude/projects, sub-agents included)",
+    "codex": "Codex CLI rollouts (~/.codex/sessions, *.jsonl and *.jsonl.zst)",
     "conversations": "JSONL of OpenAI-style message lists (schema in the importers README)",
     "mini-swe-agent": "mini-swe-agent *.traj.json trajectories",
     "mooncake": "Mooncake JSONL (512-token hash blocks; session_id/delay when present)",

@@ -35,6 +35,8 @@ from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
 from replay.metrics import Counters
 from replay.power import Recorder, sampler
 from replay.power import validate as validate_power
+from replay.presets import choose as choose_slo
+from replay.presets import describe as describe_presets
 from replay.processes import ProcessFleet, Settings, make_worker
 from replay.progress import View
 from replay.report_cli import show, write_html
@@ -42,8 +44,7 @@ from replay.report_html import render as render_html
 from replay.runner import Plan, run
 from replay.search import parse_resolution
 from replay.simulated import Simulated
-from replay.tiers import DEFAULT_TIERS, Tier
-from replay.tiers import parse as parse_tier
+from replay.tiers import Tier
 from replay.waits import parse as parse_wait
 from replay.workload import Workload
 
@@ -100,6 +101,7 @@ class _Options:
     plan: Plan
     quick: bool
     settings: dict[str, Any]
+    slo_notes: tuple[str, ...] = ()
 
 
 async def _execute(state: _State, workload: Workload, opts: _Options, view: View) -> res.Run:
@@ -155,6 +157,7 @@ async def _execute_at(
             f"simulated: every figure comes from the built-in simulated engine (profile "
             f"{opts.profile}; plausible, uncalibrated), not from hardware"
         )
+    record.notes.extend(opts.slo_notes)
     if opts.time_scale != 1.0:
         record.notes.append(
             f"time-scaled: the simulated engine ran {1 / opts.time_scale:g}× faster than "
@@ -287,6 +290,28 @@ def replay(
         typer.Option(help="Tier FLOOR:TTFT (P25 tok/s : P95 seconds), repeatable; default "
                      "20:10, 60:5, 180:3."),
     ] = None,
+    slo_preset: Annotated[
+        str | None,
+        typer.Option(help="Named tier table: aa-v4-pro (default), aa-v3.2, mlperf-interactive, "
+                     "mlperf-server; 'list' (or 'replay presets') shows them with their sources."),
+    ] = None,
+    slo_stat: Annotated[
+        str | None,
+        typer.Option(help="Percentiles the tiers check, e.g. speed=p25,ttft=p95 (the default, "
+                     "an approximation: AA does not publish its own); task=p95 for --task-slo."),
+    ] = None,
+    slo_limit: Annotated[
+        list[str] | None,
+        typer.Option(help="A further constraint on every tier, METRIC:pNN=BOUND with METRIC "
+                     "speed, ttft, e2e (request latency, s) or gap (longest pause between "
+                     "tokens, s), e.g. e2e:p95=60 or gap:p99=0.5; repeatable."),
+    ] = None,
+    task_slo: Annotated[
+        str | None,
+        typer.Option(help="Per-task constraint, e.g. 1.5x: each replayed session may take at "
+                     "most 1.5 times its recorded time (P95 over sessions; waits count on both "
+                     "sides)."),
+    ] = None,
     resolution: Annotated[
         str | None,
         typer.Option(help="Stop bisecting at this resolution: 10% or a number of agents "
@@ -372,7 +397,13 @@ def replay(
         if api not in APIS and api not in (apis.BY_NAME[a].alias for a in APIS):
             raise ConfigError(f"--api {api!r}: expected one of {API_CHOICES}")
         api = resolve_api(api)
-        tiers: list[Tier] = [parse_tier(s) for s in slo] if slo else list(DEFAULT_TIERS)
+        if slo_preset == "list":
+            for line in describe_presets():
+                console.print(line, highlight=False, soft_wrap=True)
+            raise typer.Exit(0)
+        choice = choose_slo(preset=slo_preset, slo_specs=slo or [], stat=slo_stat,
+                            limits=slo_limit or [], task=task_slo)
+        tiers: list[Tier] = choice.tiers
         parse_wait(wait, limit=max_wait or None)
         is_quick = endpoint is None if quick is None else quick
         if time_scale is not None and endpoint is not None and time_scale != 1.0:
@@ -411,7 +442,7 @@ def replay(
     tag = run_tag if run_tag is not None else secrets.token_hex(4)
     settings: dict[str, Any] = {
         "wait": wait, "max_wait": max_wait or None,
-        "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers],
+        "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers], **choice.settings,
         "resolution": res_spec, "max_agents": max_agents, "agents": agents,
         "timing": dataclasses.asdict(timing), "tokenizer": tokenizer, "workers": workers,
         "max_error_rate": max_error_rate, "timeout": timeout, "ignore_eos": ignore_eos,
@@ -424,6 +455,7 @@ def replay(
         seed=seed, power=power,
         power_interval=power_interval, metrics_url=metrics_url, workers=workers,
         time_scale=scale, plan=plan, quick=is_quick, settings=settings,
+        slo_notes=tuple(choice.notes),
     )
     label = f"simulated {profile}" if endpoint is None else endpoint
     state = _State()
@@ -451,6 +483,10 @@ def replay(
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: `replay serve …` runs the simulated engine, anything else replays."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "presets":
+        for line in describe_presets():
+            console.print(line, highlight=False, soft_wrap=True)
+        return
     if args and args[0] in ("report", "compare"):
         from replay.report_cli import compare_app, report_app
 
@@ -467,5 +503,10 @@ def main(argv: list[str] | None = None) -> None:
             )
             raise SystemExit(1) from None
         engine_app(args=args[1:], prog_name="replay serve")
+        return
+    if args and args[0] == "engines":  # the engine model's catalogues and calibration
+        from replay.engine.catalog_cli import app as engines_app
+
+        engines_app(args=args[1:], prog_name="replay engines")
         return
     app(args=args, prog_name="replay")

@@ -116,12 +116,15 @@ _encode = msgspec.json.Encoder().encode
 class _Stream:
     """Per-request parse state: token count, first-token time, usage, end marker."""
 
-    __slots__ = ("cached", "done", "error", "first", "input", "progress", "tokens", "usage_out")
+    __slots__ = ("cached", "done", "error", "first", "gap", "input", "last", "progress",
+                 "tokens", "usage_out")
 
     def __init__(self, progress: Progress | None = None) -> None:
         self.progress = progress
         self.tokens = 0
         self.first = 0
+        self.last = 0
+        self.gap = 0
         self.usage_out = -1
         self.input = -1
         self.cached = -1
@@ -129,10 +132,14 @@ class _Stream:
         self.error = ""
 
     def token(self) -> None:
+        now = time.perf_counter_ns()
         if not self.first:
-            self.first = time.perf_counter_ns()
+            self.first = now
             if self.progress is not None:
                 self.progress.first = self.first
+        elif now - self.last > self.gap:  # the longest pause between tokens (stutter)
+            self.gap = now - self.last
+        self.last = now
         self.tokens += 1
         if self.progress is not None:
             self.progress.tokens = self.tokens
@@ -359,7 +366,7 @@ class Client:
         error = stream.error or ("" if stream.done else "incomplete")
         return Result(
             start, stream.first, end, output, status=status, error=error,
-            server_input=stream.input, server_cached=stream.cached,
+            server_input=stream.input, server_cached=stream.cached, gap=stream.gap,
         )
 
 

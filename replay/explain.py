@@ -43,11 +43,13 @@ def why(run: Run, tier: int) -> str | None:
     lv = _smallest_failing(run, tier)
     if lv is None:
         return "no level was measured for this tier" if not run.levels else None
-    reason = lv.verdicts[tier].reason or "missed the tier"
-    if lv.agents == 1 and lv.p25_speed is not None and lv.p25_speed < r.floor:
+    v = lv.verdicts[tier]
+    reason = v.reason or "missed the tier"
+    speed = v.speed if v.speed is not None else lv.p25_speed
+    if lv.agents == 1 and speed is not None and speed < r.floor:
         # one stream already misses the floor: more agents can only slow it down
-        speed = f"{lv.p25_speed:.0f} tok/s < {r.floor:g} (P25)"
-        return f"a single agent gets {speed}: no load can meet it"
+        return (f"a single agent gets {speed:.0f} tok/s < {r.floor:.3g} (P{r.speed_pct:g}): "
+                "no load can meet it")
     return f"not met even by {_agents(lv.agents)}: {reason}"
 
 
@@ -63,4 +65,4 @@ def whys(run: Run) -> list[tuple[str, str]]:
 
 def label(r: TierResult) -> str:
     """The tier as the table names it: `60 tok/s, 5 s`."""
-    return f"{r.floor:g} tok/s, {r.ttft:g} s"
+    return f"{r.floor:.3g} tok/s, {r.ttft:g} s"

@@ -200,10 +200,13 @@ def tier_table(run: Run) -> str:
             f"<td>{_f(r.j_per_token, '.2f')}</td><td>{_f(r.p25_speed, '.1f')}</td>"
             f"<td>{_f(r.p95_ttft, '.2f', ' s')}</td><td>{_pct(r.cache_hit_ratio)}</td>"
             f"<td>{r.errors}</td><td>{_pct(r.agent_share)}</td>"
+            f'<td class="why">{escape("; ".join(r.limits))}</td>'
             f'<td class="why">{escape(why(run, i) or "")}</td></tr>'
         )
-    head = ("tier (P25 tok/s, P95 TTFT)", "agents", "agents per MW", "mean power", "J/token",
-            "P25 tok/s", "P95 TTFT", "cache hits", "errors", "per-agent", "")
+    sp, tp = (run.tiers[0].speed_pct, run.tiers[0].ttft_pct) if run.tiers else (25.0, 95.0)
+    head = (f"tier (P{sp:g} tok/s, P{tp:g} TTFT)", "agents", "agents per MW", "mean power",
+            "J/token", f"P{sp:g} tok/s", f"P{tp:g} TTFT", "cache hits", "errors", "per-agent",
+            "further constraints", "")
     return ("<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"
             + "".join(rows) + "</table>")
 

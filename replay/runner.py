@@ -51,7 +51,8 @@ def answers(run: Run, search: Search, plan: Plan) -> list[TierResult]:
         n = search.answer(t)
         lo, hi = search.bounds(t)
         res = TierResult(
-            floor=tier.floor, ttft=tier.ttft, agents=n, capped=search.capped(t),
+            floor=tier.floor, ttft=tier.ttft, speed_pct=tier.speed_pct, ttft_pct=tier.ttft_pct,
+            limits=[limit.name for limit in tier.limits], agents=n, capped=search.capped(t),
             resolved=hi is None or search.resolution.resolved(lo, hi) or plan.agents is not None,
         )
         i = by_agents.get(n)
@@ -61,8 +62,11 @@ def answers(run: Run, search: Search, plan: Plan) -> list[TierResult]:
             res.p25_speed, res.p95_ttft = lv.p25_speed, lv.p95_ttft
             res.errors = lv.errors
             if lv.verdicts:
-                res.agent_share = lv.verdicts[t].agent_share
-                res.inconclusive = lv.verdicts[t].inconclusive
+                v = lv.verdicts[t]
+                res.agent_share = v.agent_share
+                res.inconclusive = v.inconclusive
+                if v.speed is not None or v.ttft_at is not None:  # the tier's own statistics
+                    res.p25_speed, res.p95_ttft = v.speed, v.ttft_at
             f = lv.fidelity
             res.cache_hit_ratio = (
                 f.cache_counters if f.cache_counters is not None else f.cache_server

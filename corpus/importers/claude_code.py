@@ -28,7 +28,6 @@ files and sidechains become sessions whose `parent` is their main session.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +36,18 @@ from typing import Any
 import msgspec
 
 from corpus.anonymizer import Anonymizer
-from corpus.importers.base import Imported, Report, expand, json_lines, where
+from corpus.importers.base import (
+    Imported,
+    Report,
+    after,
+    expand,
+    iso_seconds,
+    json_lines,
+    sent_at,
+    where,
+)
 from corpus.importers.hidden import Hidden, Layout
-from corpus.records import Turn
+from corpus.records import After, Turn
 from corpus.wire import apis, linearize
 
 DOMAIN = "coding"
@@ -58,15 +66,6 @@ def native_block_size(sources: list[Path]) -> int | None:
 
 def files(sources: list[Path]) -> list[Path]:
     return expand(sources, ("*.jsonl",), "Claude Code transcripts (*.jsonl)")
-
-
-def _ts(value: Any) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _records(path: Path, report: Report) -> list[tuple[int, dict[str, Any]]]:
@@ -136,7 +135,7 @@ class _Call:
     cached: int
     output: int
     model: str
-    after: str
+    after: After
     compacted: bool
     stop: str | None = None
     tools: list[str] = field(default_factory=list)
@@ -185,7 +184,7 @@ def _streams(records: list[tuple[int, dict[str, Any]]], whole: bool) -> list[_St
 
 def _feed(s: _Stream, n: int, rec: dict[str, Any]) -> None:
     """Add one record to a conversation."""
-    ts = _ts(rec.get("timestamp"))
+    ts = iso_seconds(rec.get("timestamp"))
     if ts is not None:
         s.ts = ts
         if s.first_ts is None:
@@ -236,19 +235,7 @@ def _feed(s: _Stream, n: int, rec: dict[str, Any]) -> None:
         call.output = max(call.output, use[2])
     else:
         prev = s.calls[-1] if s.calls else None
-        t_req = ts if ts is not None else 0.0
-        if prev is not None:
-            t_req = max(prev.end, s.last_in if s.last_in is not None else prev.end)
-        elif s.last_in is not None:
-            t_req = s.last_in
-        if ts is not None:
-            t_req = min(t_req, ts)
-        if prev is None:
-            after = "start"
-        elif s.human or not prev.tools:
-            after = "user"
-        else:
-            after = "tool"
+        t_req = sent_at(s.last_in, prev.end if prev else None, ts if ts is not None else 0.0)
         call = _Call(
             base=s.base,
             ctx=len(s.messages),
@@ -259,7 +246,7 @@ def _feed(s: _Stream, n: int, rec: dict[str, Any]) -> None:
             cached=use[1],
             output=use[2],
             model=str(msg.get("model") or ""),
-            after=after,
+            after=after(prev is None, s.human, bool(prev and prev.tools)),
             compacted=s.compacted,
             line=n,
         )
@@ -300,7 +287,7 @@ def _scan(path: Path) -> tuple[float | None, str, int]:
             if not isinstance(rec, dict):
                 continue
             if first is None:
-                first = _ts(rec.get("timestamp"))
+                first = iso_seconds(rec.get("timestamp"))
             if not version and isinstance(rec.get("version"), str):
                 version = rec["version"]
             if _is_call(rec):

@@ -15,6 +15,7 @@ def test_formats_are_the_documented_ones() -> None:
     assert importers.FORMATS == (
         "agentperf-local",
         "claude-code",
+        "codex",
         "conversations",
         "mini-swe-agent",
         "mooncake",
@@ -25,7 +26,7 @@ def test_formats_are_the_documented_ones() -> None:
 
 
 def test_unknown_format_names_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match="expected one of agentperf-local, claude-code, conv"):
+    with pytest.raises(CorpusError, match="expected one of agentperf-local, claude-code, codex"):
         importers.run("csv", [FIXTURES], tmp_path / "x.zst")
 
 
