@@ -7,6 +7,7 @@ Pure: a `Run` in, HTML text out (inline SVG, no JavaScript, nothing fetched).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from html import escape
 
@@ -102,6 +103,42 @@ def level_charts(run: Run) -> list[str]:
                    yfmt=_ratio, ymin=0.0,
                    ymax=max([0.1, *(lv.error_rate for lv in levels)])),
     ]
+
+
+SERVER_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("running_mean", "Requests running (server)", "requests"),
+    ("waiting_mean", "Requests waiting (server)", "requests"),
+    ("kv_usage_mean", "KV-cache usage (server)", "share of the KV cache"),
+    ("generation_tps", "Generation tokens/s (server)", "tokens/s"),
+    ("prompt_tps", "Prompt tokens/s (server)", "tokens/s"),
+    ("gpu_util_mean", "GPU utilisation", "percent"),
+)
+"""Per-level figures from the server's own /metrics (`Level.server`), when it reported them."""
+
+
+def _server(level: Level) -> dict[str, object]:
+    load = getattr(level, "server", None)
+    if load is None:
+        return {}
+    return {k: getattr(load, k) for k in getattr(load, "__struct_fields__", ())}
+
+
+def server_charts(run: Run) -> list[str]:
+    """The server's own view of each level, against agents (only figures it reported)."""
+    levels = measured(run)
+    found = [_server(lv) for lv in levels]
+    out = []
+    for key, title, ylabel in SERVER_FIGURES:
+        if not any(isinstance(f.get(key), int | float) for f in found):
+            continue
+        out.append(_vs_agents(run, title, ylabel, functools.partial(_number, key=key),
+                              yfmt=_ratio if key == "kv_usage_mean" else None))
+    return out
+
+
+def _number(level: Level, key: str) -> float | None:
+    value = _server(level).get(key)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def agent_speeds(level: Level) -> np.ndarray:
@@ -275,6 +312,9 @@ def render(run: Run) -> str:
         "<h2>Per-agent view</h2><div class=\"charts\">", *agent_charts(run), "</div>",
         '<h2>Load over time</h2><p class="muted">From the raw requests; shaded spans are the '
         'steady windows.</p><div class="charts">', *time_charts(run), "</div>",
+        *(['<h2>Server metrics</h2><p class="muted">The server\'s own /metrics over each '
+           'steady window.</p><div class="charts">', *charts, "</div>"]
+          if (charts := server_charts(run)) else []),
         "<h2>Levels</h2>", level_table(run),
         '<h2>Fidelity</h2><p class="muted">Did the server see what the corpus recorded?</p>',
         fidelity_table(run),

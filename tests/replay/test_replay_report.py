@@ -9,6 +9,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import msgspec
 import pytest
 from fixtures_replay import make_corpus
 from run_samples import make_run
@@ -19,6 +20,7 @@ from replay import results as res
 from replay.cli import app, main
 from replay.compare import compare
 from replay.report_cli import compare_app, report_app
+from replay.results import Level
 from replay.tiers import Tier
 
 VOID = {"meta", "br", "hr", "img", "input", "link"}
@@ -218,3 +220,32 @@ def test_a_replay_writes_its_html_report_and_report_reads_the_json_back(
         main(["report", str(out_json), "--html", str(again)])
     assert stop.value.code == 0
     assert again.read_text() == page
+
+
+class Load(msgspec.Struct, kw_only=True):
+    """The shape of a level's server figures (its own /metrics), as the server probe fills it."""
+
+    source: str
+    running_mean: float | None = None
+    kv_usage_mean: float | None = None
+    gpu_util_mean: float | None = None
+
+
+class ServedLevel(Level, kw_only=True):
+    server: Load | None = None
+
+
+def test_server_metrics_are_charted_when_the_levels_carry_them() -> None:
+    run = make_run()
+    assert "Server metrics" not in report_html.render(run)
+    run.levels = [ServedLevel(**{f: getattr(lv, f) for f in lv.__struct_fields__},
+                              server=Load(source="vllm", running_mean=lv.agents * 0.8,
+                                          kv_usage_mean=min(1.0, lv.agents / 30)))
+                  for lv in run.levels]
+    page = report_html.render(run)
+    s = parse(page)
+    assert "Server metrics" in page
+    assert "Requests running (server)" in s.titles
+    assert "KV-cache usage (server)" in s.titles
+    assert "GPU utilisation" not in s.titles  # not reported: not drawn
+    assert s.svgs == 13
