@@ -28,7 +28,8 @@ def _agents(n: int) -> str:
 
 def _smallest_failing(run: Run, tier: int) -> Level | None:
     failed = [lv for lv in run.levels
-              if not lv.partial and len(lv.verdicts) > tier and not lv.verdicts[tier].passed]
+              if not lv.partial and len(lv.verdicts) > tier and not lv.verdicts[tier].passed
+              and not lv.verdicts[tier].inconclusive]
     return min(failed, key=lambda lv: lv.agents, default=None)
 
 

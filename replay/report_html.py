@@ -13,7 +13,7 @@ from html import escape
 
 import numpy as np
 
-from replay import svg
+from replay import slo, svg
 from replay.compare import Comparison, texts
 from replay.explain import cell, kind, label, where, why
 from replay.html import page, table
@@ -103,6 +103,24 @@ def level_charts(run: Run) -> list[str]:
                    yfmt=_ratio, ymin=0.0,
                    ymax=max([0.1, *(lv.error_rate for lv in levels)])),
     ]
+
+
+def limit_charts(run: Run) -> list[str]:
+    """Each further constraint (`--slo-limit`, `--task-slo`) against agents, with its bound
+    (the figure is the same for every tier, so the first tier's verdicts carry it)."""
+    out = []
+    for name in run.tiers[0].limits if run.tiers else []:
+        limit = slo.from_name(name)
+        if limit is None:
+            continue
+        metric = slo.METRICS[limit.metric]
+
+        def value(lv: Level, name: str = name) -> float | None:
+            return lv.verdicts[0].limits.get(name) if lv.verdicts else None
+
+        out.append(_vs_agents(run, f"{name} ({metric.name})", metric.unit, value,
+                              hlines=[(limit.bound, name)]))
+    return out
 
 
 SERVER_FIGURES: tuple[tuple[str, str, str], ...] = (
@@ -299,7 +317,7 @@ def render(run: Run) -> str:
     body = [
         f'<p><span class="badge {k}">{escape(k)}</span> {escape(run.corpus.path)} on '
         f"{escape(where(run))} · {escape(run.api)} · model {escape(run.model)} · "
-        f"{len(run.levels)} levels measured</p>",
+        f"{len(run.levels)} level{'s' if len(run.levels) != 1 else ''} measured</p>",
         "<h2>Agents per SLO tier</h2>",
         '<p class="muted">A tier is met when the steady window\'s P25 per-request output speed '
         "is at least its floor and its P95 time to first token at most its ceiling; "
@@ -309,6 +327,8 @@ def render(run: Run) -> str:
         '<h2>Levels against agents</h2><p class="muted">Dots are measured levels; dashed '
         "horizontal lines are the tiers; vertical lines are the most agents each tier allowed."
         '</p><div class="charts">', *level_charts(run), "</div>",
+        *(['<h2>Further constraints</h2><div class="charts">', *charts, "</div>"]
+          if (charts := limit_charts(run)) else []),
         "<h2>Per-agent view</h2><div class=\"charts\">", *agent_charts(run), "</div>",
         '<h2>Load over time</h2><p class="muted">From the raw requests; shaded spans are the '
         'steady windows.</p><div class="charts">', *time_charts(run), "</div>",

@@ -21,6 +21,7 @@ from replay.cli import app, main
 from replay.compare import compare
 from replay.report_cli import compare_app, report_app
 from replay.results import Level
+from replay.slo import parse_limit, parse_task
 from replay.tiers import Tier
 
 VOID = {"meta", "br", "hr", "img", "input", "link"}
@@ -249,3 +250,28 @@ def test_server_metrics_are_charted_when_the_levels_carry_them() -> None:
     assert "KV-cache usage (server)" in s.titles
     assert "GPU utilisation" not in s.titles  # not reported: not drawn
     assert s.svgs == 13
+
+
+def test_further_constraints_get_a_chart_with_their_bound() -> None:
+    limits = (parse_limit("e2e:p95=60"), parse_task("1.5x"))
+    run = make_run(tiers=(Tier(20, 10, limits=limits), Tier(60, 5, limits=limits)))
+    assert run.tiers[0].limits == ["P95 e2e ≤ 60 s", "P95 task ≤ 1.5×"]
+    page = report_html.render(run)
+    s = parse(page)
+    assert "P95 e2e ≤ 60 s (end-to-end latency)" in s.titles
+    assert ">P95 e2e ≤ 60 s</text>" in page  # the bound's line
+    # no recorded durations in these samples: the task chart says "no data"
+    assert "P95 task ≤ 1.5× (task time ÷ recorded)" in s.titles
+    assert s.svgs == 13
+
+
+def test_compare_keeps_tiers_with_other_statistics_apart() -> None:
+    a = make_run()
+    b = make_run(tiers=(Tier(20, 10, speed_pct=1, ttft_pct=99),))
+    comp = compare([a, b], ["aa", "mlperf"])
+    names = [r.tier for r in comp.rows]
+    assert names[0] == "20 tok/s, 10 s"
+    assert names[-1] == "20 tok/s, 10 s · P1/P99"
+    assert comp.rows[0].runs[1].agents is None
+    assert comp.rows[-1].runs[0].agents is None
+    assert {d.setting for d in comp.differences} >= {"tiers"}
