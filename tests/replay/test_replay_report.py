@@ -275,3 +275,13 @@ def test_compare_keeps_tiers_with_other_statistics_apart() -> None:
     assert comp.rows[0].runs[1].agents is None
     assert comp.rows[-1].runs[0].agents is None
     assert {d.setting for d in comp.differences} >= {"tiers"}
+
+
+def test_a_boundary_label_at_the_right_edge_stays_inside_the_plot() -> None:
+    from replay import svg
+    chart = svg.Chart("t", "x", "y", series=[svg.Series("", [1, 2, 100], [1, 2, 3])],
+                      vlines=[(2.0, "20 tok/s: 2"), (99.0, "20 tok/s: 99")])
+    text = svg.render(chart)
+    left, right = text.split(">20 tok/s: 2<")[0], text.split(">20 tok/s: 99<")[0]
+    assert not left.rsplit("<text", 1)[1].count("text-anchor")
+    assert 'text-anchor="end"' in right.rsplit("<text", 1)[1]
