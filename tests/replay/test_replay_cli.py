@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -75,7 +74,7 @@ def test_a_search_over_tiers_finishes_with_every_tier_answered(
     assert "1 tok/s" in text
 
 
-def test_server_errors_are_counted_not_fatal(corpus: Path, tmp_path: Path) -> None:
+def test_server_errors_stop_the_level_and_fail_the_run(corpus: Path, tmp_path: Path) -> None:
     srv = FlakyServer(fail_every=3, status=500)
     out = tmp_path / "e.json"
     with app_in_thread(srv.app()) as url:
@@ -85,8 +84,12 @@ def test_server_errors_are_counted_not_fatal(corpus: Path, tmp_path: Path) -> No
                             *FAST)
     assert all(h["x-team"] == "legal" for h in srv.headers)
     assert len({h["x-session-id"] for h in srv.headers}) >= 2
-    assert code == 0, text
-    (level,) = json.loads(out.read_text())["levels"]
+    assert code == 1, text
+    assert text.strip().splitlines()[-1].startswith("error: nothing usable was measured")
+    assert "stopped early" in text
+    doc = json.loads(out.read_text())
+    (level,) = doc["levels"]
+    assert all(t["errors"] == level["errors"] for t in doc["tiers"])  # the table shows them
     assert level["errors"] > 0
     assert level["errors_by_kind"].keys() == {"http_500"}
     assert level["error_rate"] > 0.05
@@ -158,22 +161,48 @@ def test_replay_serve_dispatches_to_the_engine(capsys: pytest.CaptureFixture[str
     assert "--profile" in capsys.readouterr().out
 
 
-def test_ctrl_c_saves_what_was_measured(corpus: Path, engine_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "phase"),
+    [(signal.SIGINT, "window"), (signal.SIGTERM, "window"), (signal.SIGTERM, "warm-up")],
+)
+def test_a_stop_signal_saves_what_was_measured(
+    corpus: Path, engine_url: str, tmp_path: Path, sig: signal.Signals, phase: str
+) -> None:
+    """Ctrl-C and SIGTERM (what `timeout` and container runtimes send) stop a run the same
+    way: partial results saved, no traceback, exit 130. The signal is sent once the progress
+    line of `phase` is printed (an event, not a sleep)."""
     out = tmp_path / "int.json"
     cmd = [sys.executable, "-c", "from replay.cli import main; main()", str(corpus),
            "--endpoint", engine_url, "--agents", "2", "--json", str(out), "--quick",
-           "--duration", "30", "--warmup", "0.2", "--no-progress"]
+           "--duration", "600", "--warmup", "0.2", "--warmup-max", "600"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    time.sleep(5)
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 130, output.decode()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            text=True)
+    assert proc.stdout is not None
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if f"2 agents  {phase}" in line:
+                proc.send_signal(sig)
+                break
+        else:
+            pytest.fail("no progress line for the phase: " + "".join(seen))
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    output = "".join(seen) + rest
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    assert "interrupted" in output
     doc = json.loads(out.read_text())
     assert doc["interrupted"] is True
     (level,) = doc["levels"]
     assert level["partial"] is True
-    assert level["samples"]
+    if phase == "window":
+        assert level["samples"]
 
 
 def test_python_dash_m_replay_runs_the_command() -> None:
