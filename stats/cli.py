@@ -10,7 +10,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from corpus import outfile
+from corpus.errors import CorpusError
 from stats import report_html, report_text
 from stats.comparison import comparison
 from stats.errors import StatsError
@@ -49,16 +52,28 @@ def _profile(path: str, *, name: str | None = None, quiet: bool = False) -> Prof
         return profile(path, name=name, progress=lambda msg: status.update(msg))
 
 
+def _check_html(path: Path | None, force: bool) -> None:
+    """Refuse an --html path that would fail or overwrite silently, before any work."""
+    if path is not None:
+        try:
+            outfile.check(path, force=force)
+        except CorpusError as exc:
+            raise StatsError(f"--html {exc}") from exc
+
+
 def _write_html(path: Path, text: str) -> None:
     try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise StatsError(f"{path}: cannot write the HTML report ({exc.strerror})") from exc
-    err.print(f"wrote {path}")
+        outfile.write(path, text.encode("utf-8"))
+    except CorpusError as exc:
+        raise StatsError(f"cannot write the HTML report: {exc}") from exc
+    err.print(f"wrote {path}", highlight=False)
+
+
+Force = Annotated[bool, typer.Option("--force", help="Replace the --html file if it exists.")]
 
 
 def _fail(exc: StatsError) -> typer.Exit:
-    err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -86,9 +101,11 @@ def describe(
             help="Report the hit ratio of an LRU prefix cache of this many tokens.",
         ),
     ] = None,
+    force: Force = False,
 ) -> None:
     """Describe workloads: tokens, reuse, waits, sessions, cache hit ratios, arrivals."""
     try:
+        _check_html(html, force)
         items = []
         for f in files:
             p = _profile(f, quiet=as_json)
@@ -130,9 +147,11 @@ def compare(
         Path | None,
         typer.Option("--html", help="Also write an offline HTML report with charts here."),
     ] = None,
+    force: Force = False,
 ) -> None:
     """Compare a workload with a reference: verdicts per metric and what they mean."""
     try:
+        _check_html(html, force)
         ref = resolve(reference)
         mine = _profile(file, quiet=as_json)
         theirs = (

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from fixtures_replay import FlakyServer, app_in_thread, make_corpus
 from typer.testing import CliRunner
 
@@ -96,6 +97,38 @@ def test_server_errors_stop_the_level_and_fail_the_run(corpus: Path, tmp_path: P
     assert not any(v["passed"] for v in level["verdicts"])
     assert "error rate" in level["verdicts"][0]["reason"]
     assert level["power"]["mean_w"] == pytest.approx(500.0)
+
+
+def test_json_output_is_checked_before_the_run_and_never_overwritten_silently(
+    corpus: Path, engine_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "r.json"
+    out.write_text("earlier run")
+    code, text = invoke(str(corpus), "--endpoint", engine_url, "--agents", "1", "--json",
+                        str(out), *FAST)
+    assert code == 1
+    assert text.startswith(f"error: {out}: already exists; pass --force")
+    assert "level 1" not in text  # refused before measuring anything
+    assert out.read_text() == "earlier run"
+    code, text = invoke(str(corpus), "--endpoint", engine_url, "--agents", "1", "--json",
+                        str(out), "--force", *FAST)
+    assert code == 0, text
+    assert json.loads(out.read_text())["levels"]
+    code, text = invoke(str(corpus), "--json", str(tmp_path / "no" / "r.json"), *FAST)
+    assert code == 1
+    assert "no such directory" in text
+
+
+def test_models_http_error_is_reported_as_such(corpus: Path) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(status=500, text="upstream [bold]down[/]")
+
+    app_ = web.Application()
+    app_.router.add_get("/v1/models", broken)
+    with app_in_thread(app_) as url:
+        code, text = invoke(str(corpus), "--endpoint", url + "/v1", *FAST)
+    assert code == 1
+    assert "/v1/models answered HTTP 500: upstream [bold]down[/]; pass --model" in text
 
 
 def test_unreachable_endpoint_is_one_line_error(corpus: Path) -> None:
