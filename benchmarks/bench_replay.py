@@ -42,9 +42,10 @@ import aiohttp
 import numpy as np
 
 from corpus import Header, Turn, Writer
-from replay.client import Client
+from replay.client import Client, ClientFactory
+from replay.fleet import LocalFleet
+from replay.processes import ProcessFleet, Settings, make_worker
 from replay.simulated import Simulated
-from replay.workers import LocalFleet, ProcessFleet, Settings, make_worker
 from replay.workload import Workload
 
 INPUT, OUTPUT = 200, 100
@@ -78,8 +79,8 @@ def make_corpus(path: Path, sessions: int = 64, turns: int = 64) -> None:
 async def _client(url: str, corpus: str, agents: int, seconds: float, workers: int,
                   wait: str, ramp: float) -> dict[str, float]:
     epoch = time.perf_counter_ns()
-    s = Settings(corpus=corpus, url=url + "/v1", model="sim-instant", tag="bench", wait=wait,
-                 epoch=epoch, seed=1)
+    s = Settings(corpus=corpus, tag="bench", wait=wait, epoch=epoch, seed=1)
+    factory = ClientFactory(url=url + "/v1", model="sim-instant")
     lags: list[float] = []
     # I/O dispatch lag: a separate process writes CLOCK_MONOTONIC stamps into a pipe every
     # 5 ms; the loop's reader callback sees each one as it would see a first token's bytes.
@@ -120,10 +121,10 @@ async def _client(url: str, corpus: str, agents: int, seconds: float, workers: i
     trace.on_request_chunk_sent.append(on_sent)
     client = None
     if workers > 1:
-        fleet: LocalFleet | ProcessFleet = ProcessFleet(s, workers)
+        fleet: LocalFleet | ProcessFleet = ProcessFleet(s, factory, workers)
         await fleet.start()
     else:
-        client = Client(s.url, model=s.model, trace_configs=[trace])
+        client = Client(factory.url, model=factory.model, trace_configs=[trace])
         await client.open()
         fleet = LocalFleet(make_worker(s, Workload.load(corpus), client))
     t0 = time.perf_counter_ns() + 50_000_000

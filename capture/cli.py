@@ -23,7 +23,7 @@ from capture import hints
 from capture.errors import CaptureError
 from capture.listeners import Listener, plan
 from capture.recorder import Recorder, Stats
-from corpus.errors import CorpusError
+from corpus import CorpusError
 
 app = typer.Typer(
     name="capture",

@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from corpus.errors import TruncatedError
-from corpus.records import Header
-from corpus.writer import Writer
+from corpus import Header, TruncatedError, Writer
 
 
 def open_corpus(

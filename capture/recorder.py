@@ -25,14 +25,10 @@ from capture import agents, decoders, identity
 from capture.body import BodyError, Parsed, parse, shared
 from capture.exchange import Exchange
 from capture.sessions import Assignment, Call, Outcome, Sessions, Thread
-from capture.sse import SSEDecoder
-from capture.wire import FORMATS, Format, Result, eventstream, openai_responses
+from capture.wire import FORMATS, Format, Result, openai_responses
 from capture.wire.result import error_of, loads
-from corpus import linearize
-from corpus.anonymizer import Anonymizer
-from corpus.records import Turn
-from corpus.tokencache import digest
-from corpus.writer import Writer
+from corpus import Anonymizer, Turn, Writer, digest
+from corpus.wire import SSEDecoder, eventstream, linearize
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from corpus import ops
+from corpus import synth as synthesis
 from corpus.errors import CorpusError
 
 app = typer.Typer(
@@ -302,6 +303,37 @@ def sample(
 
 @app.command()
 @_errors
+def synth(
+    output: Output,
+    like: Annotated[
+        str,
+        typer.Option(
+            "--like",
+            help="coding (the reference coding workload: AA-AgentPerf's published figures and "
+            "AA's public recordings) or a corpus path to fit a model to.",
+        ),
+    ] = "coding",
+    n: Annotated[int, typer.Option("-n", help="Top-level sessions to generate.", min=1)] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same corpus).")] = 0,
+    force: Force = False,
+) -> None:
+    """Generate synthetic sessions from a fitted model of a corpus (or of the coding reference)."""
+    with _status(f"fitting {like}"):
+        model = synthesis.like(like)
+    inputs = [] if like == "coding" else [Path(like)]
+    with _status("generating"), ops.replacing(output, force=force, inputs=inputs) as tmp:
+        made = synthesis.generate(model, tmp, n=n, seed=seed)
+    out.print(
+        f"wrote {escape(str(output))}: {made.sessions} synthetic sessions"
+        + (f" and {made.subagents} sub-agents" if made.subagents else "")
+        + f", {made.turns} turns (like {escape(like)}, seed {seed})"
+    )
+    for note in model.notes:
+        out.print(f"note: {escape(note)}")
+
+
+@app.command()
+@_errors
 def salvage(file: Input, output: Output, keys: KeepKeys = True, force: Force = False) -> None:
     """Rewrite what is intact of a damaged corpus (a killed capture, a cut copy)."""
     with _progress("salvaging") as update:
@@ -333,10 +365,33 @@ def _formats(module: Any) -> str:
     return ", ".join(sorted(module.FORMATS))
 
 
-@app.command("import")
+# Listed here so that help needs no importer loaded; a test keeps them equal to the modules'.
+IMPORT_FORMATS = {
+    "agentperf-local": "AA's agentperf-local traces (the wheel, its folder or *.jsonl)",
+    "claude-code": "Claude Code transcripts (~/.claude/projects, sub-agents included)",
+    "codex": "Codex CLI rollouts (~/.codex/sessions, *.jsonl and *.jsonl.zst)",
+    "conversations": "JSONL of OpenAI-style message lists (schema in the importers README)",
+    "mini-swe-agent": "mini-swe-agent *.traj.json trajectories",
+    "mooncake": "Mooncake JSONL (512-token hash blocks; session_id/delay when present)",
+    "weka": "kv-cache-tester (WEKA) trace_*.json, sub-agents included",
+}
+EXPORT_FORMATS = {
+    "mooncake": "Mooncake JSONL for AIPerf/Dynamo session replay (one row per turn)",
+    "weka": "kv-cache-tester (WEKA) trace_NNNN.json folder",
+}
+
+
+def _epilog(formats: dict[str, str]) -> str:
+    lines = "\n\n".join(f"  {name}: {what}" for name, what in formats.items())
+    return f"Formats:\n\n{lines}\n\nRules per format: corpus/importers/README.md"
+
+
+@app.command("import", epilog=_epilog(IMPORT_FORMATS))
 @_errors
 def import_(
-    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="Source format.")],
+    fmt: Annotated[
+        str, typer.Argument(metavar="FORMAT", help=f"Source format: {', '.join(IMPORT_FORMATS)}.")
+    ],
     sources: Annotated[list[Path], typer.Argument(help="Source files or folders.")],
     output: Output,
     domain: Annotated[str | None, typer.Option(help="Domain for the header.")] = None,
@@ -381,10 +436,12 @@ def import_(
         err.print(f"[yellow]warning:[/] {escape(str(line))}")
 
 
-@app.command("export")
+@app.command("export", epilog=_epilog(EXPORT_FORMATS))
 @_errors
 def export(
-    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="Target format.")],
+    fmt: Annotated[
+        str, typer.Argument(metavar="FORMAT", help=f"Target format: {', '.join(EXPORT_FORMATS)}.")
+    ],
     file: Input,
     output: Annotated[Path, typer.Option("--output", "-o", help="File or folder to write.")],
     block_size: Annotated[

@@ -2,33 +2,38 @@
 structure, agents pacing turns as recorded, and AA-AgentPerf's SLO search with power."""
 
 from replay.agent import Agent
-from replay.client import Client
-from replay.endpoint import Clock, Endpoint, Progress, RealClock, Request, Result
+from replay.client import Client, ClientFactory
+from replay.clock import Clock, LoopClock, RealClock
+from replay.endpoint import Endpoint, Factory, Progress, Request, Result
 from replay.errors import ConfigError, EndpointError, PowerError, ReplayError
+from replay.fleet import Fleet, LocalFleet, Shard, Worker
 from replay.level import Timing
 from replay.power import PowerSampler, Reading, window_mean
+from replay.processes import ProcessFleet
 from replay.prompts import Context, Prompt, Synth
 from replay.results import Level, Run, Sample, TierResult
+from replay.runner import Plan
 from replay.search import Resolution, Search
 from replay.tiers import DEFAULT_TIERS, Tier
 from replay.waits import Wait
-from replay.worker import Plan, Worker
-from replay.workers import Fleet, LocalFleet, ProcessFleet
 from replay.workload import Deck, Workload
 
 __all__ = [
     "DEFAULT_TIERS",
     "Agent",
     "Client",
+    "ClientFactory",
     "Clock",
     "ConfigError",
     "Context",
     "Deck",
     "Endpoint",
     "EndpointError",
+    "Factory",
     "Fleet",
     "Level",
     "LocalFleet",
+    "LoopClock",
     "Plan",
     "PowerError",
     "PowerSampler",
@@ -44,6 +49,7 @@ __all__ = [
     "Run",
     "Sample",
     "Search",
+    "Shard",
     "Synth",
     "Tier",
     "TierResult",

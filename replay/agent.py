@@ -23,7 +23,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from replay.endpoint import Clock, Endpoint, Progress, Request
+from replay.clock import Clock
+from replay.endpoint import Endpoint, Progress, Request
 from replay.prompts import Context, Synth
 from replay.results import Sample
 from replay.waits import Wait
@@ -217,6 +218,8 @@ class Agent:
                     ideal_cached=prompt.ideal_cached,
                     status=result.status,
                     error=result.error,
+                    recorded=turn.duration if turn.duration is not None else -1.0,
+                    gap=result.gap / 1e9 / self.scale if result.gap else -1.0,
                 )
             )
             if result.error:

@@ -19,7 +19,6 @@ import secrets
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,22 +29,28 @@ from rich.markup import escape
 
 from corpus import outfile
 from corpus.errors import CorpusError
+from corpus.wire import apis
 from replay import results as res
-from replay.client import Client, server_root
-from replay.endpoint import APIS
+from replay.client import Client, ClientFactory, server_root
+from replay.clock import RealClock
+from replay.endpoint import API_CHOICES, APIS, resolve_api
 from replay.errors import ConfigError, ReplayError
+from replay.fleet import LocalFleet
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
 from replay.metrics import Counters
 from replay.power import Recorder, sampler
 from replay.power import validate as validate_power
-from replay.progress import View, legend, notes, table
+from replay.presets import choose as choose_slo
+from replay.presets import describe as describe_presets
+from replay.processes import ProcessFleet, Settings, make_worker
+from replay.progress import View
+from replay.report_cli import show
+from replay.report_html import render as render_html
 from replay.runner import Plan, run
 from replay.search import parse_resolution
 from replay.simulated import Simulated
-from replay.tiers import DEFAULT_TIERS, Tier
-from replay.tiers import parse as parse_tier
+from replay.tiers import Tier
 from replay.waits import parse as parse_wait
-from replay.workers import LocalFleet, ProcessFleet, Settings, make_client, make_worker
 from replay.workload import Workload
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich")
@@ -101,6 +106,7 @@ class _Options:
     plan: Plan
     quick: bool
     settings: dict[str, Any]
+    slo_notes: tuple[str, ...] = ()
 
 
 async def _execute(state: _State, workload: Workload, opts: _Options, view: View) -> res.Run:
@@ -127,14 +133,15 @@ async def _execute_at(
     root = server_root(probe.base)
     power = opts.power or ("sim" if simulated else "none")
     source = sampler(power, sim_metrics=root + "/metrics" if simulated else None)
-    epoch = time.perf_counter_ns()
+    clock = RealClock()
+    epoch = clock.now()
+    factory = ClientFactory(
+        url=url, api=opts.api, model=model, api_key=opts.api_key, headers=opts.headers,
+        affinity_header=opts.affinity_header, timeout=opts.request_timeout, extras=opts.extras,
+    )
     s = Settings(
-        corpus=workload.path, url=url, api=opts.api, model=model, api_key=opts.api_key,
-        headers=opts.headers, affinity_header=opts.affinity_header,
-        timeout=opts.request_timeout, extras=opts.extras, tag=opts.tag,
-        tokenizer=opts.tokenizer, wait=opts.wait, max_wait=opts.max_wait, seed=opts.seed,
-        epoch=epoch,
-        time_scale=opts.time_scale,
+        corpus=workload.path, tag=opts.tag, tokenizer=opts.tokenizer, wait=opts.wait,
+        max_wait=opts.max_wait, seed=opts.seed, epoch=epoch, time_scale=opts.time_scale,
     )
     plan = opts.plan
     record = res.Run(
@@ -155,6 +162,7 @@ async def _execute_at(
             f"simulated: every figure comes from the built-in simulated engine (profile "
             f"{opts.profile}; plausible, uncalibrated), not from hardware"
         )
+    record.notes.extend(opts.slo_notes)
     if opts.time_scale != 1.0:
         record.notes.append(
             f"time-scaled: the simulated engine ran {1 / opts.time_scale:g}× faster than "
@@ -184,22 +192,21 @@ async def _execute_at(
     state.record = record
     metrics_url = opts.metrics_url
     counters = Counters(metrics_url or root + "/metrics") if metrics_url != "none" else None
-    recorder = Recorder(source, opts.power_interval) if source is not None else None
+    recorder = Recorder(source, opts.power_interval, clock=clock) if source is not None else None
     fleet: LocalFleet | ProcessFleet
     client = None
     if opts.workers > 1:
-        fleet = ProcessFleet(s, opts.workers)
+        fleet = ProcessFleet(s, factory, opts.workers)
         await fleet.start()
     else:
-        client = make_client(s)
-        await client.open()
-        fleet = LocalFleet(make_worker(s, workload, client))
+        client = await factory.open()
+        fleet = LocalFleet(make_worker(s, workload, client, clock))
     poller: asyncio.Task[None] | None = None
     try:
         if recorder is not None:
             poller = asyncio.create_task(recorder.run())
-        await run(record, fleet, plan, epoch=epoch, scale=opts.time_scale, recorder=recorder,
-                  counters=counters, on_tick=view.tick, on_level=view.level)
+        await run(record, fleet, plan, epoch=epoch, clock=clock, scale=opts.time_scale,
+                  recorder=recorder, counters=counters, on_tick=view.tick, on_level=view.level)
     finally:
         if poller is not None:
             poller.cancel()
@@ -252,30 +259,31 @@ def unusable(record: res.Run, max_error_rate: float) -> str:
     return f"nothing usable was measured: level {lv.index + 1} ({lv.agents} agents): {why}"
 
 
-def _report(record: res.Run, json_path: Path | None) -> None:
-    """Print the table, its legend and the notes, then write `--json` (beside and renamed;
-    if that fails, to the temporary directory, and say so)."""
-    if record.levels:
-        console.print(table(record))
-        for line in legend(record):
-            console.print(f"[dim]legend:[/] {escape(line)}", highlight=False)
-    for note in notes(record):
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    if json_path is None:
-        return
-    data = res.dumps(record)
+def _write(path: Path, data: bytes, run_tag: str, what: str) -> None:
+    """Write one output beside `path` and rename; if that fails, to the temporary directory,
+    and say so (exit 1): a finished measurement is never lost."""
     try:
-        outfile.write(json_path, data)
+        outfile.write(path, data)
     except CorpusError as exc:
-        spare = Path(tempfile.gettempdir()) / f"replay-{record.run_tag}.json"
+        spare = Path(tempfile.gettempdir()) / f"replay-{run_tag}{path.suffix}"
         try:
             outfile.write(spare, data)
         except CorpusError:
-            raise _fail(f"{exc}; the results are only in the table above") from None
-        err_console.print(f"[red]error:[/] {escape(str(exc))}; wrote the results to {spare} "
+            raise _fail(f"{what} {exc}; the results are only in the table above") from None
+        err_console.print(f"[red]error:[/] {what} {escape(str(exc))}; wrote it to {spare} "
                           "instead", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    console.print(f"wrote {json_path}", highlight=False)
+    console.print(f"wrote {path}", highlight=False)
+
+
+def _report(record: res.Run, json_path: Path | None, html_path: Path | None = None) -> None:
+    """Print the table, why tiers have the answer they have, the legend and the notes; then
+    write --json and --html (each beside its target and renamed)."""
+    show(record)
+    if json_path is not None:
+        _write(json_path, res.dumps(record), record.run_tag, "--json")
+    if html_path is not None:
+        _write(html_path, render_html(record).encode("utf-8"), record.run_tag, "--html")
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -288,7 +296,8 @@ def replay(
     ] = None,
     api: Annotated[
         str, typer.Option(help="Wire API: chat (OpenAI chat completions), completions "
-                          "(token-id prompts: exact), anthropic (messages).")
+                          "(token-id prompts: exact), anthropic (messages); aliases of "
+                          "openai-chat, openai-completions, anthropic-messages.")
     ] = "chat",
     model: Annotated[
         str | None, typer.Option(help="Model name; default: the server's first /v1/models entry.")
@@ -323,6 +332,28 @@ def replay(
         list[str] | None,
         typer.Option(help="Tier FLOOR:TTFT (P25 tok/s : P95 seconds), repeatable; default "
                      "20:10, 60:5, 180:3."),
+    ] = None,
+    slo_preset: Annotated[
+        str | None,
+        typer.Option(help="Named tier table: aa-v4-pro (default), aa-v3.2, mlperf-interactive, "
+                     "mlperf-server; 'list' (or 'replay presets') shows them with their sources."),
+    ] = None,
+    slo_stat: Annotated[
+        str | None,
+        typer.Option(help="Percentiles the tiers check, e.g. speed=p25,ttft=p95 (the default, "
+                     "an approximation: AA does not publish its own); task=p95 for --task-slo."),
+    ] = None,
+    slo_limit: Annotated[
+        list[str] | None,
+        typer.Option(help="A further constraint on every tier, METRIC:pNN=BOUND with METRIC "
+                     "speed, ttft, e2e (request latency, s) or gap (longest pause between "
+                     "tokens, s), e.g. e2e:p95=60 or gap:p99=0.5; repeatable."),
+    ] = None,
+    task_slo: Annotated[
+        str | None,
+        typer.Option(help="Per-task constraint, e.g. 1.5x: each replayed session may take at "
+                     "most 1.5 times its recorded time (P95 over sessions; waits count on both "
+                     "sides)."),
     ] = None,
     resolution: Annotated[
         str | None,
@@ -402,8 +433,12 @@ def replay(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write every level's raw figures here.")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace the --json file if it exists.")
-                     ] = False,
+    html: Annotated[
+        Path | None, typer.Option(help="Write an offline HTML report (charts per level) here.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the --json and --html files if they exist.")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
 ) -> None:
     """Replay CORPUS against an endpoint and find the most agents each SLO tier allows.
@@ -411,9 +446,16 @@ def replay(
     An agent is one top-level session at a time; its sub-agents run inside it, concurrently.
     """
     try:
-        if api not in APIS:
-            raise ConfigError(f"--api {api!r}: expected one of {', '.join(APIS)}")
-        tiers: list[Tier] = [parse_tier(s) for s in slo] if slo else list(DEFAULT_TIERS)
+        if api not in APIS and api not in (apis.BY_NAME[a].alias for a in APIS):
+            raise ConfigError(f"--api {api!r}: expected one of {API_CHOICES}")
+        api = resolve_api(api)
+        if slo_preset == "list":
+            for line in describe_presets():
+                console.print(line, highlight=False, soft_wrap=True)
+            raise typer.Exit(0)
+        choice = choose_slo(preset=slo_preset, slo_specs=slo or [], stat=slo_stat,
+                            limits=slo_limit or [], task=task_slo)
+        tiers: list[Tier] = choice.tiers
         parse_wait(wait, limit=max_wait or None)
         is_quick = endpoint is None if quick is None else quick
         if time_scale is not None and endpoint is not None and time_scale != 1.0:
@@ -441,22 +483,27 @@ def replay(
         plan = Plan(tiers=tiers, timing=timing, max_agents=max_agents,
                     resolution=parse_resolution(res_spec), agents=agents,
                     max_error_rate=max_error_rate, repeats=repeats)
-        key_env = api_key_env or ("ANTHROPIC_API_KEY" if api == "anthropic" else "OPENAI_API_KEY")
+        anthropic = api == apis.ANTHROPIC
+        key_env = api_key_env or ("ANTHROPIC_API_KEY" if anthropic else "OPENAI_API_KEY")
         api_key = os.environ.get(key_env)
         if api_key_env and api_key is None:
             raise ConfigError(f"--api-key-env {api_key_env}: that variable is not set")
         extra_headers = _headers(header or [])
         if power is not None:
             validate_power(power, simulated=endpoint is None)
-        if json_out is not None:
-            outfile.check(json_out, force=force)
+        for flag, path in (("--json", json_out), ("--html", html)):
+            if path is not None:
+                try:
+                    outfile.check(path, force=force)
+                except CorpusError as exc:
+                    raise ConfigError(f"{flag} {exc}") from None
         workload = Workload.load(corpus)
     except (ReplayError, CorpusError) as exc:
         raise _fail(str(exc)) from None
     tag = run_tag if run_tag is not None else secrets.token_hex(4)
     settings: dict[str, Any] = {
         "wait": wait, "max_wait": max_wait or None,
-        "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers],
+        "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers], **choice.settings,
         "resolution": res_spec, "max_agents": max_agents, "agents": agents,
         "timing": dataclasses.asdict(timing), "tokenizer": tokenizer, "workers": workers,
         "max_error_rate": max_error_rate, "timeout": timeout, "ignore_eos": ignore_eos,
@@ -470,6 +517,7 @@ def replay(
         seed=seed, power=power,
         power_interval=power_interval, metrics_url=metrics_url, workers=workers,
         time_scale=scale, plan=plan, quick=is_quick, settings=settings,
+        slo_notes=tuple(choice.notes),
     )
     label = f"simulated {profile}" if endpoint is None else endpoint
     state = _State()
@@ -484,18 +532,18 @@ def replay(
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough: finish saving
         if state.record is not None:
             state.record.interrupted = True
-            _report(state.record, json_out)
+            _report(state.record, json_out, html)
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
     except ReplayError as exc:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if state.record is not None and state.record.levels:
-            _report(state.record, json_out)
+            _report(state.record, json_out, html)
         raise _fail(str(exc)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert state.record is not None
-    _report(state.record, json_out)
+    _report(state.record, json_out, html)
     cause = unusable(state.record, max_error_rate)
     if cause:
         raise _fail(cause)
@@ -525,6 +573,16 @@ async def _on_sigterm(work: Coroutine[Any, Any, res.Run]) -> res.Run:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: `replay serve …` runs the simulated engine, anything else replays."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "presets":
+        for line in describe_presets():
+            console.print(line, highlight=False, soft_wrap=True)
+        return
+    if args and args[0] in ("report", "compare"):
+        from replay.report_cli import compare_app, report_app
+
+        sub = report_app if args[0] == "report" else compare_app
+        sub(args=args[1:], prog_name=f"replay {args[0]}")
+        return
     if args and args[0] == "serve":
         try:
             from replay.engine.cli import app as engine_app

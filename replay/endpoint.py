@@ -2,20 +2,34 @@
 
 Agents, levels and the search only know this protocol; `replay.client.Client` implements it
 over aiohttp, tests implement it with in-process fakes. Times are integer nanoseconds on the
-clock the agent uses (`time.perf_counter_ns` for real endpoints: CLOCK_MONOTONIC, the same in
-every process of the machine).
+clock the agent uses (`replay.clock`: `time.perf_counter_ns` for real endpoints, the event loop's
+virtual time in a forecast).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from corpus.wire import apis
+from replay.errors import ConfigError
 from replay.prompts import Form, Prompt
 
-APIS = ("chat", "completions", "anthropic")
+# what replay can send, by corpus name (`corpus.wire.apis`); `--api` also takes their aliases
+APIS = (apis.OPENAI_CHAT, apis.OPENAI_COMPLETIONS, apis.ANTHROPIC)
+API_CHOICES = ", ".join(f"{apis.BY_NAME[a].alias} ({a})" for a in APIS)
+
+
+def resolve_api(name: str) -> str:
+    """The corpus name of a replay API given by name or alias (`chat`, `completions`,
+    `anthropic`); `ConfigError` naming the choices otherwise."""
+    try:
+        found = apis.resolve(name)
+    except ValueError:
+        found = ""
+    if found not in APIS:
+        raise ConfigError(f"api {name!r}: expected one of {API_CHOICES}")
+    return found
 
 
 @dataclass(slots=True)
@@ -54,6 +68,8 @@ class Result:
     server_input: int = -1
     server_cached: int = -1
     detail: str = ""
+    gap: int = 0
+    """Longest pause between two token events (ns); 0 when fewer than two arrived."""
 
 
 class Endpoint(Protocol):
@@ -70,26 +86,8 @@ class Endpoint(Protocol):
     async def close(self) -> None: ...
 
 
-class Clock(Protocol):
-    """Monotonic time in nanoseconds and a way to wait; tests substitute virtual time."""
+class Factory(Protocol):
+    """Builds an open `Endpoint` inside the process that will use it. It crosses a process
+    spawn (`replay.processes`), so it must pickle: plain settings, no sockets or loops."""
 
-    def now(self) -> int: ...
-
-    async def sleep_until(self, deadline: int) -> None: ...
-
-
-class RealClock:
-    """`time.perf_counter_ns` and `asyncio.sleep`."""
-
-    def __init__(self, sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
-        import asyncio
-
-        self._sleep = sleep or asyncio.sleep
-
-    def now(self) -> int:
-        return time.perf_counter_ns()
-
-    async def sleep_until(self, deadline: int) -> None:
-        delay = (deadline - time.perf_counter_ns()) / 1e9
-        if delay > 0:
-            await self._sleep(delay)
+    async def open(self) -> Endpoint: ...

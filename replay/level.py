@@ -9,20 +9,19 @@ flagged unstable. The window lasts `duration` seconds and is extended, up to
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from replay.metrics import Counters
+from replay.clock import Clock
+from replay.fleet import Fleet
+from replay.metrics import CacheCounters
 from replay.power import Recorder, window_mean
 from replay.results import Level, Power, Sample
 from replay.summary import arrays, in_window
-from replay.workers import Fleet
 
 
 @dataclass(frozen=True)
@@ -122,9 +121,10 @@ async def measure(
     agents: int,
     timing: Timing,
     epoch: int,
+    clock: Clock,
     scale: float = 1.0,
     recorder: Recorder | None = None,
-    counters: Counters | None = None,
+    counters: CacheCounters | None = None,
     on_tick: Callable[[Live], None] | None = None,
     on_start: Callable[[Raw], None] | None = None,
     max_error_rate: float = 1.0,
@@ -132,9 +132,10 @@ async def measure(
     """Run one level. `on_start` receives the `Raw` record that is filled as samples arrive,
     so a caller that is cancelled mid-level still holds what was measured (flagged
     `partial`, window cut at the cancellation). `timing` and every reported time are in
-    reported seconds; `scale` wall seconds make one (see `Agent`). Once `EARLY_STOP` requests
-    have finished and more than `max_error_rate` of them failed, the level stops at once:
-    its window becomes everything since its start (`stopped` says why)."""
+    reported seconds; `scale` wall seconds make one (see `Agent`). Every time is read from
+    and waited on `clock` (the fleet's), so a level runs the same on virtual time. Once
+    `EARLY_STOP` requests have finished and more than `max_error_rate` of them failed, the
+    level stops at once: its window becomes everything since its start (`stopped` says why)."""
 
     def rel(ns: int) -> float:
         return (ns - epoch) / 1e9 / scale
@@ -142,7 +143,7 @@ async def measure(
     def ns(seconds: float) -> int:
         return epoch + int(seconds * scale * 1e9)
 
-    t0 = time.perf_counter_ns() + int(0.05e9)
+    t0 = clock.now() + int(0.05e9)
     ramp = timing.ramp(agents)
     started = rel(t0)
     level = Level(agents=agents, index=index, started=started, window_start=started,
@@ -159,9 +160,9 @@ async def measure(
     hard_end = window_end = 0.0
     try:
         while True:
-            await asyncio.sleep(timing.tick)
+            await clock.sleep(timing.tick)
             got.extend(fleet.take())
-            now = rel(time.perf_counter_ns())
+            now = rel(clock.now())
             live.elapsed = now - started
             failed = sum(1 for s in got if s.error)
             if len(got) >= EARLY_STOP and failed / len(got) > max_error_rate:

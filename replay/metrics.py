@@ -7,6 +7,7 @@ Values of one metric name are summed over all label sets (all GPUs, all engines)
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import aiohttp
 
@@ -62,6 +63,13 @@ async def scrape(session: aiohttp.ClientSession, url: str, limit: float = 5.0) -
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise ReplayError(f"{url}: cannot read metrics ({exc or type(exc).__name__})") from exc
     return parse(text)
+
+
+class CacheCounters(Protocol):
+    """Where a level reads the server's prefix-cache counters: `read()` gives (queries, hits) in
+    tokens since some origin, or None when the server has none."""
+
+    async def read(self) -> tuple[float, float] | None: ...
 
 
 class Counters:

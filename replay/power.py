@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from replay.clock import Clock, RealClock
 from replay.errors import ConfigError, PowerError, ReplayError
 from replay.metrics import scrape
 
@@ -141,26 +142,30 @@ class Recorder:
     readings: list[Reading] = field(default_factory=list)
     failures: int = 0
     last_error: str = ""
+    clock: Clock = field(default_factory=RealClock)
+    """The clock the sampler's readings are on (and the recorder waits on)."""
 
     async def run(self) -> None:
+        clock = self.clock
         while True:
-            began = time.perf_counter_ns()
+            began = clock.now()
             try:
                 self.readings.append(await self.sampler.read())
             except (ReplayError, OSError) as exc:
                 self.failures += 1
                 self.last_error = str(exc)
-            spent = (time.perf_counter_ns() - began) / 1e9
-            await asyncio.sleep(max(0.0, self.interval - spent))
+            spent = (clock.now() - began) / 1e9
+            await clock.sleep(self.interval - spent)
 
     async def reach(self, t: int) -> None:
         """Wait (at most three poll intervals) for a reading taken at or after `t` (ns), so a
         window's end is bracketed."""
-        deadline = time.perf_counter_ns() + int(3 * self.interval * 1e9) + 100_000_000
-        while time.perf_counter_ns() < deadline:
+        clock = self.clock
+        deadline = clock.now() + int(3 * self.interval * 1e9) + 100_000_000
+        while clock.now() < deadline:
             if self.readings and self.readings[-1].t >= t:
                 return
-            await asyncio.sleep(min(0.05, self.interval / 4))
+            await clock.sleep(min(0.05, self.interval / 4))
 
     def between(self, start: int, end: int, pad_s: float = 10.0) -> list[Reading]:
         pad = int(pad_s * 1e9)

@@ -36,6 +36,10 @@ class Sample(msgspec.Struct, array_like=True, frozen=True):
     status: int
     error: str
     cut: bool = False
+    recorded: float = -1.0
+    """The turn's recorded duration (seconds, from the corpus), -1 when unknown."""
+    gap: float = -1.0
+    """Longest pause between two token events (seconds), -1 when unknown."""
 
 
 SAMPLE_FIELDS: tuple[str, ...] = Sample.__struct_fields__
@@ -53,6 +57,12 @@ class TierVerdict(msgspec.Struct, kw_only=True):
     failure; the search measures it again or leaves the tier unresolved."""
     agent_share: float | None = None
     """Share of the level's agents whose own window requests met the tier."""
+    speed: float | None = None
+    """Output speed at the tier's speed statistic (P25 unless --slo-stat says otherwise)."""
+    ttft_at: float | None = None
+    """TTFT at the tier's TTFT statistic (P95 unless --slo-stat says otherwise)."""
+    limits: dict[str, float] = {}
+    """Each further constraint's figure by its name (e.g. `P95 e2e ≤ 60 s`)."""
 
 
 class Power(msgspec.Struct, kw_only=True):
@@ -143,6 +153,12 @@ class TierResult(msgspec.Struct, kw_only=True):
 
     floor: float
     ttft: float
+    speed_pct: float = 25.0
+    """The percentile of per-request speeds checked against `floor` (`p25_speed` holds it)."""
+    ttft_pct: float = 95.0
+    """The percentile of TTFTs checked against `ttft` (`p95_ttft` holds it)."""
+    limits: list[str] = []
+    """Further constraints the tier carries (`P95 e2e ≤ 60 s`, `P95 task ≤ 1.5×`)."""
     agents: int | None
     """Most agents that met the tier; 0 when one agent failed it; None when not measured."""
     status: str = "measured"

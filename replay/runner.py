@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from replay import summary
+from replay.clock import Clock
+from replay.fleet import Fleet
 from replay.level import Live, Raw, Timing, measure, power_summary
-from replay.metrics import Counters
+from replay.metrics import CacheCounters
 from replay.power import Recorder
 from replay.results import Level, Run, TierResult
 from replay.search import Resolution, Search
 from replay.tiers import Tier
-from replay.workers import Fleet
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,10 @@ def _figures(res: TierResult, lv: Level, t: int) -> None:
     res.p25_speed, res.p95_ttft = lv.p25_speed, lv.p95_ttft
     res.errors = lv.errors
     if lv.verdicts:
-        res.agent_share = lv.verdicts[t].agent_share
+        v = lv.verdicts[t]
+        res.agent_share = v.agent_share
+        if v.speed is not None or v.ttft_at is not None:  # the tier's own statistics
+            res.p25_speed, res.p95_ttft = v.speed, v.ttft_at
     f = lv.fidelity
     res.cache_hit_ratio = f.cache_counters if f.cache_counters is not None else f.cache_server
     if res.agents and lv.power is not None and lv.power.ok and lv.power.mean_w:
@@ -103,7 +106,8 @@ def answers(run: Run, search: Search, plan: Plan) -> list[TierResult]:
         n = search.answer(t)
         status, reason = _status(search, t, plan, run)
         res = TierResult(
-            floor=tier.floor, ttft=tier.ttft, agents=n, status=status, reason=reason,
+            floor=tier.floor, ttft=tier.ttft, speed_pct=tier.speed_pct, ttft_pct=tier.ttft_pct,
+            limits=[limit.name for limit in tier.limits], agents=n, status=status, reason=reason,
             capped=search.capped(t), resolved=status in ("measured", "at limit"),
             interval=search.interval(t), repeats=search.judged(n, t) if n else 0,
         )
@@ -132,13 +136,14 @@ async def run(
     plan: Plan,
     *,
     epoch: int,
+    clock: Clock,
     scale: float = 1.0,
     recorder: Recorder | None = None,
-    counters: Counters | None = None,
+    counters: CacheCounters | None = None,
     on_tick: Callable[[Live], None] | None = None,
     on_level: Callable[[Level], None] | None = None,
 ) -> Run:
-    """Search (or measure `plan.agents`) and fill `record` in place."""
+    """Search (or measure `plan.agents`) and fill `record` in place; `clock` is the fleet's."""
     search = Search(
         len(plan.tiers),
         max_agents=plan.max_agents if plan.agents is None else max(plan.agents, 1),
@@ -153,7 +158,7 @@ async def run(
             timing = longer(plan.timing) if search.needs_longer(n) else plan.timing
             raw = await measure(
                 fleet, index=len(record.levels), agents=n, timing=timing, epoch=epoch,
-                scale=scale, recorder=recorder, counters=counters, on_tick=on_tick,
+                clock=clock, scale=scale, recorder=recorder, counters=counters, on_tick=on_tick,
                 on_start=current.append, max_error_rate=plan.max_error_rate,
             )
             current.clear()
@@ -168,7 +173,7 @@ async def run(
         if current:
             raw = current[0]
             try:
-                now = time.perf_counter_ns()
+                now = clock.now()
                 raw.samples.extend(await fleet.finish(now, 0.0))
             except Exception:  # noqa: BLE001 - keep what we have; the run is stopping anyway
                 pass

@@ -15,7 +15,7 @@ from rich.markup import escape
 from corpus import outfile
 from corpus.errors import CorpusError
 from stats import report_html, report_text
-from stats.comparison import comparison
+from stats.comparison import MIN_SESSIONS, comparison
 from stats.errors import StatsError
 from stats.profiles import SCHEMA, Profile, description, profile
 from stats.reference import resolve
@@ -45,11 +45,15 @@ def _json(doc: dict[str, Any]) -> None:
     out.out(json.dumps(_clean(doc), indent=2, ensure_ascii=False), highlight=False)
 
 
-def _profile(path: str, *, name: str | None = None, quiet: bool = False) -> Profile:
+def _profile(
+    path: str, *, name: str | None = None, quiet: bool = False, top_level: bool = False
+) -> Profile:
     if quiet:
-        return profile(path, name=name)
+        return profile(path, name=name, top_level=top_level)
     with err.status("") as status:
-        return profile(path, name=name, progress=lambda msg: status.update(msg))
+        return profile(
+            path, name=name, progress=lambda msg: status.update(msg), top_level=top_level
+        )
 
 
 def _check_html(path: Path | None, force: bool) -> None:
@@ -101,6 +105,9 @@ def describe(
             help="Report the hit ratio of an LRU prefix cache of this many tokens.",
         ),
     ] = None,
+    top_level: Annotated[
+        bool, typer.Option("--top-level", help="Leave sub-agent sessions out.")
+    ] = False,
     force: Force = False,
 ) -> None:
     """Describe workloads: tokens, reuse, waits, sessions, cache hit ratios, arrivals."""
@@ -108,7 +115,7 @@ def describe(
         _check_html(html, force)
         items = []
         for f in files:
-            p = _profile(f, quiet=as_json)
+            p = _profile(f, quiet=as_json, top_level=top_level)
             items.append((p, description(p, cache_tokens=cache_tokens)))
         if as_json:
             _json({"schema": SCHEMA, "corpora": [d for _, d in items]})
@@ -147,17 +154,33 @@ def compare(
         Path | None,
         typer.Option("--html", help="Also write an offline HTML report with charts here."),
     ] = None,
+    top_level: Annotated[
+        bool,
+        typer.Option(
+            "--top-level", help="Leave sub-agent sessions out (of yours and the reference)."
+        ),
+    ] = False,
+    min_sessions: Annotated[
+        int,
+        typer.Option(
+            "--min-sessions",
+            min=1,
+            help="Below this many sessions a verdict is 'too few sessions to judge'.",
+        ),
+    ] = MIN_SESSIONS,
     force: Force = False,
 ) -> None:
     """Compare a workload with a reference: verdicts per metric and what they mean."""
     try:
         _check_html(html, force)
         ref = resolve(reference)
-        mine = _profile(file, quiet=as_json)
+        mine = _profile(file, quiet=as_json, top_level=top_level)
         theirs = (
-            _profile(ref.corpus, name=ref.name, quiet=as_json) if ref.corpus is not None else None
+            _profile(ref.corpus, name=ref.name, quiet=as_json, top_level=top_level)
+            if ref.corpus is not None
+            else None
         )
-        comp = comparison(mine, ref, theirs)
+        comp = comparison(mine, ref, theirs, min_sessions=min_sessions)
         if as_json:
             _json(comp)
         else:

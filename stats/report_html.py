@@ -8,34 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from stats import svg
+from replay import svg
+from replay.html import page
 from stats.profiles import Profile
 from stats.report_text import FORMAT, published, seconds, share, tokens
-
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1340px;
-color:#222;padding:0 16px}
-h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
-.grid{stroke:#eee}.axis{stroke:#888}.ref{stroke:#555;stroke-dasharray:3 3}
-.span{fill:#2a9d4b;fill-opacity:.10}
-svg text{font-size:11px;fill:#444}svg .title{font-size:13px;font-weight:600;fill:#222}
-svg .label{font-size:12px}svg .muted{fill:#777}
-.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{border:1px solid #eee;background:#fff}
-table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 10px;text-align:right;
-border-bottom:1px solid #eee}td:first-child,th:first-child{text-align:left}
-.verdict{font-weight:700;padding:1px 6px;border-radius:3px;color:#fff}
-.match{background:#2a9d4b}.differs{background:#c99a06}.far{background:#b8392f}
-.note{color:#8a6d00}.muted{color:#777}
-"""
-
-
-def _page(title: str, body: list[str]) -> str:
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}'
-        f"</title><style>{CSS}</style></head><body><h1>{escape(title)}</h1>"
-        + "".join(body)
-        + "</body></html>\n"
-    )
+from stats.report_text import ratio as ratio_text
 
 
 def _badge(v: str) -> str:
@@ -199,7 +176,7 @@ def describe(items: list[tuple[Profile, dict[str, Any]]]) -> str:
     body: list[str] = []
     for p, d in items:
         body += _describe_one(p, d)
-    return _page("agentload · stats describe", body)
+    return page("agentload · stats describe", body)
 
 
 def _compare_chart(
@@ -250,7 +227,7 @@ def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
     ]
     if ref["published"]:
         body.append(f'<p class="muted">Published figures: {escape(ref["published"]["source"])}</p>')
-    body += [f'<p class="note">{escape(n)}</p>' for n in ref["notes"]]
+    body += [f'<p class="note">{escape(n)}</p>' for n in comp.get("notes", []) + ref["notes"]]
     body.append(
         "<h2>What it means</h2><ul>"
         + "".join(f"<li>{escape(line)}</li>" for line in comp["implications"])
@@ -258,7 +235,7 @@ def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
     )
     body.append(
         "<h2>Metrics</h2><table><tr><th>metric</th><th>yours p50</th><th>ref p50</th>"
-        "<th>yours p90</th><th>ref p90</th><th>KS</th><th>p50 ratio</th>"
+        "<th>yours p90</th><th>ref p90</th><th>KS</th><th>p50 ratio (90 %)</th>"
         "<th>AA published: yours vs AA</th><th>verdict</th></tr>"
     )
     for name, m in comp["metrics"].items():
@@ -272,7 +249,7 @@ def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
         fmt = FORMAT.get(m["unit"], tokens)
         r = m["reference"] or {}
         ks = "" if m["ks"] is None else f"{m['ks']:.2f}"
-        ratio = "" if m["median_ratio"] is None else f"{m['median_ratio']:.2f}×"
+        ratio = ratio_text(m)
         body.append(
             f"<tr><td>{escape(m['label'])}</td><td>{fmt(m['yours']['p50'])}</td>"
             f"<td>{fmt(r.get('p50'))}</td><td>{fmt(m['yours']['p90'])}</td>"
@@ -292,4 +269,4 @@ def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
     pairs = [("yours", mine)] + ([("reference", theirs)] if theirs is not None else [])
     body.append(_lru_chart("Prefix-cache hit ratio against cache size", pairs, None))
     body.append("</div>")
-    return _page("agentload · stats compare", body)
+    return page("agentload · stats compare", body)

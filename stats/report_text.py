@@ -187,6 +187,24 @@ def published(m: dict[str, Any], fmt: Any) -> str:
     return "; ".join(bits)
 
 
+def ratio(m: dict[str, Any]) -> str:
+    """yours ÷ reference with its interval: '5.4× (4.8–6.0)'; points for the hit ratio."""
+    if "difference" in m:
+        lo, hi = m.get("difference_interval") or (None, None)
+        iv = f" ({lo * 100:+.1f} to {hi * 100:+.1f})" if lo is not None and hi is not None else ""
+        return f"{m['difference'] * 100:+.1f} pts{iv}"
+    r = m.get("median_ratio")
+    if r is None:
+        return ""
+    lo, hi = m.get("median_ratio_interval") or (None, None)
+    iv = f" ({lo:.2g}–{hi:.2g})" if lo is not None and hi is not None else ""
+    return f"{r:.2g}×{iv}"
+
+
+def _verdict_text(v: str) -> Text:
+    return _verdict("too few sessions to judge" if v == "too-few" else v)
+
+
 def compare(d: dict[str, Any]) -> RenderableType:
     """The terminal summary of one comparison (columns only for what the reference has)."""
     ref = d["reference"]
@@ -194,9 +212,9 @@ def compare(d: dict[str, Any]) -> RenderableType:
     has_ref = any(m.get("reference") is not None for m in metrics.values())
     has_pub = any(m.get("published") for m in metrics.values())
     t = Table(show_edge=False)
-    cols = ["metric", "yours p50", "yours p90"]
+    cols = ["metric", "yours p50"]
     if has_ref:
-        cols += ["ref p50", "ref p90", "KS"]
+        cols += ["ref p50", "yours ÷ ref (90 %)", "KS"]
     if has_pub:
         cols.append("AA published: yours vs AA")
     cols.append("verdict")
@@ -205,32 +223,35 @@ def compare(d: dict[str, Any]) -> RenderableType:
     for name, m in metrics.items():
         label = SHORT.get(name, name)
         if name == "prefix_hit_ratio":
-            row = [label, share(m["yours"]), ""]
+            row = [label, share(m["yours"])]
             if has_ref:
-                row += [share(m["reference"]), "", ""]
+                row += [share(m["reference"]), ratio(m), ""]
         else:
             fmt = FORMAT.get(m["unit"], tokens)
             y, r = m["yours"], m["reference"] or {}
-            row = [label, fmt(y["p50"]), fmt(y["p90"])]
+            row = [label, fmt(y["p50"])]
             if has_ref:
                 ks = "" if m["ks"] is None else f"{m['ks']:.2f}"
-                row += [fmt(r.get("p50")), fmt(r.get("p90")), ks]
+                row += [fmt(r.get("p50")), ratio(m), ks]
         if has_pub:
             row.append(published(m, FORMAT.get(m["unit"], tokens)) if name in SHORT else "")
-        t.add_row(*row, _verdict(m["verdict"]))
+        t.add_row(*row, _verdict("too few" if m["verdict"] == "too-few" else m["verdict"]))
+    sessions = d.get("sessions")
     parts: list[RenderableType] = [
         Text.assemble(
             (d["file"], "bold"),
+            f" ({sessions:,} sessions)" if sessions is not None else "",
             "  vs  ",
             (ref["name"], "bold"),
             f" ({ref['corpus']})" if ref["corpus"] and ref["corpus"] != ref["name"] else "",
         ),
     ]
-    parts += [Text(f"note: {n}", style="yellow") for n in ref["notes"]]
+    parts += [Text(f"note: {n}", style="yellow") for n in d.get("notes", [])]
+    parts += [Text(f"reference: {n}", style="yellow") for n in ref["notes"]]
     parts.append(t)
     if d["skipped"]:
         skipped = "; ".join(f"{SHORT.get(k, k)} ({v})" for k, v in d["skipped"].items())
         parts.append(Text(f"not compared: {skipped}", style="dim"))
-    parts.append(Text.assemble("trace match: ", _verdict(d["verdict"])))
+    parts.append(Text.assemble("trace match: ", _verdict_text(d["verdict"])))
     parts += [Text(f"• {line}") for line in d["implications"]]
     return Group(*parts)

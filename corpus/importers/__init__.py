@@ -17,7 +17,15 @@ from types import ModuleType
 
 from corpus.anonymizer import Anonymizer
 from corpus.errors import CorpusError, SourceError
-from corpus.importers import agentperf, conversations, miniswe, mooncake, weka
+from corpus.importers import (
+    agentperf,
+    claude_code,
+    codex,
+    conversations,
+    miniswe,
+    mooncake,
+    weka,
+)
 from corpus.importers.base import Imported, Report
 from corpus.keys import sidecar
 from corpus.records import DEFAULT_BLOCK_SIZE, Header
@@ -25,6 +33,8 @@ from corpus.writer import Writer
 
 _MODULES: dict[str, ModuleType] = {
     "agentperf-local": agentperf,
+    "claude-code": claude_code,
+    "codex": codex,
     "conversations": conversations,
     "mini-swe-agent": miniswe,
     "mooncake": mooncake,

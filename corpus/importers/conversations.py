@@ -47,12 +47,12 @@ from corpus.importers.base import (
     tool_names,
     where,
 )
-from corpus.linearize import API_ANTHROPIC, API_OPENAI_CHAT
 from corpus.records import Turn
+from corpus.wire import apis
 
 DOMAIN = "unknown"
 NOTES = "conversations: one session per record; t and wait are 0 where no timings were given"
-APIS = (API_OPENAI_CHAT, API_ANTHROPIC)
+APIS = (apis.OPENAI_CHAT, apis.ANTHROPIC)
 _TAU_NAME = re.compile(r"^(?P<model>.+)-(?P<domain>airline|retail)$")
 
 
@@ -133,14 +133,14 @@ def session(rec: Any, anon: Anonymizer) -> Imported | None:
     messages = _list(rec.get("messages"), "messages")
     if not messages:
         raise ValueError("'messages' is missing or empty")
-    api = rec.get("api") or API_OPENAI_CHAT
+    api = rec.get("api") or apis.OPENAI_CHAT
     if api not in APIS:
         raise ValueError(f"'api' should be one of {', '.join(APIS)}, found {api!r}")
     for i, msg in enumerate(messages):
         if not isinstance(msg, Mapping) or not isinstance(msg.get("role"), str):
             raise ValueError(f"messages[{i}] should be an object with a 'role'")
     system = rec.get("system")
-    if system and api == API_OPENAI_CHAT:  # Chat Completions has no system field: a message
+    if system and api == apis.OPENAI_CHAT:  # Chat Completions has no system field: a message
         messages = [{"role": "system", "content": system}, *messages]
         system = None
     calls = [i for i, m in enumerate(messages) if m["role"] == "assistant"]

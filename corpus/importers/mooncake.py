@@ -26,10 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
-
 from corpus.anonymizer import Anonymizer
-from corpus.importers.base import Ids, Imported, Report, count, expand, where
+from corpus.importers.base import Ids, Imported, Report, count, expand, json_lines, where
 from corpus.records import Turn
 
 BLOCK_SIZE = 512
@@ -66,19 +64,7 @@ def _parse(path: Path, report: Report) -> tuple[list[_Row], list[object]]:
     rows: list[_Row] = []
     sids: list[object] = []
     with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = msgspec.json.decode(raw)
-            except msgspec.DecodeError as exc:
-                report.skip(
-                    where(path, n), f"expected one JSON object per line, found invalid JSON ({exc})"
-                )
-                continue
-            if not isinstance(obj, dict):
-                report.skip(where(path, n), f"expected a JSON object, found {type(obj).__name__}")
-                continue
+        for n, obj in json_lines(f, path, report):
             try:
                 ids = obj.get("hash_ids") or []
                 if not isinstance(ids, list) or not all(

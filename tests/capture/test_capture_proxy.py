@@ -15,8 +15,8 @@ from capture_harness import Cap, Stack
 from capture_upstream import Script, compress, compress_stream, sse
 
 from capture.exchange import Exchange
-from corpus import linearize
 from corpus.tokenizer import count
+from corpus.wire import linearize
 
 pytestmark = pytest.mark.timeout(60)
 

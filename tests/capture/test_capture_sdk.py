@@ -14,8 +14,9 @@ import openai
 import pytest
 from capture_harness import Cap, Stack
 
-from corpus import Session, linearize
+from corpus import Session
 from corpus.tokenizer import count
+from corpus.wire import linearize
 
 pytestmark = pytest.mark.timeout(90)
 

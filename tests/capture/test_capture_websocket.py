@@ -13,8 +13,8 @@ import pytest
 from capture_harness import Cap, Stack
 
 from capture.socket import Socket, event_type
-from corpus import linearize
 from corpus.tokenizer import count
+from corpus.wire import apis
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -70,7 +70,7 @@ def test_websocket_session_is_recorded_with_chained_context(stack: Stack, cap: C
     assert cap.stats.warmups == 1
     assert cap.stats.errors == 0
     assert len(session.turns) == len(pauses)
-    assert session.api == linearize.API_OPENAI_RESPONSES
+    assert session.api == apis.OPENAI_RESPONSES
     prefixes = session.prefixes()
     for i, turn in enumerate(session.turns):
         reported = json.loads(events[i][-1])["response"]["usage"]
@@ -100,7 +100,7 @@ def test_websocket_bytes_reach_the_client_unchanged(stack: Stack, cap: Cap) -> N
 
 
 def test_a_socket_closed_mid_response_is_an_aborted_turn() -> None:
-    sock = Socket(linearize.API_OPENAI_RESPONSES, {})
+    sock = Socket(apis.OPENAI_RESPONSES, {})
     t = time.perf_counter()
     assert sock.client(b'{"type":"response.create","model":"m","input":"hi"}', t) is None
     assert sock.server(b'{"type":"response.created","response":{"id":"r1"}}', t + 0.1) is None

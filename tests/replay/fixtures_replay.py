@@ -142,6 +142,9 @@ class SimClock:
         heapq.heappush(self._heap, (deadline, self._n, fut))
         await fut
 
+    async def sleep(self, seconds: float) -> None:
+        await self.sleep_until(self.t + int(seconds * 1e9))
+
     async def advance(self) -> bool:
         """Let every runnable task run, then wake the sleepers of the next deadline; False
         when nobody sleeps."""
@@ -209,6 +212,9 @@ class FakeClock:
             self.sleeps.append(deadline - self.t)
             self.t = deadline
         await asyncio.sleep(0)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.sleep_until(self.t + int(seconds * 1e9))
 
 
 @dataclass

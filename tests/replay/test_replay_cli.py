@@ -107,7 +107,7 @@ def test_json_output_is_checked_before_the_run_and_never_overwritten_silently(
     code, text = invoke(str(corpus), "--endpoint", engine_url, "--agents", "1", "--json",
                         str(out), *FAST)
     assert code == 1
-    assert text.startswith(f"error: {out}: already exists; pass --force")
+    assert text.startswith(f"error: --json {out}: already exists; pass --force")
     assert "level 1" not in text  # refused before measuring anything
     assert out.read_text() == "earlier run"
     code, text = invoke(str(corpus), "--endpoint", engine_url, "--agents", "1", "--json",

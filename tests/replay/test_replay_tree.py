@@ -25,12 +25,12 @@ from typer.testing import CliRunner
 from corpus import Session, Turn
 from replay.agent import Agent
 from replay.cli import app
+from replay.fleet import Shard, Worker
 from replay.prompts import Synth
 from replay.results import Level, Sample
 from replay.summary import fill
 from replay.tiers import Tier
 from replay.waits import parse
-from replay.worker import Plan, Worker
 from replay.workload import Deck, Workload, _tree
 
 # A top-level session Q without sub-agents, then P whose turn 0 (t 0, 1 s long) spawns S1 and
@@ -152,7 +152,7 @@ async def test_agents_are_dealt_top_level_sessions_only(tree: Workload) -> None:
                     endpoint=ep, wait=parse("none"), clock=clock, epoch=clock.now(), seed=5,
                     tag="t")
     assert worker.deck.n == 2
-    worker.begin(Plan(level=0, agents=2, ids=(0, 1), t0=clock.now(), ramp=0.0))
+    worker.begin(Shard(level=0, agents=2, ids=(0, 1), t0=clock.now(), ramp=0.0))
     got: list[Sample] = []
 
     def enough() -> bool:

@@ -8,13 +8,16 @@ from pathlib import Path
 import pytest
 from fixtures_replay import make_corpus
 
+from replay.client import ClientFactory
 from replay.errors import ReplayError
-from replay.workers import ProcessFleet, Settings
+from replay.processes import ProcessFleet, Settings
 
 
 async def test_a_dead_worker_is_reported_as_a_replay_error(tmp_path: Path) -> None:
     corpus = make_corpus(tmp_path / "c.zst", sessions=2, turns=2)
-    fleet = ProcessFleet(Settings(corpus=str(corpus), url="http://127.0.0.1:9/v1"), 1)
+    fleet = ProcessFleet(
+        Settings(corpus=str(corpus)), ClientFactory(url="http://127.0.0.1:9/v1"), 1
+    )
     await fleet.start()
     try:
         proc = fleet._procs[0]

@@ -130,6 +130,8 @@ def test_compare_json_and_html(corpus_path: Path, tmp_path: Path) -> None:
             str(corpus_path),
             "--reference",
             str(corpus_path),
+            "--min-sessions",
+            "1",
             "--json",
             "--html",
             str(out),
@@ -147,7 +149,9 @@ def test_compare_json_and_html(corpus_path: Path, tmp_path: Path) -> None:
 
 def test_compare_against_published_figures_prints_verdicts(corpus_path: Path) -> None:
     res = runner.invoke(
-        app, ["compare", str(corpus_path), "-r", "agentperf-published"], env={"COLUMNS": "160"}
+        app,
+        ["compare", str(corpus_path), "-r", "agentperf-published", "--min-sessions", "1"],
+        env={"COLUMNS": "160"},
     )
     assert res.exit_code == 0, res.output
     assert "trace match: far" in res.stdout
@@ -190,9 +194,9 @@ def test_bundled_example_against_the_default_coding_reference() -> None:
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["reference"]["name"] == "coding"
-    assert doc["reference"]["corpus"].endswith("agentperf-local.zst")
+    assert doc["reference"]["corpus"].endswith("coding.zst")
     assert doc["verdict"] in ("match", "differs", "far")
-    assert doc["metrics"]["input"]["basis"] == "published"
+    assert doc["metrics"]["input"]["basis"] == "both"
     assert doc["implications"]
 
 

@@ -1,16 +1,21 @@
-"""A worker runs its share of a level's agents in the current event loop and hands over their
-samples. `replay.workers` runs several of them in processes; tests run one directly. An agent
-replays whole session trees (a top-level session with its sub-agents), so a tree never splits
-across workers.
+"""Where a level's agents run: the `Fleet` protocol the level loop talks to, the `Worker` that runs
+a share of a level's agents in the current event loop, and `LocalFleet` (one worker, this loop).
+`replay.processes.ProcessFleet` shards agents over worker processes. An agent replays whole
+session trees (a top-level session with its sub-agents), so a tree never splits across workers.
+
+Nothing here reads a clock or sleeps except through the `Clock` it is given, so the same fleet
+runs live (monotonic time) and in a forecast (virtual time).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Protocol
 
 from replay.agent import Agent
-from replay.endpoint import Clock, Endpoint
+from replay.clock import Clock
+from replay.endpoint import Endpoint
 from replay.prompts import Synth
 from replay.results import Sample
 from replay.waits import Wait
@@ -18,7 +23,7 @@ from replay.workload import Deck, Workload
 
 
 @dataclass(frozen=True)
-class Plan:
+class Shard:
     """One level for one worker: agents `ids` of `agents` in level `level`, agent 0 starting
     at `t0` (ns) and the last one `ramp` seconds later (staggered evenly)."""
 
@@ -66,21 +71,21 @@ class Worker:
         self._new: list[Sample] = []
         self.failure: BaseException | None = None
 
-    def begin(self, plan: Plan) -> None:
-        """Start the plan's agents (each sleeps until its own start time)."""
+    def begin(self, shard: Shard) -> None:
+        """Start the shard's agents (each sleeps until its own start time)."""
         if self._tasks:
             raise RuntimeError("a level is already running in this worker")
         self.agents = [
             Agent(
-                i, plan.agents, level=plan.level, workload=self.workload, deck=self.deck,
+                i, shard.agents, level=shard.level, workload=self.workload, deck=self.deck,
                 synth=self.synth, endpoint=self.endpoint, wait=self.wait, clock=self.clock,
                 sink=self._sink, epoch=self.epoch, scale=self.scale, seed=self.seed,
                 tag=self.tag,
             )
-            for i in plan.ids
+            for i in shard.ids
         ]
         self._tasks = [
-            asyncio.create_task(a.run(plan.start_of(a.index)), name=f"agent-{a.index}")
+            asyncio.create_task(a.run(shard.start_of(a.index)), name=f"agent-{a.index}")
             for a in self.agents
         ]
         for task in self._tasks:
@@ -114,7 +119,7 @@ class Worker:
         while self._pending(before) and self.clock.now() < deadline:  # noqa: ASYNC110
             if self.failure is not None:
                 break
-            await asyncio.sleep(0.05)  # polls the agents' state; there is no event to wait on
+            await self.clock.sleep(0.05)  # polls the agents' state; there is no event to wait on
         now = self.clock.now()
         cut = [s for a in self.agents for s in a.unfinished_all(now, before)]
         await self.stop()
@@ -131,3 +136,41 @@ class Worker:
         if self.failure is not None:
             failure, self.failure = self.failure, None
             raise failure
+
+
+class Fleet(Protocol):
+    """The agents of one level at a time, wherever they run. Times are ns on the run's clock."""
+
+    async def begin(self, level: int, agents: int, t0: int, ramp: float) -> None: ...
+
+    def take(self) -> list[Sample]: ...
+
+    @property
+    def inflight(self) -> int: ...
+
+    async def finish(self, before: int, drain: float) -> list[Sample]: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalFleet:
+    """All agents in the current event loop, in one `Worker`."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def begin(self, level: int, agents: int, t0: int, ramp: float) -> None:
+        self.worker.begin(Shard(level, agents, tuple(range(agents)), t0, ramp))
+
+    def take(self) -> list[Sample]:
+        return self.worker.take()
+
+    @property
+    def inflight(self) -> int:
+        return self.worker.inflight
+
+    async def finish(self, before: int, drain: float) -> list[Sample]:
+        return await self.worker.finish(before, drain)
+
+    async def close(self) -> None:
+        await self.worker.stop()

@@ -1,10 +1,9 @@
-"""Fleets: where a level's agents run. `LocalFleet` runs them in this event loop; `ProcessFleet`
-shards them over worker processes (agent i goes to worker i mod N), each with its own event
-loop, aiohttp client and copy of the workload, streaming samples back over a pipe.
+"""`ProcessFleet`: a `Fleet` that shards a level's agents over worker processes (agent i goes to
+worker i mod N), each with its own event loop, endpoint and copy of the workload, streaming
+samples back over a pipe. Each process builds its endpoint from a picklable `Factory`.
 
-The controller only sees the `Fleet` protocol. Samples carry CLOCK_MONOTONIC times relative to
-the run's epoch, the same clock in every process of the machine, so shards merge by
-concatenation.
+Samples carry CLOCK_MONOTONIC times relative to the run's epoch, the same clock in every process
+of the machine, so shards merge by concatenation (live runs only: virtual time is per loop).
 """
 
 from __future__ import annotations
@@ -13,32 +12,23 @@ import asyncio
 import multiprocessing
 import multiprocessing.connection
 import signal
-from typing import Protocol
 
 import msgspec
 
-from replay.client import Client
-from replay.endpoint import RealClock
+from replay.clock import Clock, RealClock
+from replay.endpoint import Endpoint, Factory
 from replay.errors import ReplayError
+from replay.fleet import Shard, Worker
 from replay.prompts import Synth
 from replay.results import Sample
 from replay.waits import parse as parse_wait
-from replay.worker import Plan, Worker
 from replay.workload import Workload
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything a worker process needs to rebuild its agents' world."""
+    """Everything a worker needs besides its endpoint to rebuild its agents' world."""
 
     corpus: str
-    url: str
-    api: str = "chat"
-    model: str = ""
-    api_key: str | None = None
-    headers: dict[str, str] = {}
-    affinity_header: str | None = None
-    timeout: float = 600.0
-    extras: bool = True
     tag: str = ""
     tokenizer: str = "cl100k_base"
     wait: str = "recorded"
@@ -48,60 +38,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     time_scale: float = 1.0
 
 
-def make_client(s: Settings) -> Client:
-    return Client(
-        s.url, api=s.api, model=s.model, api_key=s.api_key, headers=s.headers,
-        affinity_header=s.affinity_header, timeout=s.timeout, extras=s.extras,
-    )
-
-
-def make_worker(s: Settings, workload: Workload, client: Client) -> Worker:
+def make_worker(
+    s: Settings, workload: Workload, endpoint: Endpoint, clock: Clock | None = None
+) -> Worker:
     synth = Synth(
         block_size=workload.header.block_size, tag=s.tag, tokenizer=s.tokenizer,
         shared=workload.shared,
     )
     return Worker(
-        workload=workload, synth=synth, endpoint=client, wait=parse_wait(s.wait, limit=s.max_wait),
-        clock=RealClock(), epoch=s.epoch, seed=s.seed, tag=s.tag, scale=s.time_scale,
+        workload=workload, synth=synth, endpoint=endpoint,
+        wait=parse_wait(s.wait, limit=s.max_wait), clock=clock or RealClock(), epoch=s.epoch,
+        seed=s.seed, tag=s.tag, scale=s.time_scale,
     )
-
-
-class Fleet(Protocol):
-    """The agents of one level at a time, wherever they run."""
-
-    async def begin(self, level: int, agents: int, t0: int, ramp: float) -> None: ...
-
-    def take(self) -> list[Sample]: ...
-
-    @property
-    def inflight(self) -> int: ...
-
-    async def finish(self, before: int, drain: float) -> list[Sample]: ...
-
-    async def close(self) -> None: ...
-
-
-class LocalFleet:
-    """All agents in the current event loop, in one `Worker`."""
-
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-
-    async def begin(self, level: int, agents: int, t0: int, ramp: float) -> None:
-        self.worker.begin(Plan(level, agents, tuple(range(agents)), t0, ramp))
-
-    def take(self) -> list[Sample]:
-        return self.worker.take()
-
-    @property
-    def inflight(self) -> int:
-        return self.worker.inflight
-
-    async def finish(self, before: int, drain: float) -> list[Sample]:
-        return await self.worker.finish(before, drain)
-
-    async def close(self) -> None:
-        await self.worker.stop()
 
 
 # -- worker processes ---------------------------------------------------------------------
@@ -147,12 +95,14 @@ _reports = msgspec.msgpack.Decoder(Report)
 PUMP_S = 0.2
 
 
-def _child(conn: multiprocessing.connection.Connection, settings: bytes) -> None:
+def _child(conn: multiprocessing.connection.Connection, settings: bytes, factory: Factory) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller handles Ctrl-C
-    asyncio.run(_serve(conn, msgspec.msgpack.decode(settings, type=Settings)))
+    asyncio.run(_serve(conn, msgspec.msgpack.decode(settings, type=Settings), factory))
 
 
-async def _serve(conn: multiprocessing.connection.Connection, s: Settings) -> None:
+async def _serve(
+    conn: multiprocessing.connection.Connection, s: Settings, factory: Factory
+) -> None:
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[Command | None] = asyncio.Queue()
 
@@ -165,9 +115,8 @@ async def _serve(conn: multiprocessing.connection.Connection, s: Settings) -> No
 
     try:
         workload = Workload.load(s.corpus)
-        client = make_client(s)
-        await client.open()
-        worker = make_worker(s, workload, client)
+        endpoint = await factory.open()
+        worker = make_worker(s, workload, endpoint)
     except (ReplayError, OSError) as exc:
         conn.send_bytes(_enc.encode(Ready(error=str(exc))))
         return
@@ -186,7 +135,7 @@ async def _serve(conn: multiprocessing.connection.Connection, s: Settings) -> No
             if cmd is None or isinstance(cmd, Quit):
                 break
             if isinstance(cmd, Begin):
-                worker.begin(Plan(cmd.level, cmd.agents, cmd.ids, cmd.t0, cmd.ramp))
+                worker.begin(Shard(cmd.level, cmd.agents, cmd.ids, cmd.t0, cmd.ramp))
                 pump = asyncio.create_task(pumping())
             elif isinstance(cmd, Finish):
                 error = ""
@@ -205,16 +154,18 @@ async def _serve(conn: multiprocessing.connection.Connection, s: Settings) -> No
             await asyncio.gather(pump, return_exceptions=True)
         loop.remove_reader(conn.fileno())
         await worker.stop()
-        await client.close()
+        await endpoint.close()
 
 
 class ProcessFleet:
-    """Agents sharded over `n` worker processes (spawned; each loads the corpus itself)."""
+    """Agents sharded over `n` worker processes (spawned; each loads the corpus itself and
+    opens its own endpoint from `factory`)."""
 
-    def __init__(self, settings: Settings, n: int) -> None:
+    def __init__(self, settings: Settings, factory: Factory, n: int) -> None:
         if n < 1:
-            raise ReplayError(f"--workers must be at least 1, got {n}")
+            raise ReplayError(f"workers must be at least 1, got {n}")
         self.settings = settings
+        self.factory = factory
         self.n = n
         self._procs: list[multiprocessing.process.BaseProcess] = []
         self._conns: list[multiprocessing.connection.Connection] = []
@@ -231,7 +182,7 @@ class ProcessFleet:
         loop = asyncio.get_running_loop()
         for _ in range(self.n):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_child, args=(child, blob), daemon=True)
+            proc = ctx.Process(target=_child, args=(child, blob, self.factory), daemon=True)
             proc.start()
             child.close()
             self._procs.append(proc)
@@ -279,7 +230,7 @@ class ProcessFleet:
         code = self._procs[i].exitcode
         return ReplayError(
             f"worker process {i} exited unexpectedly (exit code {code}); the levels measured "
-            "so far are kept — retry with fewer --workers or check memory"
+            "so far are kept — retry with fewer worker processes or check memory"
         )
 
     def _send(self, i: int, msg: object) -> None:
