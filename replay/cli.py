@@ -444,6 +444,10 @@ def replay(
     """Replay CORPUS against an endpoint and find the most agents each SLO tier allows.
 
     An agent is one top-level session at a time; its sub-agents run inside it, concurrently.
+
+    Also: [bold]replay serve[/] (the simulated engine as an HTTP server; replay serve --help),
+    [bold]replay presets[/] (named SLO tiers), [bold]replay report RUN.json[/] and
+    [bold]replay compare A.json B.json[/] (saved runs).
     """
     try:
         if api not in APIS and api not in (apis.BY_NAME[a].alias for a in APIS):

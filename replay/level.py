@@ -233,8 +233,12 @@ def power_summary(recorder: Recorder, epoch: int, level: Level, scale: float = 1
     b = epoch + int(level.window_end * scale * 1e9)
     wp = window_mean(recorder.between(a, b), a, b, max_gap_s=max(5.0, 4 * recorder.interval))
     energy = None if wp.energy_j is None else wp.energy_j / scale
+    problem = wp.problem
+    if recorder.last_error and (wp.mean_w is None or not wp.ok):
+        # the read error names the cause (a missing metric, no GPU): say it first
+        problem = f"{recorder.failures} reads failed, last: {recorder.last_error}" + (
+            f" ({problem})" if problem else "")
     return Power(
         source=recorder.sampler.name, mode=wp.mode, mean_w=wp.mean_w, energy_j=energy,
-        coverage=wp.coverage, readings=wp.readings, ok=wp.ok,
-        problem=wp.problem or (recorder.last_error if wp.mean_w is None else ""),
+        coverage=wp.coverage, readings=wp.readings, ok=wp.ok, problem=problem,
     )

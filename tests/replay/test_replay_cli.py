@@ -142,6 +142,7 @@ def test_unreachable_endpoint_is_one_line_error(corpus: Path) -> None:
     ("args", "message"),
     [(["missing.zst"], "no such corpus file"),
      (["--slo", "fast"], "--slo 'fast'"),
+     (["--slo", "agentload[nvml]"], "--slo 'agentload[nvml]'"),  # printed literally
      (["--wait", "later"], "unknown wait policy"),
      (["--power", "sim", "--endpoint", "http://127.0.0.1:9"], "--power sim"),
      (["--api-key-env", "AGENTLOAD_TEST_UNSET_KEY"], "AGENTLOAD_TEST_UNSET_KEY"),
@@ -244,3 +245,4 @@ def test_python_dash_m_replay_runs_the_command() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "--endpoint" in done.stdout
+    assert "replay serve" in done.stdout  # the other commands are findable from --help
