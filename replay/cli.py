@@ -598,4 +598,9 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(1) from None
         engine_app(args=args[1:], prog_name="replay serve")
         return
+    if args and args[0] == "engines":  # the engine model's catalogues and calibration
+        from replay.engine.catalog_cli import app as engines_app
+
+        engines_app(args=args[1:], prog_name="replay engines")
+        return
     app(args=args, prog_name="replay")

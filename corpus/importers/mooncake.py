@@ -28,7 +28,7 @@ from pathlib import Path
 
 from corpus.anonymizer import Anonymizer
 from corpus.importers.base import Ids, Imported, Report, count, expand, json_lines, where
-from corpus.records import Turn
+from corpus.records import After, Turn
 
 BLOCK_SIZE = 512
 DOMAIN = "chat"
@@ -168,6 +168,7 @@ def _session(rows: list[_Row], origin: float, ids: Ids) -> Imported:
     t0 = first.ts if first.ts is not None else origin
     out = Imported(start=max(0.0, t0 - origin))
     t = 0.0
+    after: After
     for k, row in enumerate(rows):
         if k == 0:
             wait, after = 0.0, "start"

@@ -127,6 +127,7 @@ def test_compare_json_and_html(corpus_path: Path, tmp_path: Path) -> None:
         app,
         [
             "compare",
+            "--no-factor",
             str(corpus_path),
             "--reference",
             str(corpus_path),
@@ -150,7 +151,8 @@ def test_compare_json_and_html(corpus_path: Path, tmp_path: Path) -> None:
 def test_compare_against_published_figures_prints_verdicts(corpus_path: Path) -> None:
     res = runner.invoke(
         app,
-        ["compare", str(corpus_path), "-r", "agentperf-published", "--min-sessions", "1"],
+        ["compare", "--no-factor", str(corpus_path), "-r", "agentperf-published"]
+        + ["--min-sessions", "1"],
         env={"COLUMNS": "160"},
     )
     assert res.exit_code == 0, res.output
@@ -190,7 +192,7 @@ def test_bundled_example_against_the_default_coding_reference() -> None:
         reference.path("agentperf-local")
     except Exception as exc:  # not built in this checkout
         pytest.skip(f"bundled corpora missing: {exc}")
-    res = runner.invoke(app, ["compare", str(example), "--json"])
+    res = runner.invoke(app, ["compare", str(example), "--json", "--no-factor"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["reference"]["name"] == "coding"
