@@ -13,9 +13,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from replay import report_html
+from replay import plots, report_html
 from replay import results as res
 from replay.compare import Comparison, compare, dumps
+from replay.errors import ReplayError
 from replay.progress import legend, notes, reasons, table
 
 console = Console()
@@ -70,12 +71,23 @@ def report(
     html: Annotated[
         Path | None, typer.Option(help="Write the run as one offline HTML page here.")
     ] = None,
+    png: Annotated[
+        Path | None,
+        typer.Option(help="Write PNG plots for slides into this folder (needs matplotlib: "
+                     "pip install 'agentload[plot]')."),
+    ] = None,
 ) -> None:
     """Show a saved run again: the table per tier, and with --html an offline HTML report."""
     run = load(run_json)
     show(run)
     if html is not None:
         write_html(html, report_html.render(run))
+    if png is not None:
+        try:
+            paths = plots.write(run, png)
+        except (ReplayError, OSError) as exc:
+            raise _fail(f"--png {png}: {exc}") from None
+        console.print(f"wrote {len(paths)} plots to {png}", highlight=False)
 
 
 def _ratio(v: float | None) -> str:

@@ -16,7 +16,7 @@ from replay import svg
 from replay.compare import Comparison
 from replay.explain import kind, label, where, why
 from replay.html import page, table
-from replay.progress import agents_cell
+from replay.progress import agents_cell, notes
 from replay.results import Level, Run
 from replay.summary import arrays, in_window
 
@@ -35,7 +35,7 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
 
-def _measured(run: Run) -> list[Level]:
+def measured(run: Run) -> list[Level]:
     return sorted((lv for lv in run.levels if not lv.partial), key=lambda lv: lv.agents)
 
 
@@ -45,7 +45,7 @@ def throughput(level: Level) -> float | None:
     return level.output_tokens / span if span > 0 and level.requests else None
 
 
-def _cache(level: Level) -> float | None:
+def cache_ratio(level: Level) -> float | None:
     f = level.fidelity
     return f.cache_counters if f.cache_counters is not None else f.cache_server
 
@@ -63,7 +63,7 @@ def _vs_agents(
     hlines: Sequence[tuple[float, str]] = (),
     extra: Sequence[svg.Series] = (),
 ) -> str:
-    levels = _measured(run)
+    levels = measured(run)
     xs = [float(lv.agents) for lv in levels]
     ys = [np.nan if (v := value(lv)) is None else float(v) for lv in levels]
     chart = svg.Chart(title, "agents (concurrent sessions)", ylabel, xlog=True, ylog=ylog,
@@ -84,7 +84,7 @@ def level_charts(run: Run) -> list[str]:
     """The figures against agents, each with the tiers' lines and the boundaries found."""
     floors = [(r.floor, f"{r.floor:g} tok/s") for r in run.tiers]
     ceilings = [(r.ttft, f"TTFT ≤ {r.ttft:g} s") for r in run.tiers]
-    levels = _measured(run)
+    levels = measured(run)
     ideal = svg.Series("ideal (infinite cache)", [float(lv.agents) for lv in levels],
                        [np.nan if lv.fidelity.cache_ideal is None else lv.fidelity.cache_ideal
                         for lv in levels], dashed=True)
@@ -97,7 +97,7 @@ def level_charts(run: Run) -> list[str]:
         _vs_agents(run, "Mean power (steady window)", "watts",
                    lambda lv: lv.power.mean_w if lv.power is not None else None),
         _vs_agents(run, "Prefix-cache hits seen by the server", "share of prompt tokens",
-                   _cache, yfmt=_ratio, extra=[ideal], ymin=0.0, ymax=1.0),
+                   cache_ratio, yfmt=_ratio, extra=[ideal], ymin=0.0, ymax=1.0),
         _vs_agents(run, "Errors", "share of window requests", lambda lv: lv.error_rate,
                    yfmt=_ratio, ymin=0.0,
                    ymax=max([0.1, *(lv.error_rate for lv in levels)])),
@@ -126,7 +126,7 @@ def _spread(levels: list[Level], n: int) -> list[Level]:
 def agent_charts(run: Run) -> list[str]:
     """The per-agent view: the share of agents meeting each tier, and how agents' own P25
     speeds spread at each level."""
-    levels = _measured(run)
+    levels = measured(run)
     xs = [float(lv.agents) for lv in levels]
     share = svg.Chart("Agents whose own requests met the tier", "agents (concurrent sessions)",
                       "share of agents", xlog=True, ymin=0.0, ymax=1.0, yfmt=_ratio)
@@ -240,7 +240,7 @@ def fidelity_table(run: Run) -> str:
         f = lv.fidelity
         cells = (str(lv.index + 1), str(lv.agents), _f(f.input_ratio, ".3f"),
                  _pct(f.input_max_dev), _f(f.output_ratio, ".3f"), _pct(f.output_exact_share),
-                 _pct(_cache(lv)), _pct(f.cache_ideal), _f(f.lag_p50, ".3f", " s"),
+                 _pct(cache_ratio(lv)), _pct(f.cache_ideal), _f(f.lag_p50, ".3f", " s"),
                  _f(f.lag_p95, ".3f", " s"), _f(f.lag_max, ".3f", " s"))
         rows.append(cells)
     return table(head, rows)
@@ -255,13 +255,6 @@ def _settings(run: Run) -> str:
     items.update({k: str(v) for k, v in run.settings.items() if not isinstance(v, dict)})
     return ("<table>" + "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>"
                                 for k, v in items.items()) + "</table>")
-
-
-def notes_of(run: Run) -> list[str]:
-    out = list(run.notes)
-    if run.interrupted:
-        out.append("interrupted: results cover the levels measured before Ctrl-C")
-    return out
 
 
 def render(run: Run) -> str:
@@ -287,7 +280,7 @@ def render(run: Run) -> str:
         '<h2>Fidelity</h2><p class="muted">Did the server see what the corpus recorded?</p>',
         fidelity_table(run),
         "<h2>Notes</h2><ul class=\"notes\">",
-        *(f'<li class="note">{escape(n)}</li>' for n in notes_of(run)),
+        *(f'<li class="note">{escape(n)}</li>' for n in notes(run)),
         "</ul><h2>Settings</h2>", _settings(run),
     ]
     return page(f"agentload · replay · {k}", body, CSS)
@@ -332,7 +325,7 @@ def comparison(comp: Comparison, runs: Sequence[Run]) -> str:
     ):
         chart = svg.Chart(title, "agents (concurrent sessions)", ylabel, xlog=True, ylog=ylog)
         for name, run in zip(comp.names, runs, strict=True):
-            levels = _measured(run)
+            levels = measured(run)
             chart.series.append(svg.Series(
                 name, [float(lv.agents) for lv in levels],
                 [np.nan if (v := value(lv)) is None else float(v) for lv in levels],
