@@ -44,7 +44,7 @@ def test_one_level_against_an_endpoint_writes_the_documented_json(
     assert doc["model"] == "sim-instant"
     assert {"endpoint", "api", "corpus", "run_tag", "settings", "tiers", "levels", "notes",
             "sample_fields", "interrupted", "power_source"} <= doc.keys()
-    (level,) = doc["levels"]
+    *_, level = doc["levels"]  # a level too short or unstable to judge is measured again
     assert level["agents"] == 3
     assert level["completed"] >= 5
     assert level["errors"] == 0
@@ -181,7 +181,7 @@ def test_without_endpoint_the_simulated_engine_runs_and_says_so(
     assert doc["profile"] == "instant"
     assert doc["short_windows"] is True
     assert any("simulated" in n for n in doc["notes"])
-    (level,) = doc["levels"]
+    *_, level = doc["levels"]  # a level too short or unstable to judge is measured again
     assert {s[0] for s in level["samples"]} == {0, 1}  # both workers' agents reported
     assert level["power"]["source"] == "sim"
     assert level["power"]["ok"]
