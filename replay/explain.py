@@ -38,8 +38,8 @@ def why(run: Run, tier: int) -> str | None:
     if r.capped:
         top = run.settings.get("max_agents", r.agents)
         return f"met at every level up to --max-agents {top}: may serve more"
-    if r.agents is None or r.status == "unresolved":
-        return r.reason or None  # set by the runner: no level could answer, or none bracketed
+    if r.agents is None or r.status == "unresolved":  # the runner's own word on it
+        return f"{r.status}: {r.reason or 'no answer'}"
     if r.agents > 0:
         return None
     lv = _smallest_failing(run, tier)
@@ -63,6 +63,21 @@ def whys(run: Run) -> list[tuple[str, str]]:
         if line:
             out.append((label(r), line))
     return out
+
+
+def cell(r: TierResult) -> str:
+    """The agents figure as tables show it: `16`, `1024+` (passed at the largest level tried),
+    `16?` (unresolved), `12–15` (an interval from --repeats), `not measured` (no answer)."""
+    if r.agents is None:
+        return "not measured"
+    if r.capped:
+        return f"{r.agents}+"
+    if r.status == "unresolved":
+        return f"{r.agents}?"
+    if r.repeats > 1 and r.interval is not None and r.interval[1] is not None \
+            and r.interval[1] > r.agents:
+        return f"{r.agents}–{r.interval[1]}"
+    return f"{r.agents}"
 
 
 def label(r: TierResult) -> str:

@@ -11,9 +11,9 @@ from rich.live import Live as RichLive
 from rich.table import Table
 from rich.text import Text
 
-from replay.explain import label, where, whys
+from replay.explain import cell, label, where, whys
 from replay.level import Live
-from replay.results import Level, Run, TierResult
+from replay.results import Level, Run
 
 PLAIN_EVERY = 30.0
 """Seconds (reported) between progress lines when the output is not a terminal."""
@@ -168,7 +168,7 @@ def table(run: Run) -> Table:
     for r in run.tiers:
         t.add_row(
             label(r),
-            agents_cell(r),
+            cell(r),
             _f(r.agents_per_mw, ",.0f"),
             _f(r.p25_speed, ".1f"),
             _f(r.p95_ttft, ".2f", " s"),
@@ -179,24 +179,9 @@ def table(run: Run) -> Table:
     return t
 
 
-def agents_cell(r: TierResult) -> str:
-    """The agents column: `12`, `12+` (at limit), `12?` (unresolved), `12–15` (interval from
-    --repeats), `not measured`."""
-    if r.agents is None:
-        return "not measured"
-    if r.capped:
-        return f"{r.agents}+"
-    if r.status == "unresolved":
-        return f"{r.agents}?"
-    if r.repeats > 1 and r.interval is not None and r.interval[1] is not None \
-            and r.interval[1] > r.agents:
-        return f"{r.agents}–{r.interval[1]}"
-    return f"{r.agents}"
-
-
 def legend(run: Run) -> list[str]:
     """One line per symbol the table and the level lines use, so none goes unexplained."""
-    cells = [agents_cell(r) for r in run.tiers]
+    cells = [cell(r) for r in run.tiers]
     out = ["agents: the most concurrent agents whose steady window met the tier, judged only "
            "on complete, stable levels with enough completed requests"]
     if any(c.endswith("+") for c in cells):

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from replay import plots, report_html
 from replay import results as res
-from replay.compare import Comparison, compare, dumps
+from replay.compare import Comparison, compare, dumps, texts
 from replay.errors import ReplayError
 from replay.progress import legend, notes, reasons, table
 
@@ -90,10 +90,6 @@ def report(
         console.print(f"wrote {len(paths)} plots to {png}", highlight=False)
 
 
-def _ratio(v: float | None) -> str:
-    return "" if v is None else f" {v:.2f}×"
-
-
 def _table(comp: Comparison) -> Table:
     t = Table(title="replay compare (ratios to " + comp.names[0] + ")", title_justify="left")
     t.add_column("tier", no_wrap=True)
@@ -102,11 +98,7 @@ def _table(comp: Comparison) -> Table:
     for name in comp.names:
         t.add_column(f"{name}\nper MW", justify="right")
     for row in comp.rows:
-        agents = [("—" if c.agents is None else f"{c.agents}{'+' if c.capped else ''}"
-                   f"{'' if c.resolved else ' ?'}") + (_ratio(c.agents_ratio) if i else "")
-                  for i, c in enumerate(row.runs)]
-        per_mw = [("—" if c.agents_per_mw is None else f"{c.agents_per_mw:,.0f}")
-                  + (_ratio(c.per_mw_ratio) if i else "") for i, c in enumerate(row.runs)]
+        agents, per_mw = texts(row)
         t.add_row(row.tier, *agents, *per_mw)
     return t
 

@@ -13,10 +13,10 @@ from html import escape
 import numpy as np
 
 from replay import svg
-from replay.compare import Comparison
-from replay.explain import kind, label, where, why
+from replay.compare import Comparison, texts
+from replay.explain import cell, kind, label, where, why
 from replay.html import page, table
-from replay.progress import agents_cell, notes
+from replay.progress import notes
 from replay.results import Level, Run
 from replay.summary import arrays, in_window
 
@@ -193,9 +193,8 @@ def time_charts(run: Run, buckets: int = 120) -> list[str]:
 def tier_table(run: Run) -> str:
     rows = []
     for i, r in enumerate(run.tiers):
-        agents = agents_cell(r)
         rows.append(
-            f"<tr><td>{escape(label(r))}</td><td><b>{escape(agents)}</b></td>"
+            f"<tr><td>{escape(label(r))}</td><td><b>{escape(cell(r))}</b></td>"
             f"<td>{_f(r.agents_per_mw, ',.0f')}</td><td>{_f(r.mean_w, ',.0f', ' W')}</td>"
             f"<td>{_f(r.j_per_token, '.2f')}</td><td>{_f(r.p25_speed, '.1f')}</td>"
             f"<td>{_f(r.p95_ttft, '.2f', ' s')}</td><td>{_pct(r.cache_hit_ratio)}</td>"
@@ -286,10 +285,6 @@ def render(run: Run) -> str:
     return page(f"agentload · replay · {k}", body, CSS)
 
 
-def _ratio_text(v: float | None) -> str:
-    return "" if v is None else f" ({v:.2f}×)"
-
-
 def comparison(comp: Comparison, runs: Sequence[Run]) -> str:
     """Runs side by side: the tier table with ratios to the first run, the settings that
     differ, and each run's level curves on shared axes."""
@@ -297,11 +292,7 @@ def comparison(comp: Comparison, runs: Sequence[Run]) -> str:
                                                           for n in comp.names)]
     rows = []
     for row in comp.rows:
-        agents = [("—" if c.agents is None else f"{c.agents}{'+' if c.capped else ''}"
-                   f"{'' if c.resolved else ' ?'}") + (_ratio_text(c.agents_ratio) if i else "")
-                  for i, c in enumerate(row.runs)]
-        per_mw = [_f(c.agents_per_mw, ",.0f") + (_ratio_text(c.per_mw_ratio) if i else "")
-                  for i, c in enumerate(row.runs)]
+        agents, per_mw = texts(row)
         rows.append([row.tier, *agents, *per_mw])
     body = [
         "<p>" + " · ".join(f'<b>{escape(n)}</b> <span class="badge {escape(k)}">{escape(k)}'
@@ -309,7 +300,7 @@ def comparison(comp: Comparison, runs: Sequence[Run]) -> str:
                            for n, k, r in zip(comp.names, comp.kinds, runs, strict=True))
         + "</p>",
         "<h2>Agents per SLO tier</h2>",
-        f'<p class="muted">Ratios in brackets are to {escape(comp.names[0])}.</p>',
+        f'<p class="muted">Ratios (×) are to {escape(comp.names[0])}.</p>',
         table(head, rows),
         "<h2>Settings that differ</h2>",
         table(["setting", *comp.names], [[d.setting, *d.values] for d in comp.differences])

@@ -6,8 +6,9 @@ import io
 
 from rich.console import Console
 
+from replay.explain import cell
 from replay.level import Live
-from replay.progress import View, agents_cell, legend, notes, reasons, table
+from replay.progress import View, legend, notes, reasons, table
 from replay.results import Corpus, Level, Run, TierResult, TierVerdict
 
 
@@ -63,7 +64,7 @@ def test_every_symbol_in_the_table_is_explained() -> None:
     r = run(False)
     r.tiers += [TierResult(floor=1, ttft=9, agents=16, capped=True, status="at limit"),
                 TierResult(floor=2, ttft=9, agents=12, repeats=3, interval=(12, 15))]
-    cells = [agents_cell(t) for t in r.tiers]
+    cells = [cell(t) for t in r.tiers]
     assert cells == ["8", "not measured", "4?", "16+", "12–15"]
     text = " ".join(legend(r))
     for symbol in ("N+", "N?", "N–M", "not measured", "—", "per-agent", "errors"):
