@@ -72,7 +72,8 @@ def test_every_symbol_in_the_table_is_explained() -> None:
 
 
 def test_reasons_say_why_a_tier_has_no_answer() -> None:
-    assert any("60 tok/s, 5 s: the smallest level judged" in n for n in reasons(run(False)))
+    assert any("60 tok/s, 5 s: not measured: the smallest level judged" in n
+               for n in reasons(run(False)))
 
 
 def quick_start_like() -> Run:
