@@ -115,7 +115,7 @@ def compare(runs: Sequence[Run], names: Sequence[str]) -> Comparison:
                 continue
             cells.append(Cell(
                 agents=got.agents, capped=got.capped,
-                resolved=got.resolved and not got.inconclusive, agents_per_mw=got.agents_per_mw,
+                resolved=got.resolved, agents_per_mw=got.agents_per_mw,
                 agents_ratio=None if base is None else _ratio(got.agents, base.agents),
                 per_mw_ratio=None if base is None else _ratio(got.agents_per_mw,
                                                               base.agents_per_mw),
