@@ -11,7 +11,12 @@ from replay.results import Level, Run, TierResult
 
 
 def where(run: Run) -> str:
-    """What the run measured: the simulated profile or the endpoint."""
+    """What the run measured: the simulated profile, the forecast's modelled topology, or the
+    endpoint."""
+    if getattr(run, "forecast", False):
+        modelled = getattr(run, "modelled", None)
+        topology = getattr(modelled, "topology", "")
+        return f"forecast, {topology}" if topology else "forecast (modelled engine)"
     return f"simulated engine, profile {run.profile}" if run.simulated else run.endpoint
 
 
