@@ -98,7 +98,8 @@ KeepKeys = Annotated[
         "consistent with later captures (when the input has one).",
     ),
 ]
-Input = Annotated[Path, typer.Argument(help="Corpus file (.zst).", dir_okay=False)]
+# no `dir_okay=False`: a directory gets the reader's one-line error, not a usage box
+Input = Annotated[Path, typer.Argument(help="Corpus file (.zst).")]
 
 
 def _wrote(path: Path, result: ops.Copied) -> None:
@@ -160,6 +161,8 @@ def info(
     for name, value in rows:
         grid.add_row(name, escape(str(value)))
     out.print(grid)
+    if facts.note:
+        err.print(f"[yellow]note:[/] {escape(facts.note)}")
     if facts.damage:
         err.print(f"[yellow]warning:[/] {escape(facts.damage)}")
 
@@ -198,6 +201,8 @@ def validate(
 
     with _progress("validating") as update:
         result = check(file, limit=limit, progress=update)
+    if result.note:
+        err.print(f"[yellow]note:[/] {escape(result.note)}")
     if result.ok:
         out.print(
             f"{escape(str(file))}: ok ({result.frames} frames, {result.sessions} sessions, "

@@ -116,12 +116,15 @@ _encode = msgspec.json.Encoder().encode
 class _Stream:
     """Per-request parse state: token count, first-token time, usage, end marker."""
 
-    __slots__ = ("cached", "done", "error", "first", "input", "progress", "tokens", "usage_out")
+    __slots__ = ("cached", "done", "error", "first", "gap", "input", "last", "progress",
+                 "tokens", "usage_out")
 
     def __init__(self, progress: Progress | None = None) -> None:
         self.progress = progress
         self.tokens = 0
         self.first = 0
+        self.last = 0
+        self.gap = 0
         self.usage_out = -1
         self.input = -1
         self.cached = -1
@@ -129,10 +132,14 @@ class _Stream:
         self.error = ""
 
     def token(self) -> None:
+        now = time.perf_counter_ns()
         if not self.first:
-            self.first = time.perf_counter_ns()
+            self.first = now
             if self.progress is not None:
                 self.progress.first = self.first
+        elif now - self.last > self.gap:  # the longest pause between tokens (stutter)
+            self.gap = now - self.last
+        self.last = now
         self.tokens += 1
         if self.progress is not None:
             self.progress.tokens = self.tokens
@@ -275,8 +282,9 @@ class Client:
             await self._session.close()
             self._session = None
 
-    async def models(self) -> list[str]:
-        """Model ids the server lists at `/models`; raises `EndpointError` when unreachable."""
+    async def models(self, *, needed: bool = True) -> list[str]:
+        """Model ids the server lists at `/models`; raises `EndpointError` when unreachable,
+        or when it answers an HTTP error and the list is `needed` (no --model given)."""
         await self.open()
         assert self._session is not None
         try:
@@ -286,7 +294,14 @@ class Client:
                 timeout=aiohttp.ClientTimeout(total=15),
             ) as resp:
                 if resp.status != 200:
-                    return []
+                    if not needed:
+                        return []
+                    text = (await resp.content.read(200)).decode("utf-8", "replace").strip()
+                    raise EndpointError(
+                        f"{self.base}/models answered HTTP {resp.status}"
+                        f"{': ' + ' '.join(text.split()) if text else ''}; pass --model NAME "
+                        "to name the model, or check the server"
+                    )
                 body = await resp.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise EndpointError(
@@ -359,7 +374,7 @@ class Client:
         error = stream.error or ("" if stream.done else "incomplete")
         return Result(
             start, stream.first, end, output, status=status, error=error,
-            server_input=stream.input, server_cached=stream.cached,
+            server_input=stream.input, server_cached=stream.cached, gap=stream.gap,
         )
 
 

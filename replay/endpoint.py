@@ -68,6 +68,8 @@ class Result:
     server_input: int = -1
     server_cached: int = -1
     detail: str = ""
+    gap: int = 0
+    """Longest pause between two token events (ns); 0 when fewer than two arrived."""
 
 
 class Endpoint(Protocol):

@@ -11,7 +11,12 @@ from replay.results import Level, Run, TierResult
 
 
 def where(run: Run) -> str:
-    """What the run measured: the simulated profile or the endpoint."""
+    """What the run measured: the simulated profile, the forecast's modelled topology, or the
+    endpoint."""
+    if getattr(run, "forecast", False):
+        modelled = getattr(run, "modelled", None)
+        topology = getattr(modelled, "topology", "")
+        return f"forecast, {topology}" if topology else "forecast (modelled engine)"
     return f"simulated engine, profile {run.profile}" if run.simulated else run.endpoint
 
 
@@ -28,7 +33,8 @@ def _agents(n: int) -> str:
 
 def _smallest_failing(run: Run, tier: int) -> Level | None:
     failed = [lv for lv in run.levels
-              if not lv.partial and len(lv.verdicts) > tier and not lv.verdicts[tier].passed]
+              if not lv.partial and len(lv.verdicts) > tier and not lv.verdicts[tier].passed
+              and not lv.verdicts[tier].inconclusive]
     return min(failed, key=lambda lv: lv.agents, default=None)
 
 
@@ -38,16 +44,20 @@ def why(run: Run, tier: int) -> str | None:
     if r.capped:
         top = run.settings.get("max_agents", r.agents)
         return f"met at every level up to --max-agents {top}: may serve more"
+    if r.agents is None or r.status == "unresolved":  # the runner's own word on it
+        return f"{r.status}: {r.reason or 'no answer'}"
     if r.agents > 0:
         return None
     lv = _smallest_failing(run, tier)
     if lv is None:
         return "no level was measured for this tier" if not run.levels else None
-    reason = lv.verdicts[tier].reason or "missed the tier"
-    if lv.agents == 1 and lv.p25_speed is not None and lv.p25_speed < r.floor:
+    v = lv.verdicts[tier]
+    reason = v.reason or "missed the tier"
+    speed = v.speed if v.speed is not None else lv.p25_speed
+    if lv.agents == 1 and speed is not None and speed < r.floor:
         # one stream already misses the floor: more agents can only slow it down
-        speed = f"{lv.p25_speed:.0f} tok/s < {r.floor:g} (P25)"
-        return f"a single agent gets {speed}: no load can meet it"
+        return (f"a single agent gets {speed:.0f} tok/s < {r.floor:.3g} (P{r.speed_pct:g}): "
+                "no load can meet it")
     return f"not met even by {_agents(lv.agents)}: {reason}"
 
 
@@ -61,6 +71,21 @@ def whys(run: Run) -> list[tuple[str, str]]:
     return out
 
 
+def cell(r: TierResult) -> str:
+    """The agents figure as tables show it: `16`, `1024+` (passed at the largest level tried),
+    `16?` (unresolved), `12–15` (an interval from --repeats), `not measured` (no answer)."""
+    if r.agents is None:
+        return "not measured"
+    if r.capped:
+        return f"{r.agents}+"
+    if r.status == "unresolved":
+        return f"{r.agents}?"
+    if r.repeats > 1 and r.interval is not None and r.interval[1] is not None \
+            and r.interval[1] > r.agents:
+        return f"{r.agents}–{r.interval[1]}"
+    return f"{r.agents}"
+
+
 def label(r: TierResult) -> str:
     """The tier as the table names it: `60 tok/s, 5 s`."""
-    return f"{r.floor:g} tok/s, {r.ttft:g} s"
+    return f"{r.floor:.3g} tok/s, {r.ttft:g} s"

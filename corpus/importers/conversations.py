@@ -54,7 +54,7 @@ from corpus.importers.base import (
     tool_names,
     where,
 )
-from corpus.records import Turn
+from corpus.records import After, Turn
 from corpus.wire import apis
 
 DOMAIN = "unknown"
@@ -240,6 +240,7 @@ def _turn(
     t = seconds(tim.get("t"), "timings.t")
     wait = seconds(tim.get("wait"), "timings.wait")
     duration = seconds(tim.get("duration"), "timings.duration")
+    after: After
     if prev is None or prev_msg is None:
         after = "start"
         wait = 0.0 if wait is None else wait

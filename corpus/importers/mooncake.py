@@ -38,7 +38,7 @@ from pathlib import Path
 
 from corpus.anonymizer import Anonymizer
 from corpus.importers.base import Ids, Imported, Report, count, expand, json_lines, where
-from corpus.records import Turn
+from corpus.records import After, Turn
 
 BLOCK_SIZE = 512
 DOMAIN = "chat"
@@ -241,6 +241,7 @@ def _session(group: _Session, origin: float, ids: Ids, path: Path, bs: int) -> I
         out.key = (path, group.sid)
         out.parent = None if first.parent is None else (path, first.parent)
     t = 0.0
+    after: After
     for k, row in enumerate(rows):
         if k == 0:
             wait, after = 0.0, "start"

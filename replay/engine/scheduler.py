@@ -407,6 +407,7 @@ class Engine:
         budget = p.prefill_budget - len(decoding)
         chunks: list[tuple[Generation, int]] = []
         prefill = 0
+        pairs = 0.0
         for gen in prefilling:
             if budget <= 0:
                 break
@@ -414,9 +415,10 @@ class Engine:
             chunks.append((gen, chunk))
             budget -= chunk
             prefill += chunk
+            pairs += chunk * (gen.context + chunk / 2)  # the chunk attends its prefix and itself
         work = prefill + len(decoding)
         self.power.set(p.power(work), time.monotonic())
-        dt = p.step_time(prefill, len(decoding), self._kv_tokens) * self.time_scale
+        dt = p.step_time(prefill, len(decoding), self._kv_tokens, pairs) * self.time_scale
         if dt <= 0:
             await asyncio.sleep(0)
         else:
