@@ -4,7 +4,7 @@
 below (and from `corpus.wire`, the shared wire knowledge), never from other submodules.
 """
 
-from corpus import synth, tokenizer, wire
+from corpus import ops, synth, tokenizer, wire
 from corpus.anonymizer import KNOWN_TOOLS, Anonymizer, Prompt
 from corpus.counts import Counts, counts
 from corpus.errors import (
@@ -17,7 +17,7 @@ from corpus.errors import (
 )
 from corpus.keys import Keys, sidecar
 from corpus.reader import Reader, Table
-from corpus.records import AFTER, VERSION, Header, Session, Turn
+from corpus.records import AFTER, VERSION, After, Header, Session, Turn
 from corpus.tokencache import TokenCache, digest
 from corpus.writer import Writer
 
@@ -25,6 +25,7 @@ __all__ = [
     "AFTER",
     "KNOWN_TOOLS",
     "VERSION",
+    "After",
     "Anonymizer",
     "CorpusError",
     "CorruptError",
@@ -44,6 +45,7 @@ __all__ = [
     "Writer",
     "counts",
     "digest",
+    "ops",
     "sidecar",
     "synth",
     "tokenizer",

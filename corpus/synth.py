@@ -32,7 +32,7 @@ import numpy as np
 from corpus.counts import counts
 from corpus.errors import CorpusError
 from corpus.reader import Reader
-from corpus.records import DEFAULT_BLOCK_SIZE, Header, Session, Turn
+from corpus.records import DEFAULT_BLOCK_SIZE, After, Header, Session, Turn
 from corpus.writer import Writer
 
 # Quantile levels of a fitted distribution: dense in the tails, where heavy-tailed token
@@ -357,6 +357,7 @@ def _session(m: Model, rng: np.random.Generator, ids: _Ids, level: int = 0) -> P
     t = 0.0
     prev_in, prev_out, prev_blocks = 0, 0, shared
     for k in range(n):
+        after: After
         if k == 0:
             size = max(round(m.first_input.draw(rng)), floor + 1)
             keep = len(shared)

@@ -26,7 +26,7 @@ import msgspec
 from corpus.anonymizer import Anonymizer
 from corpus.errors import SourceError
 from corpus.importers.base import Imported, Report, count, expand, seconds, where
-from corpus.records import Turn
+from corpus.records import After, Turn
 from corpus.wire import apis
 
 DOMAIN = "coding"
@@ -151,6 +151,7 @@ def _session(
             body["tools"] = row["tools"]
         prompt = anon.request(apis.OPENAI_CHAT, body)
         duration = None if duration_ms is None else duration_ms / 1000.0
+        after: After
         if prev is None:
             t, wait, after = 0.0, 0.0, "start"
             source = row.get("source")

@@ -18,7 +18,7 @@ import msgspec
 
 from corpus.anonymizer import Anonymizer
 from corpus.errors import SourceError
-from corpus.records import Turn
+from corpus.records import After, Turn
 from corpus.wire import linearize
 
 
@@ -155,7 +155,7 @@ def sent_at(last_input: float | None, prev_end: float | None, first_output: floa
     return min(t, first_output)
 
 
-def after(first: bool, prompted: bool, prev_called_tools: bool) -> str:
+def after(first: bool, prompted: bool, prev_called_tools: bool) -> After:
     """What filled the wait before a logged call: `start`, `tool` (the previous response
     called tools and no new prompt was typed since), or `user`."""
     if first:

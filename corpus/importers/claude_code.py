@@ -47,7 +47,7 @@ from corpus.importers.base import (
     where,
 )
 from corpus.importers.hidden import Hidden, Layout
-from corpus.records import Turn
+from corpus.records import After, Turn
 from corpus.wire import apis, linearize
 
 DOMAIN = "coding"
@@ -135,7 +135,7 @@ class _Call:
     cached: int
     output: int
     model: str
-    after: str
+    after: After
     compacted: bool
     stop: str | None = None
     tools: list[str] = field(default_factory=list)

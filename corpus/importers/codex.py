@@ -49,7 +49,7 @@ from corpus.importers.base import (
     where,
 )
 from corpus.importers.hidden import Hidden, Layout
-from corpus.records import Turn
+from corpus.records import After, Turn
 from corpus.wire import apis, linearize
 
 DOMAIN = "coding"
@@ -123,7 +123,7 @@ class _Call:
     t_req: float
     end: float
     usage: tuple[int, ...]
-    after: str
+    after: After
     tools: list[str] = field(default_factory=list)
     base: int = 0
     reasoning: list[int] = field(default_factory=list)  # indexes of its reasoning items

@@ -26,7 +26,7 @@ import msgspec
 from corpus.anonymizer import Anonymizer
 from corpus.errors import SourceError
 from corpus.importers.base import Conversation, Imported, Report, count, expand, where
-from corpus.records import Turn
+from corpus.records import After, Turn
 from corpus.wire import apis
 
 DOMAIN = "coding"
@@ -157,6 +157,7 @@ def _session(
         if output is None:
             output = anon.count(conv.output_text(i))
         prompt = anon.prompt(conv.segments(i))
+        after: After
         if prev is None:
             t, wait, after = 0.0, 0.0, "start"
         else:
