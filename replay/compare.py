@@ -131,5 +131,22 @@ def compare(runs: Sequence[Run], names: Sequence[str]) -> Comparison:
                       differences=differences(runs), notes=notes)
 
 
+def texts(row: Row) -> tuple[list[str], list[str]]:
+    """A row's agents and agents-per-MW cells as tables show them, ratios to the first run
+    after every other run's figure: `24 1.50×`."""
+    agents, per_mw = [], []
+    for i, c in enumerate(row.runs):
+        a = "—" if c.agents is None else (
+            f"{c.agents}{'+' if c.capped else ''}{'' if c.resolved else ' ?'}")
+        m = "—" if c.agents_per_mw is None else f"{c.agents_per_mw:,.0f}"
+        if i and c.agents_ratio is not None:
+            a += f" {c.agents_ratio:.2f}×"
+        if i and c.per_mw_ratio is not None:
+            m += f" {c.per_mw_ratio:.2f}×"
+        agents.append(a)
+        per_mw.append(m)
+    return agents, per_mw
+
+
 def dumps(comparison: Comparison) -> bytes:
     return msgspec.json.format(msgspec.json.encode(comparison), indent=1)

@@ -35,6 +35,9 @@ def _smallest_failing(run: Run, tier: int) -> Level | None:
 def why(run: Run, tier: int) -> str | None:
     """One line saying why tier `tier` got no agents or a bounded answer, else None."""
     r: TierResult = run.tiers[tier]
+    stated = getattr(r, "reason", "")  # the search's own word on an unresolved tier
+    if stated or r.agents is None:
+        return f"{getattr(r, 'status', 'not measured')}: {stated or 'no answer'}"
     if r.capped:
         top = run.settings.get("max_agents", r.agents)
         return f"met at every level up to --max-agents {top}: may serve more"
@@ -61,6 +64,15 @@ def whys(run: Run) -> list[tuple[str, str]]:
         if line:
             out.append((label(r), line))
     return out
+
+
+def cell(r: TierResult) -> str:
+    """The agents figure as tables show it: `16`, `1024+` (passed at --max-agents), `16 ?`
+    (unresolved or nothing to judge), `—` (not measured)."""
+    if r.agents is None:
+        return "—"
+    unsure = not r.resolved or getattr(r, "inconclusive", False)
+    return f"{r.agents}" + ("+" if r.capped else "") + (" ?" if unsure else "")
 
 
 def label(r: TierResult) -> str:

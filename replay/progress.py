@@ -11,7 +11,7 @@ from rich.live import Live as RichLive
 from rich.table import Table
 from rich.text import Text
 
-from replay.explain import label, where, whys
+from replay.explain import cell, label, where, whys
 from replay.level import Live
 from replay.results import Level, Run
 
@@ -138,11 +138,9 @@ def table(run: Run) -> Table:
         t.add_column(header, justify="left" if left else "right", no_wrap=True,
                      min_width=max(len(top), len(bottom)))
     for r in run.tiers:
-        agents = f"{r.agents}" + ("+" if r.capped else "") + (
-            "" if r.resolved and not r.inconclusive else " ?")
         t.add_row(
             label(r),
-            agents,
+            cell(r),
             _f(r.agents_per_mw, ",.0f"),
             _f(r.p25_speed, ".1f"),
             _f(r.p95_ttft, ".2f", " s"),

@@ -30,9 +30,10 @@ def test_the_default_preset_is_the_default_tiers_and_says_where_they_come_from()
     assert [(t.floor, t.ttft, t.speed_pct, t.ttft_pct) for t in c.tiers] == [
         (t.floor, t.ttft, 25.0, 95.0) for t in DEFAULT_TIERS]
     (note,) = c.notes
-    assert "aa-v4-pro" in note
-    assert "artificialanalysis.ai/methodology/agentperf" in note
-    assert "approximation" in note
+    assert note.startswith("tiers: aa-v4-pro, AA-AgentPerf's DeepSeek V4 Pro tiers")
+    assert "approximations" in note
+    assert "replay presets" in note
+    assert all(p.short and p.source for p in PRESETS.values())
     assert c.settings["slo_stat"] == "speed=p25,ttft=p95"
 
 
@@ -40,7 +41,8 @@ def test_mlperf_presets_check_p99_ttft_and_the_speed_of_p99_tpot() -> None:
     c = choose(preset="mlperf-interactive")
     t = {round(t.floor, 1): t for t in c.tiers}
     assert (t[25.0].ttft, t[25.0].speed_pct, t[25.0].ttft_pct) == (0.45, 1.0, 99.0)
-    assert "loadgen/mlperf.conf" in c.notes[0]
+    assert "MLPerf Inference's interactive" in c.notes[0]
+    assert "loadgen/mlperf.conf" in PRESETS["mlperf-interactive"].source
     assert all(p.source for p in PRESETS.values())
     assert any("mlperf-server" in line for line in describe())
 
