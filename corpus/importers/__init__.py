@@ -19,6 +19,7 @@ from corpus.anonymizer import Anonymizer
 from corpus.errors import CorpusError, SourceError
 from corpus.importers import (
     agentperf,
+    bailian,
     claude_code,
     codex,
     conversations,
@@ -33,6 +34,7 @@ from corpus.writer import Writer
 
 _MODULES: dict[str, ModuleType] = {
     "agentperf-local": agentperf,
+    "bailian": bailian,
     "claude-code": claude_code,
     "codex": codex,
     "conversations": conversations,

@@ -190,3 +190,27 @@ def test_weka_request_with_non_integer_hash_ids_is_left_out(tmp_path: Path) -> N
     assert report.skipped == [
         f"{src}: requests[1]: 'hash_ids' should be a list of integers; request left out"
     ]
+
+
+# -- bailian ----------------------------------------------------------------------------------
+
+
+def test_bailian_chains_become_sessions_with_16_token_blocks(tmp_path: Path) -> None:
+    src = FIXTURES / "bailian" / "trace.jsonl"
+    out = tmp_path / "b.zst"
+    report = importers.run("bailian", [src], out, keys=False)
+    assert Reader(out).header.block_size == 16
+    chain, single = sorted(Reader(out).sessions(), key=lambda s: s.start)
+    assert [t.input for t in chain.turns] == [40, 190, 250]  # by turn, not file order
+    assert [round(t.t, 3) for t in chain.turns] == [0.0, 8.886, 19.136]
+    assert [round(t.wait, 3) for t in chain.turns] == [0.0, 8.886, 10.25]
+    assert round(single.start, 3) == 0.386
+    first, second, third = chain.prefixes()
+    assert second[:2] == first[:2]
+    assert second[2] != first[2]
+    assert third[: len(second)] == second
+    assert len(third) == 16  # ceil(250 / 16)
+    assert single.prefixes()[0][0] == first[0]  # the same block id in the file: shared
+    assert [s.split(": ", 1)[0] for s in report.skipped] == [f"{src}:5", f"{src}:6"]
+    with pytest.raises(SourceError, match="can't be re-blocked"):
+        importers.run("bailian", [src], tmp_path / "c.zst", block_size=64)
