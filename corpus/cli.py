@@ -379,6 +379,7 @@ IMPORT_FORMATS = {
     "conversations": "JSONL of OpenAI-style message lists (schema in the importers README)",
     "mini-swe-agent": "mini-swe-agent *.traj.json trajectories",
     "mooncake": "Mooncake JSONL (512-token hash blocks; session_id/delay when present)",
+    "otel": "OpenTelemetry GenAI spans as OTLP JSON (*.json, collector *.jsonl)",
     "weka": "kv-cache-tester (WEKA) trace_*.json, sub-agents included",
 }
 EXPORT_FORMATS = {

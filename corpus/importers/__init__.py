@@ -25,6 +25,7 @@ from corpus.importers import (
     conversations,
     miniswe,
     mooncake,
+    otel,
     weka,
 )
 from corpus.importers.base import Imported, Report
@@ -40,6 +41,7 @@ _MODULES: dict[str, ModuleType] = {
     "conversations": conversations,
     "mini-swe-agent": miniswe,
     "mooncake": mooncake,
+    "otel": otel,
     "weka": weka,
 }
 FORMATS: tuple[str, ...] = tuple(sorted(_MODULES))

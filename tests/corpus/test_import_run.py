@@ -20,6 +20,7 @@ def test_formats_are_the_documented_ones() -> None:
         "conversations",
         "mini-swe-agent",
         "mooncake",
+        "otel",
         "weka",
     )
     for fmt in importers.FORMATS:
