@@ -61,6 +61,18 @@ def why(run: Run, tier: int) -> str | None:
     return f"not met even by {_agents(lv.agents)}: {reason}"
 
 
+def hint(run: Run) -> str | None:
+    """What to try when some tier is out of reach of a single stream on the simulated engine
+    (the quick start): one line, or None."""
+    if not run.simulated or getattr(run, "forecast", False):
+        return None
+    lines = [why(run, i) or "" for i in range(len(run.tiers))]
+    if not any(line.startswith("a single agent gets") for line in lines):
+        return None
+    other = "b200" if run.profile != "b200" else "h100"
+    return f"tip: a floor is per stream; try --profile {other}, or --slo / --slo-preset"
+
+
 def whys(run: Run) -> list[tuple[str, str]]:
     """(tier label, reason) for every tier that has one, in tier order."""
     out: list[tuple[str, str]] = []
