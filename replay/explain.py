@@ -28,19 +28,19 @@ def _agents(n: int) -> str:
 
 def _smallest_failing(run: Run, tier: int) -> Level | None:
     failed = [lv for lv in run.levels
-              if not lv.partial and len(lv.verdicts) > tier and not lv.verdicts[tier].passed]
+              if not lv.partial and len(lv.verdicts) > tier and not lv.verdicts[tier].passed
+              and not lv.verdicts[tier].inconclusive]
     return min(failed, key=lambda lv: lv.agents, default=None)
 
 
 def why(run: Run, tier: int) -> str | None:
     """One line saying why tier `tier` got no agents or a bounded answer, else None."""
     r: TierResult = run.tiers[tier]
-    stated = getattr(r, "reason", "")  # the search's own word on an unresolved tier
-    if stated or r.agents is None:
-        return f"{getattr(r, 'status', 'not measured')}: {stated or 'no answer'}"
     if r.capped:
         top = run.settings.get("max_agents", r.agents)
         return f"met at every level up to --max-agents {top}: may serve more"
+    if r.agents is None or r.status == "unresolved":  # the runner's own word on it
+        return f"{r.status}: {r.reason or 'no answer'}"
     if r.agents > 0:
         return None
     lv = _smallest_failing(run, tier)
@@ -67,12 +67,18 @@ def whys(run: Run) -> list[tuple[str, str]]:
 
 
 def cell(r: TierResult) -> str:
-    """The agents figure as tables show it: `16`, `1024+` (passed at --max-agents), `16 ?`
-    (unresolved or nothing to judge), `—` (not measured)."""
+    """The agents figure as tables show it: `16`, `1024+` (passed at the largest level tried),
+    `16?` (unresolved), `12–15` (an interval from --repeats), `not measured` (no answer)."""
     if r.agents is None:
-        return "—"
-    unsure = not r.resolved or getattr(r, "inconclusive", False)
-    return f"{r.agents}" + ("+" if r.capped else "") + (" ?" if unsure else "")
+        return "not measured"
+    if r.capped:
+        return f"{r.agents}+"
+    if r.status == "unresolved":
+        return f"{r.agents}?"
+    if r.repeats > 1 and r.interval is not None and r.interval[1] is not None \
+            and r.interval[1] > r.agents:
+        return f"{r.agents}–{r.interval[1]}"
+    return f"{r.agents}"
 
 
 def label(r: TierResult) -> str:

@@ -10,13 +10,14 @@ from typing import Annotated
 import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from replay import plots, report_html
 from replay import results as res
 from replay.compare import Comparison, compare, dumps, texts
 from replay.errors import ReplayError
-from replay.progress import notes, reasons, table
+from replay.progress import legend, notes, reasons, table
 
 console = Console()
 err_console = Console(stderr=True)
@@ -57,9 +58,11 @@ def show(run: res.Run) -> None:
     if run.levels:
         console.print(table(run))
         for line in reasons(run):
-            console.print(line, highlight=False)
+            console.print(escape(line), highlight=False)
+        for line in legend(run):
+            console.print(f"[dim]legend:[/] {escape(line)}", highlight=False)
     for note in notes(run):
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
 @report_app.command(context_settings=HELP)

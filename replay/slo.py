@@ -12,6 +12,7 @@ applied them, count on both sides: a user waits for the task, tool time included
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -68,6 +69,17 @@ class Limit:
         op = "<" if m.higher else ">"
         unit = "×" if m.unit == "×" else f" {m.unit}"
         return f"P{self.pct:g} {self.metric} {value:.3g}{unit} {op} {self.bound:g}{unit}"
+
+
+_NAME = re.compile(r"P([0-9.]+) (\w+) [≥≤] ([0-9.e+-]+)")
+
+
+def from_name(name: str) -> Limit | None:
+    """The limit a `Limit.name` describes (results store names), or None."""
+    m = _NAME.match(name)
+    if m is None or m.group(2) not in METRICS:
+        return None
+    return Limit(m.group(2), float(m.group(1)), float(m.group(3)))
 
 
 def _pct(text: str, where: str) -> float:

@@ -11,7 +11,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from corpus import outfile
+from corpus.errors import CorpusError
 from stats import report_html, report_text
 from stats.capacity import HALVES, Forecaster
 from stats.checklist import Facility
@@ -56,12 +59,24 @@ def _profile(
         )
 
 
+def _check_html(path: Path | None, force: bool) -> None:
+    """Refuse an --html path that would fail or overwrite silently, before any work."""
+    if path is not None:
+        try:
+            outfile.check(path, force=force)
+        except CorpusError as exc:
+            raise StatsError(f"--html {exc}") from exc
+
+
 def _write_html(path: Path, text: str) -> None:
     try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise StatsError(f"{path}: cannot write the HTML report ({exc.strerror})") from exc
-    err.print(f"wrote {path}")
+        outfile.write(path, text.encode("utf-8"))
+    except CorpusError as exc:
+        raise StatsError(f"cannot write the HTML report: {exc}") from exc
+    err.print(f"wrote {path}", highlight=False)
+
+
+Force = Annotated[bool, typer.Option("--force", help="Replace the --html file if it exists.")]
 
 
 def _forecaster(profile_name: str, replicas: int) -> Forecaster:
@@ -78,7 +93,7 @@ def _forecaster(profile_name: str, replicas: int) -> Forecaster:
 
 
 def _fail(exc: StatsError) -> typer.Exit:
-    err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -109,9 +124,11 @@ def describe(
     top_level: Annotated[
         bool, typer.Option("--top-level", help="Leave sub-agent sessions out.")
     ] = False,
+    force: Force = False,
 ) -> None:
     """Describe workloads: tokens, reuse, waits, sessions, cache hit ratios, arrivals."""
     try:
+        _check_html(html, force)
         items = []
         for f in files:
             p = _profile(f, quiet=as_json, top_level=top_level)
@@ -213,11 +230,13 @@ def compare(
     gpus_per_node: Annotated[
         int, typer.Option("--gpus-per-node", min=1, help="GPUs per node.")
     ] = Facility.gpus_per_node,
+    force: Force = False,
 ) -> None:
     """Compare a workload with a reference: the workload factor (agents per MW of yours ÷ the
     reference's, forecast on one modelled engine), why, the buyer's checklist, and verdicts
     per metric."""
     try:
+        _check_html(html, force)
         ref = resolve(reference)
         mine = _profile(file, quiet=as_json, top_level=top_level)
         theirs = (
