@@ -11,7 +11,7 @@ from rich.live import Live as RichLive
 from rich.table import Table
 from rich.text import Text
 
-from replay.explain import cell, label, where, whys
+from replay.explain import cell, hint, label, where, whys
 from replay.level import Live
 from replay.results import Level, Run
 
@@ -210,7 +210,9 @@ def legend(run: Run) -> list[str]:
 
 def reasons(run: Run) -> list[str]:
     """One line per tier whose answer needs a reason (no level met it, or capped)."""
-    return [f"{name}: {line}" for name, line in whys(run)]
+    out = [f"{name}: {line}" for name, line in whys(run)]
+    tip = hint(run)
+    return [*out, tip] if tip else out
 
 
 def notes(run: Run) -> list[str]:

@@ -34,6 +34,7 @@ class Metric:
 METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("speed", "output speed", "tok/s", True),
     Metric("ttft", "time to first token", "s", False),
+    Metric("tpot", "time per output token", "s", False),
     Metric("e2e", "end-to-end latency", "s", False),
     Metric("gap", "longest pause between tokens", "s", False),
     Metric("task", "task time ÷ recorded", "×", False),
@@ -109,7 +110,7 @@ def parse_stats(spec: str) -> dict[str, float]:
 
 
 def parse_limit(spec: str) -> Limit:
-    """`METRIC:pNN=BOUND`, e.g. `e2e:p95=60`, `gap:p99=0.5`, `speed:p10=15`."""
+    """`METRIC:pNN=BOUND`, e.g. `e2e:p95=60`, `gap:p99=0.5`, `tpot:p99=0.04`, `speed:p10=15`."""
     head, sep, bound = spec.partition("=")
     metric, _, stat = head.partition(":")
     metric = metric.strip()

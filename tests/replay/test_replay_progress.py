@@ -119,6 +119,7 @@ def test_a_tier_no_level_met_says_why_in_one_line() -> None:
     assert lines[0] == "20 tok/s, 10 s: met at every level up to --max-agents 1024: may serve more"
     assert lines[1] == "60 tok/s, 5 s: a single agent gets 58 tok/s < 60 (P25): no load can meet it"
     assert lines[2].startswith("180 tok/s, 3 s: a single agent gets 58 tok/s < 180")
+    assert lines[3] == "tip: a floor is per stream; try --profile b200, or --slo / --slo-preset"
     assert all(len(line) <= 80 for line in lines)
 
 
