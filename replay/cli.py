@@ -346,8 +346,9 @@ def replay(
     slo_limit: Annotated[
         list[str] | None,
         typer.Option(help="A further constraint on every tier, METRIC:pNN=BOUND with METRIC "
-                     "speed, ttft, e2e (request latency, s) or gap (longest pause between "
-                     "tokens, s), e.g. e2e:p95=60 or gap:p99=0.5; repeatable."),
+                     "speed, ttft, tpot (s per output token), e2e (request latency, s) or gap "
+                     "(longest pause between tokens, s), e.g. e2e:p95=60 or gap:p99=0.5; "
+                     "repeatable."),
     ] = None,
     task_slo: Annotated[
         str | None,

@@ -7,16 +7,17 @@ Pure: a `Run` in, HTML text out (inline SVG, no JavaScript, nothing fetched).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from html import escape
 
 import numpy as np
 
-from replay import svg
+from replay import slo, svg
 from replay.compare import Comparison, texts
 from replay.explain import cell, kind, label, where, why
 from replay.html import page, table
-from replay.progress import notes
+from replay.progress import legend, notes
 from replay.results import Level, Run
 from replay.summary import arrays, in_window
 
@@ -102,6 +103,60 @@ def level_charts(run: Run) -> list[str]:
                    yfmt=_ratio, ymin=0.0,
                    ymax=max([0.1, *(lv.error_rate for lv in levels)])),
     ]
+
+
+def limit_charts(run: Run) -> list[str]:
+    """Each further constraint (`--slo-limit`, `--task-slo`) against agents, with its bound
+    (the figure is the same for every tier, so the first tier's verdicts carry it)."""
+    out = []
+    for name in run.tiers[0].limits if run.tiers else []:
+        limit = slo.from_name(name)
+        if limit is None:
+            continue
+        metric = slo.METRICS[limit.metric]
+
+        def value(lv: Level, name: str = name) -> float | None:
+            return lv.verdicts[0].limits.get(name) if lv.verdicts else None
+
+        out.append(_vs_agents(run, f"{name} ({metric.name})", metric.unit, value,
+                              hlines=[(limit.bound, name)]))
+    return out
+
+
+SERVER_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("running_mean", "Requests running (server)", "requests"),
+    ("waiting_mean", "Requests waiting (server)", "requests"),
+    ("kv_usage_mean", "KV-cache usage (server)", "share of the KV cache"),
+    ("generation_tps", "Generation tokens/s (server)", "tokens/s"),
+    ("prompt_tps", "Prompt tokens/s (server)", "tokens/s"),
+    ("gpu_util_mean", "GPU utilisation", "percent"),
+)
+"""Per-level figures from the server's own /metrics (`Level.server`), when it reported them."""
+
+
+def _server(level: Level) -> dict[str, object]:
+    load = getattr(level, "server", None)
+    if load is None:
+        return {}
+    return {k: getattr(load, k) for k in getattr(load, "__struct_fields__", ())}
+
+
+def server_charts(run: Run) -> list[str]:
+    """The server's own view of each level, against agents (only figures it reported)."""
+    levels = measured(run)
+    found = [_server(lv) for lv in levels]
+    out = []
+    for key, title, ylabel in SERVER_FIGURES:
+        if not any(isinstance(f.get(key), int | float) for f in found):
+            continue
+        out.append(_vs_agents(run, title, ylabel, functools.partial(_number, key=key),
+                              yfmt=_ratio if key == "kv_usage_mean" else None))
+    return out
+
+
+def _number(level: Level, key: str) -> float | None:
+    value = _server(level).get(key)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def agent_speeds(level: Level) -> np.ndarray:
@@ -262,19 +317,26 @@ def render(run: Run) -> str:
     body = [
         f'<p><span class="badge {k}">{escape(k)}</span> {escape(run.corpus.path)} on '
         f"{escape(where(run))} · {escape(run.api)} · model {escape(run.model)} · "
-        f"{len(run.levels)} levels measured</p>",
+        f"{len(run.levels)} level{'s' if len(run.levels) != 1 else ''} measured</p>",
         "<h2>Agents per SLO tier</h2>",
         '<p class="muted">A tier is met when the steady window\'s P25 per-request output speed '
         "is at least its floor and its P95 time to first token at most its ceiling; "
         "“per-agent” is the share of agents whose own requests met it. Agents per MW use "
         "GPU power only.</p>",
         tier_table(run),
+        '<ul class="notes muted">', *(f"<li>{escape(line)}</li>" for line in legend(run)),
+        "</ul>",
         '<h2>Levels against agents</h2><p class="muted">Dots are measured levels; dashed '
         "horizontal lines are the tiers; vertical lines are the most agents each tier allowed."
         '</p><div class="charts">', *level_charts(run), "</div>",
+        *(['<h2>Further constraints</h2><div class="charts">', *charts, "</div>"]
+          if (charts := limit_charts(run)) else []),
         "<h2>Per-agent view</h2><div class=\"charts\">", *agent_charts(run), "</div>",
         '<h2>Load over time</h2><p class="muted">From the raw requests; shaded spans are the '
         'steady windows.</p><div class="charts">', *time_charts(run), "</div>",
+        *(['<h2>Server metrics</h2><p class="muted">The server\'s own /metrics over each '
+           'steady window.</p><div class="charts">', *charts, "</div>"]
+          if (charts := server_charts(run)) else []),
         "<h2>Levels</h2>", level_table(run),
         '<h2>Fidelity</h2><p class="muted">Did the server see what the corpus recorded?</p>',
         fidelity_table(run),

@@ -69,6 +69,9 @@ class Figures:
             ok = [s for s in self.window if not s.error]
             if metric == "e2e":  # a cut request has taken at least end − start so far
                 v = np.array([s.end - s.start for s in ok], dtype=np.float64)
+            elif metric == "tpot":  # MLPerf's time per output token: 1 / speed
+                with np.errstate(divide="ignore"):
+                    v = np.where(self.values["speed"] > 0, 1.0 / self.values["speed"], np.nan)
             elif metric == "gap":
                 v = np.array([s.gap if s.gap >= 0 else np.nan for s in ok], dtype=np.float64)
             elif metric == "task":

@@ -114,6 +114,15 @@ def turn(session: int, i: int, planned: float, start: float, end: float, recorde
                   server_cached=-1, ideal_cached=0, status=200, error=error, recorded=recorded)
 
 
+def test_tpot_is_the_inverse_of_speed() -> None:
+    tpot = parse_limit("tpot:p99=0.04")
+    lv = level_of([Tier(0, 100, speed_pct=1, limits=(tpot,))])
+    assert lv.verdicts[0].speed is not None
+    # the same order statistics, interpolated on the other scale: equal to ~1e-4
+    assert lv.verdicts[0].limits["P99 tpot ≤ 0.04 s"] == pytest.approx(
+        1 / lv.verdicts[0].speed, rel=1e-3)
+
+
 def test_task_ratio_is_the_replayed_span_over_the_span_with_recorded_durations() -> None:
     # two turns served in 4 s and 6 s (recorded 2 s and 3 s) around a 10 s wait
     task = [turn(1, 0, 0.0, 0.0, 4.0, 2.0), turn(1, 1, 14.0, 14.0, 20.0, 3.0)]
