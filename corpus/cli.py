@@ -373,11 +373,13 @@ def _formats(module: Any) -> str:
 # Listed here so that help needs no importer loaded; a test keeps them equal to the modules'.
 IMPORT_FORMATS = {
     "agentperf-local": "AA's agentperf-local traces (the wheel, its folder or *.jsonl)",
+    "bailian": "Alibaba Bailian anonymized traces (16-token SipHash blocks, chat_id chains)",
     "claude-code": "Claude Code transcripts (~/.claude/projects, sub-agents included)",
     "codex": "Codex CLI rollouts (~/.codex/sessions, *.jsonl and *.jsonl.zst)",
     "conversations": "JSONL of OpenAI-style message lists (schema in the importers README)",
     "mini-swe-agent": "mini-swe-agent *.traj.json trajectories",
     "mooncake": "Mooncake JSONL (512-token hash blocks; session_id/delay when present)",
+    "otel": "OpenTelemetry GenAI spans as OTLP JSON (*.json, collector *.jsonl)",
     "weka": "kv-cache-tester (WEKA) trace_*.json, sub-agents included",
 }
 EXPORT_FORMATS = {

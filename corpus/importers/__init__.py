@@ -19,11 +19,13 @@ from corpus.anonymizer import Anonymizer
 from corpus.errors import CorpusError, SourceError
 from corpus.importers import (
     agentperf,
+    bailian,
     claude_code,
     codex,
     conversations,
     miniswe,
     mooncake,
+    otel,
     weka,
 )
 from corpus.importers.base import Imported, Report
@@ -33,11 +35,13 @@ from corpus.writer import Writer
 
 _MODULES: dict[str, ModuleType] = {
     "agentperf-local": agentperf,
+    "bailian": bailian,
     "claude-code": claude_code,
     "codex": codex,
     "conversations": conversations,
     "mini-swe-agent": miniswe,
     "mooncake": mooncake,
+    "otel": otel,
     "weka": weka,
 }
 FORMATS: tuple[str, ...] = tuple(sorted(_MODULES))
