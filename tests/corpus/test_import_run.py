@@ -18,6 +18,7 @@ def test_formats_are_the_documented_ones() -> None:
         "claude-code",
         "codex",
         "conversations",
+        "dynamo",
         "mini-swe-agent",
         "mooncake",
         "otel",
