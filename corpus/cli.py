@@ -381,6 +381,7 @@ IMPORT_FORMATS = {
     "mini-swe-agent": "mini-swe-agent *.traj.json trajectories",
     "mooncake": "Mooncake JSONL (512-token hash blocks; session_id/delay when present)",
     "otel": "OpenTelemetry GenAI spans as OTLP JSON (*.json, collector *.jsonl)",
+    "tracelab": "TraceLab agentic-coding rounds (JSONL or .jsonl.gz)",
     "weka": "kv-cache-tester (WEKA) trace_*.json, sub-agents included",
 }
 EXPORT_FORMATS = {

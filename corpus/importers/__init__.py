@@ -27,6 +27,7 @@ from corpus.importers import (
     miniswe,
     mooncake,
     otel,
+    tracelab,
     weka,
 )
 from corpus.importers.base import Imported, Report
@@ -44,6 +45,7 @@ _MODULES: dict[str, ModuleType] = {
     "mini-swe-agent": miniswe,
     "mooncake": mooncake,
     "otel": otel,
+    "tracelab": tracelab,
     "weka": weka,
 }
 FORMATS: tuple[str, ...] = tuple(sorted(_MODULES))

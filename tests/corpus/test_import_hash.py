@@ -289,3 +289,32 @@ def test_dynamo_lanes_become_sessions_with_tool_waits(tmp_path: Path) -> None:
     with open(out, "rb") as f:
         body = b"".join(zstandard.ZstdDecompressor().read_to_iter(f))
     assert b"SECRET" not in body
+
+
+# -- tracelab ---------------------------------------------------------------------------------
+
+
+def test_tracelab_rounds_become_sessions_and_agent_windows_sub_agents(tmp_path: Path) -> None:
+    src = FIXTURES / "tracelab" / "rounds.jsonl"
+    out = tmp_path / "t.zst"
+    report = importers.run("tracelab", [src], out, keys=False)
+    main, sub, codex = sorted(Reader(out).sessions(), key=lambda s: s.start)
+    assert sub.parent == main.id
+    assert (main.parent, codex.parent) == (None, None)
+    assert (main.agent, codex.agent, codex.model) == ("claude-code", "codex", "gpt-5-codex")
+    assert [t.input for t in main.turns] == [5000, 5400]
+    assert [t.output for t in main.turns] == [120, 80 + 300]
+    assert main.turns[1].reasoning == 300
+    assert [t.after for t in main.turns] == ["start", "tool"]
+    assert [t.wait for t in main.turns] == pytest.approx([0.0, 28.5])
+    assert [t.duration for t in main.turns] == pytest.approx([2.0, 2.5])
+    assert main.turns[0].tool_calls == ("Agent",)
+    assert main.turns[0].stop == "tool_use"
+    assert sub.start == pytest.approx(3.0)
+    one, two = main.prefixes()
+    assert two[:78] == one[:78]  # 4992 resident tokens = 78 blocks of 64
+    assert two[78] != one[78]
+    assert report.skipped == [f"{src}:6: round has no timing_events time stamp; left out"]
+    with open(out, "rb") as f:
+        body = b"".join(zstandard.ZstdDecompressor().read_to_iter(f))
+    assert b"SECRET" not in body

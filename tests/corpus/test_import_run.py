@@ -22,6 +22,7 @@ def test_formats_are_the_documented_ones() -> None:
         "mini-swe-agent",
         "mooncake",
         "otel",
+        "tracelab",
         "weka",
     )
     for fmt in importers.FORMATS:
