@@ -70,3 +70,10 @@ def test_steps_time_sums_decode_steps_for_both_kinds_of_profile(name: str) -> No
 def test_modelled_profiles_carry_the_models_kv_bytes() -> None:
     p = profile(parse("h200", "llama-3.1-70b", gpus=2))
     assert p.kv_bytes_per_token == 163_840
+
+
+def test_replay_names_the_error_band_of_the_profile_it_runs() -> None:
+    from replay.simulated import error_band
+
+    assert error_band("h100") == PROFILES["h100"].error_band
+    assert error_band("no-such-profile") == "uncalibrated"
