@@ -4,12 +4,13 @@ Every compared figure carries a 90 % interval from resampling sessions (`stats.b
 verdicts (`match` < `differs` < `far`; thresholds in `THRESHOLDS`) judge only what the sample
 can tell:
 - a ratio (yours / reference, of medians; or yours / a published figure): `match` within
-  1/1.5–1.5×, `far` only when the whole interval lies beyond 3× either way, else `differs`. The KS distance is reported as the difference in shape; beyond 0.40 it turns
-  a `match` into `differs`, never into `far` (turns of a session are not independent draws, so
-  KS over thousands of turns flags trivial differences).
+  1/1.5–1.5×, `far` only when the whole interval lies beyond 3× either way, else `differs`.
+  The KS distance is reported as the difference in shape; beyond 0.40 it turns a `match`
+  into `differs`, never into `far` (turns of a session are not independent draws, so KS over
+  thousands of turns flags trivial differences).
 - a published range by the share of your values inside it (match from 80 %, far when the
-  share's interval stays below 50 %); a published floor ("sequences beyond
-  100K") by your maximum: `match` from half the floor on, else `differs` (a maximum depends on
+  share's interval stays below 50 %); a published floor ("sequences beyond 100K") by your
+  maximum: `match` from half the floor on, else `differs` (a maximum depends on
   the sample size: 30 sessions drawn like AA's rarely reach 100K, so never `far`).
 - the prefix hit ratio, a difference in points: `match` within 5 points, `far` when its
   interval stays beyond 15 points.
