@@ -389,7 +389,7 @@ IMPORT_FORMATS = {
     "weka": "kv-cache-tester (WEKA) trace_*.json, sub-agents included",
 }
 EXPORT_FORMATS = {
-    "mooncake": "Mooncake JSONL for AIPerf/Dynamo session replay (one row per turn)",
+    "mooncake": "Mooncake JSONL for AIPerf/Dynamo session replay (one row per turn: what it adds)",
     "weka": "kv-cache-tester (WEKA) trace_NNNN.json folder",
 }
 
@@ -461,13 +461,24 @@ def export(
         int | None,
         typer.Option(help="Coarser blocks for the target (a multiple of the corpus's).", min=1),
     ] = None,
+    whole: Annotated[
+        bool,
+        typer.Option(
+            "--whole-requests",
+            help="mooncake: every row holds its turn's whole input (for replayers that send "
+            "rows on their own); by default later rows of a session hold what the turn adds, "
+            "as AIPerf's and Dynamo's session replay expect.",
+        ),
+    ] = False,
     force: Force = False,
 ) -> None:
     """Write a corpus in another tool's trace format."""
     exporters = _interop("exporters")
     if fmt not in exporters.FORMATS:
         raise _fail(f"unknown export format {fmt!r}; expected one of {_formats(exporters)}")
-    extra = {} if block_size is None else {"block_size": block_size}
+    extra: dict[str, Any] = {} if block_size is None else {"block_size": block_size}
+    if whole:
+        extra["whole"] = True
     with _status(f"exporting {fmt}"), ops.replacing(output, force=force, inputs=[file]) as tmp:
         report = exporters.run(fmt, file, tmp, **extra)
     counts = [

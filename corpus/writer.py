@@ -315,9 +315,7 @@ class Writer:
         try:
             _check(turn)
             if new and not 0 <= min(new) <= max(new) < 1 << 63:
-                raise CorpusError(
-                    f"block ids must be in 0..2**63-1, got {min(new)}..{max(new)}"
-                )
+                raise CorpusError(f"block ids must be in 0..2**63-1, got {min(new)}..{max(new)}")
         except CorpusError as exc:  # nothing of this turn was kept; the session stays open
             raise CorpusError(
                 f"session {session}, turn {self._count.get(session, 0)}: {exc}"

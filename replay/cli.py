@@ -18,12 +18,17 @@ import os
 import secrets
 import signal
 import sys
+import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from corpus import outfile
+from corpus.errors import CorpusError
 from corpus.wire import apis
 from replay import results as res
 from replay.client import Client, ClientFactory, server_root
@@ -39,7 +44,7 @@ from replay.presets import choose as choose_slo
 from replay.presets import describe as describe_presets
 from replay.processes import ProcessFleet, Settings, make_worker
 from replay.progress import View
-from replay.report_cli import show, write_html
+from replay.report_cli import show
 from replay.report_html import render as render_html
 from replay.runner import Plan, run
 from replay.search import parse_resolution
@@ -54,7 +59,7 @@ err_console = Console(stderr=True)
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -117,7 +122,7 @@ async def _execute_at(
     simulated = opts.endpoint is None
     probe = Client(url, api=opts.api, api_key=opts.api_key, headers=opts.headers)
     try:
-        listed = await probe.models()
+        listed = await probe.models(needed=not opts.model)
     finally:
         await probe.close()
     model = opts.model
@@ -170,11 +175,12 @@ async def _execute_at(
             "agents (agents = concurrent top-level sessions)"
         )
     if opts.max_wait is not None:
-        long = sum(1 for s in workload.sessions for t in s.turns if t.wait > opts.max_wait)
+        policy = parse_wait(opts.wait, limit=opts.max_wait)
+        long = sum(1 for s in workload.sessions for t in s.turns if policy.clips(t.wait))
         if long:
             record.notes.append(
-                f"{long} recorded wait{'s' if long != 1 else ''} longer than "
-                f"{opts.max_wait:g} s clipped to it (--max-wait; 0 keeps them)"
+                f"{long} wait{'s' if long != 1 else ''} longer than {opts.max_wait:g} s "
+                f"under --wait {policy} clipped to it (--max-wait; 0 keeps them)"
             )
     if opts.quick:
         record.notes.append(
@@ -217,30 +223,67 @@ async def _execute_at(
 
 
 def _add_notes(record: res.Run) -> None:
-    short = [lv.index + 1 for lv in record.levels if lv.short and not lv.partial]
-    if short:
+    """Run notes about the levels: what each could not judge, why one stopped early, power."""
+    unsure: dict[str, list[str]] = {}
+    for lv in record.levels:
+        if lv.problem and not lv.partial:
+            unsure.setdefault(lv.problem.split(":")[0], []).append(str(lv.index + 1))
+    for why, which in unsure.items():
         record.notes.append(
-            f"levels {', '.join(map(str, short))} ended before --min-requests requests completed"
-        )
-    unstable = [lv.index + 1 for lv in record.levels if not lv.stable and not lv.partial]
-    if unstable:
-        record.notes.append(
-            f"levels {', '.join(map(str, unstable))} never reached a stable rate before the "
-            "warm-up limit"
-        )
+            f"level{'s' if len(which) > 1 else ''} {', '.join(which)}: {why}; such a level "
+            "passes no tier (it was measured again with longer windows, or left out)")
+    for lv in record.levels:
+        if lv.stopped:
+            record.notes.append(f"level {lv.index + 1} ({lv.agents} agents) {lv.stopped}")
     bad = [lv for lv in record.levels if lv.power is not None and not lv.power.ok]
     if bad:
         record.notes.append(f"power: level {bad[0].index + 1}: "
                             f"{bad[0].power.problem if bad[0].power else ''}")
 
 
+def unusable(record: res.Run, max_error_rate: float) -> str:
+    """Why nothing `record` measured is usable, or "" when something is: a level that judged
+    its tiers with errors within the limit, and no level whose endpoint stopped answering."""
+    for lv in record.levels:
+        if lv.stopped and lv.errors_by_kind and max(
+                lv.errors_by_kind, key=lv.errors_by_kind.__getitem__) in ("connect", "timeout"):
+            return f"the endpoint stopped answering: level {lv.index + 1} ({lv.agents} " \
+                f"agents) {lv.stopped}"
+    done = [lv for lv in record.levels if not lv.partial]
+    if any(not lv.problem and lv.error_rate <= max_error_rate for lv in done):
+        return ""
+    if not done:
+        return "no level completed"
+    lv = done[0]
+    why = lv.stopped or lv.problem or (lv.verdicts[0].reason if lv.verdicts else "")
+    return f"nothing usable was measured: level {lv.index + 1} ({lv.agents} agents): {why}"
+
+
+def _write(path: Path, data: bytes, run_tag: str, what: str) -> None:
+    """Write one output beside `path` and rename; if that fails, to the temporary directory,
+    and say so (exit 1): a finished measurement is never lost."""
+    try:
+        outfile.write(path, data)
+    except CorpusError as exc:
+        spare = Path(tempfile.gettempdir()) / f"replay-{run_tag}{path.suffix}"
+        try:
+            outfile.write(spare, data)
+        except CorpusError:
+            raise _fail(f"{what} {exc}; the results are only in the table above") from None
+        err_console.print(f"[red]error:[/] {what} {escape(str(exc))}; wrote it to {spare} "
+                          "instead", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(f"wrote {path}", highlight=False)
+
+
 def _report(record: res.Run, json_path: Path | None, html_path: Path | None = None) -> None:
+    """Print the table, why tiers have the answer they have, the legend and the notes; then
+    write --json and --html (each beside its target and renamed)."""
     show(record)
     if json_path is not None:
-        json_path.write_bytes(res.dumps(record))
-        console.print(f"wrote {json_path}", highlight=False)
+        _write(json_path, res.dumps(record), record.run_tag, "--json")
     if html_path is not None:
-        write_html(html_path, render_html(record))
+        _write(html_path, render_html(record).encode("utf-8"), record.run_tag, "--html")
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -303,8 +346,9 @@ def replay(
     slo_limit: Annotated[
         list[str] | None,
         typer.Option(help="A further constraint on every tier, METRIC:pNN=BOUND with METRIC "
-                     "speed, ttft, e2e (request latency, s) or gap (longest pause between "
-                     "tokens, s), e.g. e2e:p95=60 or gap:p99=0.5; repeatable."),
+                     "speed, ttft, tpot (s per output token), e2e (request latency, s) or gap "
+                     "(longest pause between tokens, s), e.g. e2e:p95=60 or gap:p99=0.5; "
+                     "repeatable."),
     ] = None,
     task_slo: Annotated[
         str | None,
@@ -381,17 +425,30 @@ def replay(
                      "(0.1 = ten times faster) and report in modelled seconds (default 0.1 "
                      "in quick mode, else 1)."),
     ] = None,
+    repeats: Annotated[
+        int,
+        typer.Option(help="Measure the levels either side of each tier's boundary this many "
+                     "times and report the answer with an interval (a level passes only if it "
+                     "passed every time).", min=1),
+    ] = 1,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write every level's raw figures here.")
     ] = None,
     html: Annotated[
         Path | None, typer.Option(help="Write an offline HTML report (charts per level) here.")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the --json and --html files if they exist.")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
 ) -> None:
     """Replay CORPUS against an endpoint and find the most agents each SLO tier allows.
 
     An agent is one top-level session at a time; its sub-agents run inside it, concurrently.
+
+    Also: [bold]replay serve[/] (the simulated engine as an HTTP server; replay serve --help),
+    [bold]replay presets[/] (named SLO tiers), [bold]replay report RUN.json[/] and
+    [bold]replay compare A.json B.json[/] (saved runs).
     """
     try:
         if api not in APIS and api not in (apis.BY_NAME[a].alias for a in APIS):
@@ -424,10 +481,13 @@ def replay(
                                          warmup_min=min(timing.warmup_min, warmup_max))
         if min_requests is not None:
             timing = dataclasses.replace(timing, min_requests=min_requests)
+        # stability compares two spans: both must fit in the longest warm-up
+        timing = dataclasses.replace(
+            timing, stable_span=min(timing.stable_span, timing.warmup_max / 2))
         res_spec = resolution or ("25%" if is_quick else "10%")
         plan = Plan(tiers=tiers, timing=timing, max_agents=max_agents,
                     resolution=parse_resolution(res_spec), agents=agents,
-                    max_error_rate=max_error_rate)
+                    max_error_rate=max_error_rate, repeats=repeats)
         anthropic = api == apis.ANTHROPIC
         key_env = api_key_env or ("ANTHROPIC_API_KEY" if anthropic else "OPENAI_API_KEY")
         api_key = os.environ.get(key_env)
@@ -436,8 +496,14 @@ def replay(
         extra_headers = _headers(header or [])
         if power is not None:
             validate_power(power, simulated=endpoint is None)
+        for flag, path in (("--json", json_out), ("--html", html)):
+            if path is not None:
+                try:
+                    outfile.check(path, force=force)
+                except CorpusError as exc:
+                    raise ConfigError(f"{flag} {exc}") from None
         workload = Workload.load(corpus)
-    except ReplayError as exc:
+    except (ReplayError, CorpusError) as exc:
         raise _fail(str(exc)) from None
     tag = run_tag if run_tag is not None else secrets.token_hex(4)
     settings: dict[str, Any] = {
@@ -447,6 +513,7 @@ def replay(
         "timing": dataclasses.asdict(timing), "tokenizer": tokenizer, "workers": workers,
         "max_error_rate": max_error_rate, "timeout": timeout, "ignore_eos": ignore_eos,
         "affinity_header": affinity_header, "power_interval": power_interval,
+        "repeats": repeats,
     }
     opts = _Options(
         endpoint=endpoint, profile=profile, api=api, model=model, api_key=api_key,
@@ -459,18 +526,22 @@ def replay(
     )
     label = f"simulated {profile}" if endpoint is None else endpoint
     state = _State()
-    # SIGTERM stops a run like Ctrl-C: results so far are kept and the engine is shut down
+    # SIGTERM stops a run like Ctrl-C: results so far are kept and the engine is shut down.
+    # Outside the event loop it raises KeyboardInterrupt; inside, `_execute` turns it into a
+    # cancellation of the run, so every level's cleanup runs (see `_on_sigterm`).
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with View(console, label=label, enabled=progress, simulated=endpoint is None) as view:
-            asyncio.run(_execute(state, workload, opts, view))
-    except KeyboardInterrupt:
+            asyncio.run(_on_sigterm(_execute(state, workload, opts, view)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough: finish saving
         if state.record is not None:
             state.record.interrupted = True
             _report(state.record, json_out, html)
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
     except ReplayError as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if state.record is not None and state.record.levels:
             _report(state.record, json_out, html)
         raise _fail(str(exc)) from None
@@ -478,6 +549,30 @@ def replay(
         signal.signal(signal.SIGTERM, previous)
     assert state.record is not None
     _report(state.record, json_out, html)
+    cause = unusable(state.record, max_error_rate)
+    if cause:
+        raise _fail(cause)
+
+
+async def _on_sigterm(work: Coroutine[Any, Any, res.Run]) -> res.Run:
+    """Run `work` with SIGTERM cancelling it (as asyncio does for Ctrl-C), so the runner keeps
+    the partial level and every resource is closed before the CLI reports."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    stopping: list[bool] = []
+
+    def stop() -> None:
+        if not stopping:  # a second SIGTERM must not cut the cleanup of the first
+            stopping.append(True)
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    try:
+        return await work
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> None:

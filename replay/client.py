@@ -282,8 +282,9 @@ class Client:
             await self._session.close()
             self._session = None
 
-    async def models(self) -> list[str]:
-        """Model ids the server lists at `/models`; raises `EndpointError` when unreachable."""
+    async def models(self, *, needed: bool = True) -> list[str]:
+        """Model ids the server lists at `/models`; raises `EndpointError` when unreachable,
+        or when it answers an HTTP error and the list is `needed` (no --model given)."""
         await self.open()
         assert self._session is not None
         try:
@@ -293,7 +294,14 @@ class Client:
                 timeout=aiohttp.ClientTimeout(total=15),
             ) as resp:
                 if resp.status != 200:
-                    return []
+                    if not needed:
+                        return []
+                    text = (await resp.content.read(200)).decode("utf-8", "replace").strip()
+                    raise EndpointError(
+                        f"{self.base}/models answered HTTP {resp.status}"
+                        f"{': ' + ' '.join(text.split()) if text else ''}; pass --model NAME "
+                        "to name the model, or check the server"
+                    )
                 body = await resp.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise EndpointError(

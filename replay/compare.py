@@ -53,8 +53,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
-def _key(r: TierResult) -> tuple[float, float]:
-    return (r.floor, r.ttft)
+def _key(r: TierResult) -> tuple[float, float, float, float, tuple[str, ...]]:
+    """Tiers are the same only with the same bounds, statistics and further limits."""
+    return (r.floor, r.ttft, r.speed_pct, r.ttft_pct, tuple(r.limits))
+
+
+def _name(r: TierResult) -> str:
+    stats = "" if (r.speed_pct, r.ttft_pct) == (25.0, 95.0) else (
+        f" · P{r.speed_pct:g}/P{r.ttft_pct:g}")
+    return label(r) + stats + "".join(f" · {limit}" for limit in r.limits)
 
 
 def _flat(run: Run) -> dict[str, str]:
@@ -93,7 +100,7 @@ def compare(runs: Sequence[Run], names: Sequence[str]) -> Comparison:
     """Tiers in first-seen order across the runs; ratios are to the first run."""
     if len(runs) < 2:
         raise ValueError("compare needs at least two runs")
-    tiers: dict[tuple[float, float], TierResult] = {}
+    tiers: dict[tuple[float, float, float, float, tuple[str, ...]], TierResult] = {}
     for run in runs:
         for t in run.tiers:
             tiers.setdefault(_key(t), t)
@@ -108,12 +115,12 @@ def compare(runs: Sequence[Run], names: Sequence[str]) -> Comparison:
                 continue
             cells.append(Cell(
                 agents=got.agents, capped=got.capped,
-                resolved=got.resolved and not got.inconclusive, agents_per_mw=got.agents_per_mw,
+                resolved=got.resolved, agents_per_mw=got.agents_per_mw,
                 agents_ratio=None if base is None else _ratio(got.agents, base.agents),
                 per_mw_ratio=None if base is None else _ratio(got.agents_per_mw,
                                                               base.agents_per_mw),
             ))
-        rows.append(Row(tier=label(tier), floor=tier.floor, ttft=tier.ttft, runs=cells))
+        rows.append(Row(tier=_name(tier), floor=tier.floor, ttft=tier.ttft, runs=cells))
     notes = []
     kinds = [kind(r) for r in runs]
     if len(set(kinds)) > 1:
@@ -129,6 +136,23 @@ def compare(runs: Sequence[Run], names: Sequence[str]) -> Comparison:
             n for n, r in zip(names, runs, strict=True) if r.interrupted))
     return Comparison(names=list(names), kinds=kinds, rows=rows,
                       differences=differences(runs), notes=notes)
+
+
+def texts(row: Row) -> tuple[list[str], list[str]]:
+    """A row's agents and agents-per-MW cells as tables show them, ratios to the first run
+    after every other run's figure: `24 1.50×`."""
+    agents, per_mw = [], []
+    for i, c in enumerate(row.runs):
+        a = "—" if c.agents is None else (
+            f"{c.agents}{'+' if c.capped else ''}{'' if c.resolved else ' ?'}")
+        m = "—" if c.agents_per_mw is None else f"{c.agents_per_mw:,.0f}"
+        if i and c.agents_ratio is not None:
+            a += f" {c.agents_ratio:.2f}×"
+        if i and c.per_mw_ratio is not None:
+            m += f" {c.per_mw_ratio:.2f}×"
+        agents.append(a)
+        per_mw.append(m)
+    return agents, per_mw
 
 
 def dumps(comparison: Comparison) -> bytes:

@@ -22,6 +22,8 @@ class Preset:
     ttft_pct: float
     source: str
     caveat: str = ""
+    short: str = ""
+    """One line for the run's notes."""
 
 
 AA_SOURCE = "AA-AgentPerf methodology, https://artificialanalysis.ai/methodology/agentperf"
@@ -35,11 +37,14 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "tiers span AA's range up to 180 tok/s",
         "the 60 and 180 tok/s TTFT ceilings and the P25/P95 statistics are this tool's "
         "approximation: AA does not publish them",
+        "AA-AgentPerf's DeepSeek V4 Pro tiers (20 tok/s with TTFT ≤ 10 s is published; the "
+        "other ceilings and P25/P95 are approximations)",
     ),
     Preset(
         "aa-v3.2", ((30, 15), (100, 15), (300, 15)), 25, 95,
         f"{AA_SOURCE}: DeepSeek V3.2 example tiers, 30/100/300 tok/s with TTFT ≤ 15 s",
         "the P25/P95 statistics are this tool's approximation: AA does not publish them",
+        "AA-AgentPerf's DeepSeek V3.2 example tiers (P25/P95 are approximations)",
     ),
     Preset(
         "mlperf-interactive",
@@ -49,6 +54,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "llama3_1-8b 30 ms / 500 ms, deepseek-r1 15 ms / 1.5 s",
         "MLPerf's ceilings were set for its own datasets' prompts (a few thousand tokens), "
         "not agent contexts of tens of thousands",
+        "MLPerf Inference's interactive LLM ceilings (P99 TTFT, P99 TPOT as speed)",
     ),
     Preset(
         "mlperf-server",
@@ -57,6 +63,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         "floors (1 / TPOT): llama2-70b 200 ms / 2 s, llama3_1-405b 175 ms / 6 s, "
         "llama3_1-8b 100 ms / 2 s, deepseek-r1 80 ms / 2 s",
         "MLPerf's ceilings were set for its own datasets' prompts, not agent contexts",
+        "MLPerf Inference's server LLM ceilings (P99 TTFT, P99 TPOT as speed)",
     ),
 )}
 DEFAULT = "aa-v4-pro"
@@ -99,8 +106,7 @@ def choose(
              for f, c in pairs]
     notes = []
     if not slo_specs:
-        notes.append(f"tiers: --slo-preset {p.name} ({p.source})"
-                     + (f"; {p.caveat}" if p.caveat and not stat else ""))
+        notes.append(f"tiers: {p.name}, {p.short}; 'replay presets' cites the sources")
     elif not stat and (stats["speed"], stats["ttft"]) == (25.0, 95.0):
         notes.append("statistics: P25 speed and P95 TTFT approximate AA-AgentPerf, which does "
                      "not publish its percentiles (--slo-stat changes them)")

@@ -11,9 +11,12 @@ from rich.live import Live as RichLive
 from rich.table import Table
 from rich.text import Text
 
-from replay.explain import label, where, whys
+from replay.explain import cell, hint, label, where, whys
 from replay.level import Live
 from replay.results import Level, Run
+
+PLAIN_EVERY = 30.0
+"""Seconds (reported) between progress lines when the output is not a terminal."""
 
 
 def _f(value: float | None, fmt: str, unit: str = "") -> str:
@@ -34,8 +37,9 @@ LEGEND = "agents · P25 output speed · P95 time to first token · done · power
 
 class View:
     """Live progress on a terminal: one status line that stays a single line (cut, never
-    wrapped) above the level lines; without a terminal, one plain line per finished level and
-    no status line. Use as a context manager."""
+    wrapped) above the level lines; without a terminal, a plain progress line when a phase
+    starts and every `PLAIN_EVERY` seconds, and one line per finished level. Use as a context
+    manager."""
 
     def __init__(
         self, console: Console, *, label: str, enabled: bool = True, simulated: bool = False
@@ -45,6 +49,8 @@ class View:
         self.enabled = enabled
         self._live: RichLive | None = None
         self._legend = False
+        self._phase: tuple[int, str] | None = None
+        self._said = 0.0
 
     def __enter__(self) -> View:
         if self.enabled and self.console.is_terminal:
@@ -65,6 +71,8 @@ class View:
 
     def tick(self, live: Live) -> None:
         if self._live is None:
+            if self.enabled:
+                self._plain(live)
             return
         text = Text.assemble(
             (f"{self.label}  ", "dim"),
@@ -77,6 +85,18 @@ class View:
         )
         self._live.update(text)
 
+    def _plain(self, live: Live) -> None:
+        """Off a terminal: one line when a phase starts and every `PLAIN_EVERY` seconds, so a
+        log shows the run is alive (and its errors) long before a level ends."""
+        key = (live.level, live.phase)
+        if key == self._phase and live.elapsed - self._said < PLAIN_EVERY:
+            return
+        self._phase, self._said = key, live.elapsed
+        self.console.print(
+            f"level {live.level + 1}: {live.agents} {_agents(live.agents)}  {live.phase} "
+            f"{live.elapsed:.0f} s  done {live.completed}  in flight {live.inflight}  "
+            f"err {live.errors}", highlight=False)
+
     def level(self, level: Level) -> None:
         if not self._legend:
             self._legend = True
@@ -88,8 +108,8 @@ class View:
 
 def level_line(level: Level) -> str:
     """One finished level in ≤ 80 columns (rich markup): agents, P25 speed, P95 TTFT,
-    requests, errors when any, power, and a mark per tier (✓ met, ✗ missed, ? nothing to
-    judge)."""
+    requests, errors when any, power, a mark per tier (✓ met, ✗ missed, ? could not judge),
+    and why the level cannot pass a tier (short, unstable, empty) or stopped early."""
     marks = " ".join(
         f"[yellow]?{v.floor:g}[/]" if v.inconclusive
         else f"[green]✓{v.floor:g}[/]" if v.passed else f"[red]✗{v.floor:g}[/]"
@@ -99,15 +119,23 @@ def level_line(level: Level) -> str:
     if level.power is not None and level.power.mean_w is not None:
         power = f"  {level.power.mean_w:,.0f} W"
     errors = f" [red]{level.errors} err[/]" if level.errors else ""
-    flags = (" [yellow]short[/]" if level.short else "") + (
-        "" if level.stable else " [yellow]unstable[/]"
-    )
+    flags = (" [red]stopped[/]" if level.stopped else "") + (
+        f" [yellow]{_flag(level.problem)}[/]" if level.problem else "")
     return (
         f"level {level.index + 1}: [bold]{level.agents}[/] {_agents(level.agents)}  "
         f"P25 {_f(level.p25_speed, '.1f', ' tok/s')}  "
         f"P95 {_f(level.p95_ttft, '.1f' if (level.p95_ttft or 0) >= 10 else '.2f', ' s')}  "
         f"{level.completed} ok{errors}{power}  {marks}{flags}"
     )
+
+
+def _flag(problem: str) -> str:
+    """A level's problem as one word for its line (the notes say it in full)."""
+    for word, flag in (("short", "short"), ("stable", "unstable"), ("no request", "empty"),
+                       ("interrupted", "partial")):
+        if word in problem:
+            return flag
+    return "unjudged"
 
 
 def columns(run: Run) -> tuple[tuple[str, str], ...]:
@@ -138,11 +166,9 @@ def table(run: Run) -> Table:
         t.add_column(header, justify="left" if left else "right", no_wrap=True,
                      min_width=max(len(top), len(bottom)))
     for r in run.tiers:
-        agents = f"{r.agents}" + ("+" if r.capped else "") + (
-            "" if r.resolved and not r.inconclusive else " ?")
         t.add_row(
             label(r),
-            agents,
+            cell(r),
             _f(r.agents_per_mw, ",.0f"),
             _f(r.p25_speed, ".1f"),
             _f(r.p95_ttft, ".2f", " s"),
@@ -153,14 +179,45 @@ def table(run: Run) -> Table:
     return t
 
 
+def legend(run: Run) -> list[str]:
+    """One line per symbol the table and the level lines use, so none goes unexplained."""
+    cells = [cell(r) for r in run.tiers]
+    out = ["agents: the most concurrent agents whose steady window met the tier, judged only "
+           "on complete, stable levels with enough completed requests"]
+    if any(c.endswith("+") for c in cells):
+        out.append("N+: met at the largest level tried; the capacity may be higher")
+    if any(c.endswith("?") for c in cells):
+        out.append("N?: unresolved: met at N, but no level close enough above it failed")
+    if any("–" in c for c in cells):
+        out.append("N–M: the capacity lies between N and M (the levels either side of the "
+                   "boundary were measured repeatedly; N met the tier every time)")
+    if "not measured" in cells:
+        out.append("not measured: no level met the tier and none failed it at 1 agent, so "
+                   "there is no answer (not 0)")
+    levels = run.levels
+    if any(v.inconclusive for lv in levels for v in lv.verdicts):
+        out.append("?60 in a level line: that level could not judge the 60 tok/s tier "
+                   "(short, unstable, empty): measured again with longer windows, or left out")
+    if any(lv.stopped for lv in levels):
+        out.append("stopped: the level's error rate passed --max-error-rate and it stopped "
+                   "early (see the notes)")
+    out.append("a row's figures come from the level that gave its answer (for a tier without "
+               "one: the smallest level that failed it); —: no figure; errors: failed requests "
+               "in that level's window; per-agent: share of agents whose own requests met the "
+               "tier")
+    return out
+
+
 def reasons(run: Run) -> list[str]:
     """One line per tier whose answer needs a reason (no level met it, or capped)."""
-    return [f"{name}: {line}" for name, line in whys(run)]
+    out = [f"{name}: {line}" for name, line in whys(run)]
+    tip = hint(run)
+    return [*out, tip] if tip else out
 
 
 def notes(run: Run) -> list[str]:
     """Caveats to print under the table (simulated, short windows, interrupted, power)."""
     out = list(run.notes)
     if run.interrupted:
-        out.append("interrupted: results cover the levels measured before Ctrl-C")
+        out.append("interrupted: results cover the levels measured before the stop")
     return out

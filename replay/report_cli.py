@@ -10,12 +10,14 @@ from typing import Annotated
 import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from replay import report_html
+from replay import plots, report_html
 from replay import results as res
-from replay.compare import Comparison, compare, dumps
-from replay.progress import notes, reasons, table
+from replay.compare import Comparison, compare, dumps, texts
+from replay.errors import ReplayError
+from replay.progress import legend, notes, reasons, table
 
 console = Console()
 err_console = Console(stderr=True)
@@ -56,9 +58,11 @@ def show(run: res.Run) -> None:
     if run.levels:
         console.print(table(run))
         for line in reasons(run):
-            console.print(line, highlight=False)
+            console.print(escape(line), highlight=False)
+        for line in legend(run):
+            console.print(f"[dim]legend:[/] {escape(line)}", highlight=False)
     for note in notes(run):
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
 @report_app.command(context_settings=HELP)
@@ -67,16 +71,23 @@ def report(
     html: Annotated[
         Path | None, typer.Option(help="Write the run as one offline HTML page here.")
     ] = None,
+    png: Annotated[
+        Path | None,
+        typer.Option(help="Write PNG plots for slides into this folder (needs matplotlib: "
+                     "pip install 'agentload[plot]')."),
+    ] = None,
 ) -> None:
     """Show a saved run again: the table per tier, and with --html an offline HTML report."""
     run = load(run_json)
     show(run)
     if html is not None:
         write_html(html, report_html.render(run))
-
-
-def _ratio(v: float | None) -> str:
-    return "" if v is None else f" {v:.2f}×"
+    if png is not None:
+        try:
+            paths = plots.write(run, png)
+        except (ReplayError, OSError) as exc:
+            raise _fail(f"--png {png}: {exc}") from None
+        console.print(f"wrote {len(paths)} plots to {png}", highlight=False)
 
 
 def _table(comp: Comparison) -> Table:
@@ -87,11 +98,7 @@ def _table(comp: Comparison) -> Table:
     for name in comp.names:
         t.add_column(f"{name}\nper MW", justify="right")
     for row in comp.rows:
-        agents = [("—" if c.agents is None else f"{c.agents}{'+' if c.capped else ''}"
-                   f"{'' if c.resolved else ' ?'}") + (_ratio(c.agents_ratio) if i else "")
-                  for i, c in enumerate(row.runs)]
-        per_mw = [("—" if c.agents_per_mw is None else f"{c.agents_per_mw:,.0f}")
-                  + (_ratio(c.per_mw_ratio) if i else "") for i, c in enumerate(row.runs)]
+        agents, per_mw = texts(row)
         t.add_row(row.tier, *agents, *per_mw)
     return t
 

@@ -7,15 +7,17 @@ Pure: a `Run` in, HTML text out (inline SVG, no JavaScript, nothing fetched).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from html import escape
 
 import numpy as np
 
-from replay import svg
-from replay.compare import Comparison
-from replay.explain import kind, label, where, why
+from replay import slo, svg
+from replay.compare import Comparison, texts
+from replay.explain import cell, kind, label, where, why
 from replay.html import page, table
+from replay.progress import notes
 from replay.results import Level, Run
 from replay.summary import arrays, in_window
 
@@ -34,7 +36,7 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
 
-def _measured(run: Run) -> list[Level]:
+def measured(run: Run) -> list[Level]:
     return sorted((lv for lv in run.levels if not lv.partial), key=lambda lv: lv.agents)
 
 
@@ -44,7 +46,7 @@ def throughput(level: Level) -> float | None:
     return level.output_tokens / span if span > 0 and level.requests else None
 
 
-def _cache(level: Level) -> float | None:
+def cache_ratio(level: Level) -> float | None:
     f = level.fidelity
     return f.cache_counters if f.cache_counters is not None else f.cache_server
 
@@ -62,7 +64,7 @@ def _vs_agents(
     hlines: Sequence[tuple[float, str]] = (),
     extra: Sequence[svg.Series] = (),
 ) -> str:
-    levels = _measured(run)
+    levels = measured(run)
     xs = [float(lv.agents) for lv in levels]
     ys = [np.nan if (v := value(lv)) is None else float(v) for lv in levels]
     chart = svg.Chart(title, "agents (concurrent sessions)", ylabel, xlog=True, ylog=ylog,
@@ -71,7 +73,7 @@ def _vs_agents(
     if yfmt is not None:
         chart.yfmt = yfmt
     chart.vlines = [(float(r.agents), f"{r.floor:g} tok/s: {r.agents}")
-                    for r in run.tiers if r.agents > 0]
+                    for r in run.tiers if r.agents]
     return svg.render(chart)
 
 
@@ -83,7 +85,7 @@ def level_charts(run: Run) -> list[str]:
     """The figures against agents, each with the tiers' lines and the boundaries found."""
     floors = [(r.floor, f"{r.floor:g} tok/s") for r in run.tiers]
     ceilings = [(r.ttft, f"TTFT ≤ {r.ttft:g} s") for r in run.tiers]
-    levels = _measured(run)
+    levels = measured(run)
     ideal = svg.Series("ideal (infinite cache)", [float(lv.agents) for lv in levels],
                        [np.nan if lv.fidelity.cache_ideal is None else lv.fidelity.cache_ideal
                         for lv in levels], dashed=True)
@@ -96,11 +98,65 @@ def level_charts(run: Run) -> list[str]:
         _vs_agents(run, "Mean power (steady window)", "watts",
                    lambda lv: lv.power.mean_w if lv.power is not None else None),
         _vs_agents(run, "Prefix-cache hits seen by the server", "share of prompt tokens",
-                   _cache, yfmt=_ratio, extra=[ideal], ymin=0.0, ymax=1.0),
+                   cache_ratio, yfmt=_ratio, extra=[ideal], ymin=0.0, ymax=1.0),
         _vs_agents(run, "Errors", "share of window requests", lambda lv: lv.error_rate,
                    yfmt=_ratio, ymin=0.0,
                    ymax=max([0.1, *(lv.error_rate for lv in levels)])),
     ]
+
+
+def limit_charts(run: Run) -> list[str]:
+    """Each further constraint (`--slo-limit`, `--task-slo`) against agents, with its bound
+    (the figure is the same for every tier, so the first tier's verdicts carry it)."""
+    out = []
+    for name in run.tiers[0].limits if run.tiers else []:
+        limit = slo.from_name(name)
+        if limit is None:
+            continue
+        metric = slo.METRICS[limit.metric]
+
+        def value(lv: Level, name: str = name) -> float | None:
+            return lv.verdicts[0].limits.get(name) if lv.verdicts else None
+
+        out.append(_vs_agents(run, f"{name} ({metric.name})", metric.unit, value,
+                              hlines=[(limit.bound, name)]))
+    return out
+
+
+SERVER_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("running_mean", "Requests running (server)", "requests"),
+    ("waiting_mean", "Requests waiting (server)", "requests"),
+    ("kv_usage_mean", "KV-cache usage (server)", "share of the KV cache"),
+    ("generation_tps", "Generation tokens/s (server)", "tokens/s"),
+    ("prompt_tps", "Prompt tokens/s (server)", "tokens/s"),
+    ("gpu_util_mean", "GPU utilisation", "percent"),
+)
+"""Per-level figures from the server's own /metrics (`Level.server`), when it reported them."""
+
+
+def _server(level: Level) -> dict[str, object]:
+    load = getattr(level, "server", None)
+    if load is None:
+        return {}
+    return {k: getattr(load, k) for k in getattr(load, "__struct_fields__", ())}
+
+
+def server_charts(run: Run) -> list[str]:
+    """The server's own view of each level, against agents (only figures it reported)."""
+    levels = measured(run)
+    found = [_server(lv) for lv in levels]
+    out = []
+    for key, title, ylabel in SERVER_FIGURES:
+        if not any(isinstance(f.get(key), int | float) for f in found):
+            continue
+        out.append(_vs_agents(run, title, ylabel, functools.partial(_number, key=key),
+                              yfmt=_ratio if key == "kv_usage_mean" else None))
+    return out
+
+
+def _number(level: Level, key: str) -> float | None:
+    value = _server(level).get(key)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def agent_speeds(level: Level) -> np.ndarray:
@@ -125,7 +181,7 @@ def _spread(levels: list[Level], n: int) -> list[Level]:
 def agent_charts(run: Run) -> list[str]:
     """The per-agent view: the share of agents meeting each tier, and how agents' own P25
     speeds spread at each level."""
-    levels = _measured(run)
+    levels = measured(run)
     xs = [float(lv.agents) for lv in levels]
     share = svg.Chart("Agents whose own requests met the tier", "agents (concurrent sessions)",
                       "share of agents", xlog=True, ymin=0.0, ymax=1.0, yfmt=_ratio)
@@ -192,10 +248,8 @@ def time_charts(run: Run, buckets: int = 120) -> list[str]:
 def tier_table(run: Run) -> str:
     rows = []
     for i, r in enumerate(run.tiers):
-        agents = f"{r.agents}" + ("+" if r.capped else "") + (
-            "" if r.resolved and not r.inconclusive else " ?")
         rows.append(
-            f"<tr><td>{escape(label(r))}</td><td><b>{escape(agents)}</b></td>"
+            f"<tr><td>{escape(label(r))}</td><td><b>{escape(cell(r))}</b></td>"
             f"<td>{_f(r.agents_per_mw, ',.0f')}</td><td>{_f(r.mean_w, ',.0f', ' W')}</td>"
             f"<td>{_f(r.j_per_token, '.2f')}</td><td>{_f(r.p25_speed, '.1f')}</td>"
             f"<td>{_f(r.p95_ttft, '.2f', ' s')}</td><td>{_pct(r.cache_hit_ratio)}</td>"
@@ -240,7 +294,7 @@ def fidelity_table(run: Run) -> str:
         f = lv.fidelity
         cells = (str(lv.index + 1), str(lv.agents), _f(f.input_ratio, ".3f"),
                  _pct(f.input_max_dev), _f(f.output_ratio, ".3f"), _pct(f.output_exact_share),
-                 _pct(_cache(lv)), _pct(f.cache_ideal), _f(f.lag_p50, ".3f", " s"),
+                 _pct(cache_ratio(lv)), _pct(f.cache_ideal), _f(f.lag_p50, ".3f", " s"),
                  _f(f.lag_p95, ".3f", " s"), _f(f.lag_max, ".3f", " s"))
         rows.append(cells)
     return table(head, rows)
@@ -257,20 +311,13 @@ def _settings(run: Run) -> str:
                                 for k, v in items.items()) + "</table>")
 
 
-def notes_of(run: Run) -> list[str]:
-    out = list(run.notes)
-    if run.interrupted:
-        out.append("interrupted: results cover the levels measured before Ctrl-C")
-    return out
-
-
 def render(run: Run) -> str:
     """The whole report for `run`."""
     k = kind(run)
     body = [
         f'<p><span class="badge {k}">{escape(k)}</span> {escape(run.corpus.path)} on '
         f"{escape(where(run))} · {escape(run.api)} · model {escape(run.model)} · "
-        f"{len(run.levels)} levels measured</p>",
+        f"{len(run.levels)} level{'s' if len(run.levels) != 1 else ''} measured</p>",
         "<h2>Agents per SLO tier</h2>",
         '<p class="muted">A tier is met when the steady window\'s P25 per-request output speed '
         "is at least its floor and its P95 time to first token at most its ceiling; "
@@ -280,21 +327,22 @@ def render(run: Run) -> str:
         '<h2>Levels against agents</h2><p class="muted">Dots are measured levels; dashed '
         "horizontal lines are the tiers; vertical lines are the most agents each tier allowed."
         '</p><div class="charts">', *level_charts(run), "</div>",
+        *(['<h2>Further constraints</h2><div class="charts">', *charts, "</div>"]
+          if (charts := limit_charts(run)) else []),
         "<h2>Per-agent view</h2><div class=\"charts\">", *agent_charts(run), "</div>",
         '<h2>Load over time</h2><p class="muted">From the raw requests; shaded spans are the '
         'steady windows.</p><div class="charts">', *time_charts(run), "</div>",
+        *(['<h2>Server metrics</h2><p class="muted">The server\'s own /metrics over each '
+           'steady window.</p><div class="charts">', *charts, "</div>"]
+          if (charts := server_charts(run)) else []),
         "<h2>Levels</h2>", level_table(run),
         '<h2>Fidelity</h2><p class="muted">Did the server see what the corpus recorded?</p>',
         fidelity_table(run),
         "<h2>Notes</h2><ul class=\"notes\">",
-        *(f'<li class="note">{escape(n)}</li>' for n in notes_of(run)),
+        *(f'<li class="note">{escape(n)}</li>' for n in notes(run)),
         "</ul><h2>Settings</h2>", _settings(run),
     ]
     return page(f"agentload · replay · {k}", body, CSS)
-
-
-def _ratio_text(v: float | None) -> str:
-    return "" if v is None else f" ({v:.2f}×)"
 
 
 def comparison(comp: Comparison, runs: Sequence[Run]) -> str:
@@ -304,11 +352,7 @@ def comparison(comp: Comparison, runs: Sequence[Run]) -> str:
                                                           for n in comp.names)]
     rows = []
     for row in comp.rows:
-        agents = [("—" if c.agents is None else f"{c.agents}{'+' if c.capped else ''}"
-                   f"{'' if c.resolved else ' ?'}") + (_ratio_text(c.agents_ratio) if i else "")
-                  for i, c in enumerate(row.runs)]
-        per_mw = [_f(c.agents_per_mw, ",.0f") + (_ratio_text(c.per_mw_ratio) if i else "")
-                  for i, c in enumerate(row.runs)]
+        agents, per_mw = texts(row)
         rows.append([row.tier, *agents, *per_mw])
     body = [
         "<p>" + " · ".join(f'<b>{escape(n)}</b> <span class="badge {escape(k)}">{escape(k)}'
@@ -316,7 +360,7 @@ def comparison(comp: Comparison, runs: Sequence[Run]) -> str:
                            for n, k, r in zip(comp.names, comp.kinds, runs, strict=True))
         + "</p>",
         "<h2>Agents per SLO tier</h2>",
-        f'<p class="muted">Ratios in brackets are to {escape(comp.names[0])}.</p>',
+        f'<p class="muted">Ratios (×) are to {escape(comp.names[0])}.</p>',
         table(head, rows),
         "<h2>Settings that differ</h2>",
         table(["setting", *comp.names], [[d.setting, *d.values] for d in comp.differences])
@@ -332,7 +376,7 @@ def comparison(comp: Comparison, runs: Sequence[Run]) -> str:
     ):
         chart = svg.Chart(title, "agents (concurrent sessions)", ylabel, xlog=True, ylog=ylog)
         for name, run in zip(comp.names, runs, strict=True):
-            levels = _measured(run)
+            levels = measured(run)
             chart.series.append(svg.Series(
                 name, [float(lv.agents) for lv in levels],
                 [np.nan if (v := value(lv)) is None else float(v) for lv in levels],

@@ -53,7 +53,8 @@ class TierVerdict(msgspec.Struct, kw_only=True):
     passed: bool
     reason: str = ""
     inconclusive: bool = False
-    """No request to judge (agents all waiting): counted as a pass by the search."""
+    """The level could not judge the tier (`Level.problem` says why): neither a pass nor a
+    failure; the search measures it again or leaves the tier unresolved."""
     agent_share: float | None = None
     """Share of the level's agents whose own window requests met the tier."""
     speed: float | None = None
@@ -116,6 +117,11 @@ class Level(msgspec.Struct, kw_only=True):
     """The window ended before it held `--min-requests` requests."""
     partial: bool = False
     """Interrupted (Ctrl-C) before the window was complete."""
+    problem: str = ""
+    """Why the level's figures cannot answer a tier (not stable, short window, no completed
+    request, interrupted); "" when they can. A level failed for its error rate has none."""
+    stopped: str = ""
+    """Why the level stopped before its window's end (e.g. the error rate over the limit)."""
     requests: int = 0
     completed: int = 0
     cut: int = 0
@@ -135,8 +141,15 @@ class Level(msgspec.Struct, kw_only=True):
     samples: list[Sample] = []
 
 
+STATUSES = ("measured", "at limit", "unresolved", "not measured")
+"""`TierResult.status`: bracketed to the resolution; passed at the largest level tried (the
+capacity may be higher); a pass without a failure close enough above it; no level passed and
+none failed at 1 agent (so there is no answer, not 0)."""
+
+
 class TierResult(msgspec.Struct, kw_only=True):
-    """The answer for one tier: the most agents that met it, and its cost in power."""
+    """The answer for one tier: the most agents that met it, and its cost in power. Only a
+    level that could judge (stable, enough completed requests) answers a tier."""
 
     floor: float
     ttft: float
@@ -146,12 +159,20 @@ class TierResult(msgspec.Struct, kw_only=True):
     """The percentile of TTFTs checked against `ttft` (`p95_ttft` holds it)."""
     limits: list[str] = []
     """Further constraints the tier carries (`P95 e2e ≤ 60 s`, `P95 task ≤ 1.5×`)."""
-    agents: int
+    agents: int | None
+    """Most agents that met the tier; 0 when one agent failed it; None when not measured."""
+    status: str = "measured"
+    """One of `STATUSES`."""
+    reason: str = ""
+    """Why the status is not `measured` (e.g. the lowest level tried failed)."""
     capped: bool = False
     """Passed at --max-agents: the capacity may be higher."""
     resolved: bool = True
-    inconclusive: bool = False
-    """The level that gave `agents` had no request to judge for this tier."""
+    interval: tuple[int, int | None] | None = None
+    """The capacity lies in [low, high]: `agents`, and one below the lowest level that failed
+    every time it was measured (None: no level failed)."""
+    repeats: int = 0
+    """How many times the level that gave `agents` was judged (see --repeats)."""
     level: int | None = None
     """Index into `levels` of the level that gave `agents`."""
     mean_w: float | None = None

@@ -12,6 +12,7 @@ applied them, count on both sides: a user waits for the task, tool time included
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ class Metric:
 METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("speed", "output speed", "tok/s", True),
     Metric("ttft", "time to first token", "s", False),
+    Metric("tpot", "time per output token", "s", False),
     Metric("e2e", "end-to-end latency", "s", False),
     Metric("gap", "longest pause between tokens", "s", False),
     Metric("task", "task time ÷ recorded", "×", False),
@@ -70,6 +72,17 @@ class Limit:
         return f"P{self.pct:g} {self.metric} {value:.3g}{unit} {op} {self.bound:g}{unit}"
 
 
+_NAME = re.compile(r"P([0-9.]+) (\w+) [≥≤] ([0-9.e+-]+)")
+
+
+def from_name(name: str) -> Limit | None:
+    """The limit a `Limit.name` describes (results store names), or None."""
+    m = _NAME.match(name)
+    if m is None or m.group(2) not in METRICS:
+        return None
+    return Limit(m.group(2), float(m.group(1)), float(m.group(3)))
+
+
 def _pct(text: str, where: str) -> float:
     t = text.strip().lower()
     if t in ("median", "p50"):
@@ -97,7 +110,7 @@ def parse_stats(spec: str) -> dict[str, float]:
 
 
 def parse_limit(spec: str) -> Limit:
-    """`METRIC:pNN=BOUND`, e.g. `e2e:p95=60`, `gap:p99=0.5`, `speed:p10=15`."""
+    """`METRIC:pNN=BOUND`, e.g. `e2e:p95=60`, `gap:p99=0.5`, `tpot:p99=0.04`, `speed:p10=15`."""
     head, sep, bound = spec.partition("=")
     metric, _, stat = head.partition(":")
     metric = metric.strip()

@@ -205,9 +205,12 @@ def render(chart: Chart) -> str:
     for i, (value, label) in enumerate(chart.vlines):
         x = sx(value)
         # labels stacked up from the x axis, clear of the legend along the top
+        # a label that would run past the plot's right edge goes left of its line
+        left = x + 3 + 6.2 * len(label) > W - RIGHT
+        tx, anchor = (x - 3, ' text-anchor="end"') if left else (x + 3, "")
         out.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{H - BOTTOM}" class="ref"/>'
-            f'<text x="{x + 3:.1f}" y="{H - BOTTOM - 6 - 13 * i}" class="muted">'
+            f'<text x="{tx:.1f}" y="{H - BOTTOM - 6 - 13 * i}" class="muted"{anchor}>'
             f"{escape(label)}</text>"
         )
     for value, label in chart.hlines:

@@ -74,8 +74,8 @@ def p95_ttft(values: np.ndarray) -> float | None:
 @dataclass(frozen=True)
 class Verdict:
     """Whether a set of requests meets `tier`, and why not. An `inconclusive` verdict (no
-    request to judge: every agent was waiting through the window) passes, since nothing
-    failed; the search then learns from the larger levels, which do carry requests."""
+    request to judge: every agent was waiting through the window) is not a pass: the
+    search measures the level again with a longer window, or leaves the tier unresolved."""
 
     tier: Tier
     passed: bool
@@ -93,7 +93,7 @@ def judge(
     if error_rate > max_error_rate:
         return Verdict(tier, False, f"error rate {error_rate:.1%} > {max_error_rate:.1%}")
     if p25 is None and p95 is None:
-        return Verdict(tier, True, "no request to judge in the window", inconclusive=True)
+        return Verdict(tier, False, "no request to judge in the window", inconclusive=True)
     if p25 is not None and p25 < tier.floor:
         return Verdict(tier, False, f"P{tier.speed_pct:g} speed {p25:.1f} < {tier.floor:g} tok/s")
     if p95 is not None and p95 > tier.ttft:

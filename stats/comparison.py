@@ -31,8 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from corpus import AFTER, Table
+from corpus import AFTER, Table, synth
 from stats.bootstrap import Resampler, interval
+from stats.capacity import HALVES, Answer, Forecaster, workload_factor
+from stats.checklist import Facility, checklist
 from stats.distributions import finite, ks, share_within, summary
 from stats.errors import StatsError
 from stats.profiles import Profile, Source, notes, profile
@@ -578,6 +580,28 @@ def implications(metrics: dict[str, dict[str, Any]], reference: str) -> list[str
     return out
 
 
+def ranked(comp: dict[str, Any], answer: Answer | None) -> dict[str, Any]:
+    """`comp` with the workload factor (`capacity`: null without one) and, when the factor has
+    sensitivities, its metrics ranked by the effect of the feature behind them (each metric
+    gets `effect`, agents/MW with the reference's feature ÷ with yours)."""
+    comp["capacity"] = answer.json() if answer is not None else None
+    if answer is None or not answer.effects:
+        return comp
+    effect: dict[str, float | None] = {}
+    for e in answer.effects:
+        for name in e.metrics:
+            effect.setdefault(name, e.effect)
+    effect.setdefault("prefix_hit_ratio", effect.get("reuse_ratio"))
+
+    def weight(name: str) -> float:
+        e = effect.get(name)
+        return abs(math.log(e)) if e else -1.0
+
+    order = sorted(comp["metrics"], key=lambda n: -weight(n))
+    comp["metrics"] = {n: {**comp["metrics"][n], "effect": effect.get(n)} for n in order}
+    return comp
+
+
 def comparison(
     mine: Profile,
     ref: Reference,
@@ -585,7 +609,8 @@ def comparison(
     *,
     min_sessions: int = MIN_SESSIONS,
 ) -> dict[str, Any]:
-    """The JSON-ready comparison of a profile with a resolved reference."""
+    """The JSON-ready comparison of a profile with a resolved reference (no `capacity`; see
+    `ranked`)."""
     me = Corpus.of(mine, seed=1, min_sessions=min_sessions)
     them = Corpus.of(theirs, seed=2, min_sessions=min_sessions) if theirs is not None else None
     metrics: dict[str, dict[str, Any]] = {}
@@ -628,7 +653,36 @@ def comparison(
         else [f"{TOO_FEW_TEXT}: {sessions} sessions, at least {min_sessions} needed"],
         "thresholds": {**THRESHOLDS, "min_sessions": min_sessions},
         "interval": "90 % interval from resampling sessions",
+        "capacity": None,
     }
+
+
+def factor_for(
+    source: str | os.PathLike[str],
+    ref: Reference,
+    forecaster: Forecaster,
+    *,
+    halves: int = HALVES,
+    why: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Answer:
+    """The workload factor of the corpus at `source` against `ref` (which needs a corpus)."""
+    if ref.corpus is None:
+        raise StatsError(
+            f"reference '{ref.name}' has no corpus to forecast; the workload factor needs one "
+            "(use --reference coding or a corpus path, or --no-factor)"
+        )
+    model = synth.coding() if ref.name == "coding" else None
+    return workload_factor(
+        source,
+        ref.corpus,
+        forecaster,
+        reference_model=model,
+        reference_name=ref.name,
+        halves=halves,
+        why=why,
+        progress=progress,
+    )
 
 
 def compare(
@@ -637,9 +691,16 @@ def compare(
     *,
     top_level: bool = False,
     min_sessions: int = MIN_SESSIONS,
+    forecaster: Forecaster | None = None,
+    halves: int = HALVES,
+    why: bool = True,
+    facility: Facility | None = None,
+    usd_per_gpu_hour: float | None = None,
 ) -> dict[str, Any]:
     """Compare a corpus (path or `corpus.Table`) with a reference: a bundled name, a corpus
-    path, or a `corpus.Table`. `top_level` leaves sub-agent sessions out of both."""
+    path, or a `corpus.Table`. `top_level` leaves sub-agent sessions out of both. With a
+    `forecaster` (and a corpus path on both sides) the document leads with the workload
+    factor (`capacity`) and its metrics are ranked by effect; `checklist` is always there."""
     mine = profile(source, top_level=top_level)
     if isinstance(reference, Table):
         ref = Reference("reference", None)
@@ -651,4 +712,26 @@ def compare(
             if ref.corpus is not None
             else None
         )
-    return comparison(mine, ref, theirs, min_sessions=min_sessions)
+    comp = comparison(mine, ref, theirs, min_sessions=min_sessions)
+    answer = None
+    if forecaster is not None:
+        if isinstance(source, Table):
+            raise StatsError("the workload factor forecasts a corpus file; pass its path")
+        answer = factor_for(source, ref, forecaster, halves=halves, why=why)
+    return finish(comp, mine, answer, facility=facility, usd_per_gpu_hour=usd_per_gpu_hour)
+
+
+def finish(
+    comp: dict[str, Any],
+    mine: Profile,
+    answer: Answer | None,
+    *,
+    facility: Facility | None = None,
+    usd_per_gpu_hour: float | None = None,
+) -> dict[str, Any]:
+    """`comp` with the workload factor, metrics ranked by effect, and the buyer's checklist."""
+    comp = ranked(comp, answer)
+    comp["checklist"] = checklist(
+        mine, comp, answer, facility=facility, usd_per_gpu_hour=usd_per_gpu_hour
+    )
+    return comp

@@ -214,6 +214,68 @@ def _compare_chart(
     return svg.render(chart)
 
 
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.0f}"
+
+
+def _capacity(cap: dict[str, Any] | None, check: dict[str, Any] | None) -> list[str]:
+    """The workload factor, why, and the buyer's checklist."""
+    out: list[str] = []
+    if cap:
+        out.append(f"<h2>Workload factor</h2><p><b>{escape(cap['answer'])}</b></p>")
+        out.append(
+            "<table><tr><th>tier</th><th>your agents</th><th>agents/MW</th>"
+            "<th>reference agents</th><th>agents/MW</th><th>factor (90 %)</th></tr>"
+        )
+        for t in cap["tiers"]:
+            f = "–" if t["factor"] is None else f"{t['factor']:.2g}×"
+            if t["low"] is not None and t["high"] is not None:
+                f += f" ({t['low']:.2g}–{t['high']:.2g})"
+            out.append(
+                f"<tr><td>{t['floor']:g} tok/s · {t['ttft']:g} s</td>"
+                f"<td>{t['yours']['agents']}</td><td>{_num(t['yours']['agents_per_mw'])}</td>"
+                f"<td>{t['reference']['agents']}</td>"
+                f"<td>{_num(t['reference']['agents_per_mw'])}</td><td>{f}</td></tr>"
+            )
+        out.append("</table>")
+        if cap["why"]:
+            out.append(
+                "<h3>Why</h3><ul>"
+                + "".join(f"<li>{escape(w['sentence'])}</li>" for w in cap["why"])
+                + "</ul>"
+            )
+        out.append(f'<p class="muted">{escape(cap["interval"])}</p>')
+        out += [f'<p class="note">{escape(n)}</p>' for n in cap["notes"]]
+    if check:
+        out.append("<h2>Buyer's checklist</h2>")
+        if check["tiers"]:
+            out.append(
+                "<table><tr><th>tier</th><th>agents</th><th>P95 TTFT</th><th>J/session</th>"
+                "<th>$/session</th><th>tok/s per MW</th><th>agents/MW GPU</th>"
+                "<th>agents/MW facility</th></tr>"
+            )
+            for t in check["tiers"]:
+                usd = "–" if t["usd_per_session"] is None else f"{t['usd_per_session']:.3g}"
+                out.append(
+                    f"<tr><td>{t['floor']:g} tok/s · {t['ttft']:g} s</td><td>{t['agents']}</td>"
+                    f"<td>{seconds(t['p95_ttft'])}</td><td>{tokens(t['joules_per_session'])}</td>"
+                    f"<td>{usd}</td><td>{tokens(t['tokens_per_s_per_mw'])}</td>"
+                    f"<td>{_num(t['agents_per_mw_gpu'])}</td>"
+                    f"<td>{_num(t['agents_per_mw_facility'])}</td></tr>"
+                )
+            out.append("</table>")
+        m, tr, f = check["model_match"], check["trace_match"], check["facility_match"]
+        models = ", ".join(f"{k} ×{v}" for k, v in m["your_models"].items())
+        out.append(
+            f"<p>Model match: the forecast assumes {escape(m['forecast_assumes'] or '–')}; "
+            f"your corpus names {escape(models)}.</p>"
+            f"<p>Trace match: {escape(tr['answer'] or 'no factor')}; verdict "
+            f"{_badge(tr['verdict'])}.</p>"
+            f"<p>Facility match: {escape(f['note'])}.</p>"
+        )
+    return out
+
+
 def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
     """The HTML report of one comparison."""
     from stats.comparison import METRICS
@@ -227,6 +289,7 @@ def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
     ]
     if ref["published"]:
         body.append(f'<p class="muted">Published figures: {escape(ref["published"]["source"])}</p>')
+    body += _capacity(comp.get("capacity"), comp.get("checklist"))
     body += [f'<p class="note">{escape(n)}</p>' for n in comp.get("notes", []) + ref["notes"]]
     body.append(
         "<h2>What it means</h2><ul>"

@@ -61,8 +61,11 @@ def encode(event: Event) -> bytes:
         if not isinstance(err, dict):
             err = {}
         return frame(
-            {":message-type": "exception", ":exception-type": "modelStreamErrorException",
-             ":content-type": "application/json"},
+            {
+                ":message-type": "exception",
+                ":exception-type": "modelStreamErrorException",
+                ":content-type": "application/json",
+            },
             msgspec.json.encode({"message": str(err.get("message", ""))}),
         )
     chunk = msgspec.json.encode({"bytes": base64.b64encode(event.data.encode()).decode()})

@@ -3,6 +3,7 @@
     replay engines                          GPUs, models and the calibration's error band
     replay engines --backtest [--json]      refit with each point left out; every point's error
     replay engines --backtest --save        …and store the fit in catalog/calibration.json
+    replay engines --backtest --markdown    …as the README's table
     replay engines --gpu h200 --model deepseek-v3 --gpus 8 …   one modelled setup's figures
 """
 
@@ -103,8 +104,27 @@ def _short_source(point_id: str) -> str:
     parts = point_id.split("-")
     if parts[0] == "mlperf":
         return f"MLPerf {parts[1]}-{parts[2]}"
+    if parts[0] == "trtllm":
+        return f"TRT-LLM {parts[-2]}/{parts[-1]}"
     conc = next((p for p in parts if p[:1] == "c" and p[1:].isdigit()), "")
     return f"InferenceX {conc}".strip()
+
+
+def _markdown(result: calibration.Backtest) -> str:
+    """The backtest as the README's Markdown table."""
+    labels = {"output_per_gpu": "output tok/s/GPU", "total_per_gpu": "total tok/s/GPU",
+              "interactivity": "tok/s/user"}
+    rows = ["| source | GPU | model | metric | measured | modelled | error |",
+            "|---|---|---|---|---:|---:|---:|"]
+    for r in result.points:
+        rows.append(f"| [{_short_source(r.id)}]({r.source}) | {r.gpu} | {r.model} | "
+                    f"{labels[r.metric]} | {_value(r.measured)} | {_value(r.predicted)} | "
+                    f"{r.error:+.0%} |")
+    rows.append("")
+    rows.append(f"Leave-one-out over {len(result.points)} points, {len(result.gpus)} GPU kinds, "
+                f"{len(result.models)} models: median {result.median_abs_error:.1%}, "
+                f"max {result.max_abs_error:.1%}.")
+    return "\n".join(rows)
 
 
 def _print_backtest(result: calibration.Backtest) -> None:
@@ -154,6 +174,9 @@ def engines(
                            f"{CALIBRATION_FILE.name} (what modelled engines use).")
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    markdown: Annotated[
+        bool, typer.Option(help="With --backtest: the Markdown table the README shows.")
+    ] = False,
     gpu: SetupOptions.Gpu = None,
     model: SetupOptions.Model = None,
     gpus: SetupOptions.Gpus = 1,
@@ -186,6 +209,8 @@ def engines(
                 CALIBRATION_FILE.write_bytes(calibration.stored_text(result))
             if json_out:
                 _echo_json(msgspec.to_builtins(result))
+            elif markdown:
+                print(_markdown(result))
             else:
                 _print_backtest(result)
                 if save:

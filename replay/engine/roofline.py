@@ -217,6 +217,46 @@ class Roofline(msgspec.Struct, frozen=True, kw_only=True):
         return (decode_only + draft_cost) / self.expected_tokens + (full - decode_only)
 
 
+    def _regime(self, decode_seqs: int, kv_tokens: float) -> tuple[bool, bool]:
+        tokens = decode_seqs * (1 + self.draft)
+        compute, memory, _ = self.terms(tokens, kv_tokens, decode_seqs,
+                                        kv_tokens * (1 + self.draft))
+        return compute >= memory, bool(self.topk) and kv_tokens < decode_seqs * self.topk
+
+    def steps_time(self, decode_seqs: int, kv_tokens: int, steps: int) -> float:
+        """Seconds for `steps` consecutive decode-only steps of `decode_seqs` sequences starting
+        with `kv_tokens` held (each step adds one token per sequence): exactly the sum of their
+        `step_time`s, in O(log steps). A decode step's time is linear in the KV held within a
+        regime (compute- or memory-bound; under or over the sparse top-k), and each regime
+        boundary is crossed at most once as the KV grows, so the sum is a few arithmetic series.
+        """
+        if decode_seqs <= 0 or steps <= 0:
+            return 0.0
+
+        def f(i: int) -> float:
+            return self.step_time(0, decode_seqs, kv_tokens + i * decode_seqs)
+
+        def regime(i: int) -> tuple[bool, bool]:
+            return self._regime(decode_seqs, kv_tokens + i * decode_seqs)
+
+        total, start = 0.0, 0
+        while start < steps:
+            here = regime(start)
+            lo, hi = start, steps - 1  # last index still in this regime
+            if regime(hi) != here:
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    if regime(mid) == here:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+            end = lo
+            n = end - start + 1
+            total += n * (f(start) + f(end)) / 2
+            start = end + 1
+        return total
+
+
 def attention_shard(setup: Setup, m: Model) -> int:
     """GPUs the KV cache is split over (the rest of the engine holds copies)."""
     if setup.dp_attention:

@@ -103,6 +103,7 @@ def profile(setup: Setup, *, max_batch: int | None = None, factors: Factors | No
         busy_floor=BUSY_FLOOR,
         saturation_tokens=max(1, round(ridge)),
         gpus=setup.gpus,
+        kv_bytes_per_token=round(m.kv_bytes_per_token(setup.kv_precision)),
         roofline=r,
         accuracy=accuracy() if factors is None else None,
     )

@@ -115,6 +115,7 @@ def test_calibration_points_are_sourced_and_cover_the_goal() -> None:
     assert len(points) >= 20
     assert len({p.gpu for p in points}) >= 4
     assert len({p.model for p in points}) >= 3
+    assert len({p.source.split("/")[2] + p.id.split("-")[0] for p in points}) >= 3
     for p in points:
         assert p.source.startswith("https://"), p.id
         assert p.published[:4].isdigit(), p.id

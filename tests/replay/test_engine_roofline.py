@@ -98,3 +98,23 @@ def test_kv_capacity_follows_hbm_left_after_the_weights() -> None:
 def test_setups_the_model_cannot_stand_for_are_refused(setup: Setup, message: str) -> None:
     with pytest.raises(CatalogError, match=message):
         kv_capacity_tokens(setup)
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        LLAMA,
+        DEEPSEEK,
+        Setup(gpu="b200", model="deepseek-v3.2", gpus=8, ep=8),  # sparse top-k boundary
+        msgspec.structs.replace(DEEPSEEK, spec=SpecDecode.parse("mtp:2:0.6")),
+    ],
+    ids=["dense", "moe", "sparse", "mtp"],
+)
+@pytest.mark.parametrize(("seqs", "kv", "steps"), [(1, 100, 1), (8, 1000, 700), (64, 64_000, 3000)])
+def test_steps_time_is_exactly_the_sum_of_step_times(
+    setup: Setup, seqs: int, kv: int, steps: int
+) -> None:
+    r = build(setup, FACTORS)
+    looped = sum(r.step_time(0, seqs, kv + i * seqs) for i in range(steps))
+    assert r.steps_time(seqs, kv, steps) == pytest.approx(looped, rel=1e-9)
+    assert r.steps_time(0, kv, steps) == 0

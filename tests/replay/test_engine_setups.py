@@ -57,3 +57,16 @@ async def test_the_engine_serves_a_request_on_a_modelled_profile() -> None:
     assert gen.generated == 8
     assert stats.generation_tokens_total == 8
     assert stats.energy_j > 0
+
+
+@pytest.mark.parametrize("name", ["h100", "modelled"])
+def test_steps_time_sums_decode_steps_for_both_kinds_of_profile(name: str) -> None:
+    p = PROFILES["h100"] if name == "h100" else profile(parse("h200", "qwen3-235b-a22b",
+                                                              gpus=8, ep=8))
+    looped = sum(p.step_time(0, 16, 5000 + 16 * i) for i in range(400))
+    assert p.steps_time(16, 5000, 400) == pytest.approx(looped, rel=1e-9)
+
+
+def test_modelled_profiles_carry_the_models_kv_bytes() -> None:
+    p = profile(parse("h200", "llama-3.1-70b", gpus=2))
+    assert p.kv_bytes_per_token == 163_840

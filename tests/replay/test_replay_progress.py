@@ -6,8 +6,9 @@ import io
 
 from rich.console import Console
 
+from replay.explain import cell
 from replay.level import Live
-from replay.progress import View, notes, reasons, table
+from replay.progress import View, legend, notes, reasons, table
 from replay.results import Corpus, Level, Run, TierResult, TierVerdict
 
 
@@ -23,7 +24,9 @@ def run(simulated: bool) -> Run:
                run_tag="t", seed=0, levels=[lv], interrupted=True,
                tiers=[TierResult(floor=20, ttft=10, agents=8, agents_per_mw=12_000.0,
                                  p25_speed=42.0, p95_ttft=1.5, cache_hit_ratio=0.9),
-                      TierResult(floor=60, ttft=5, agents=0, inconclusive=True)])
+                      TierResult(floor=60, ttft=5, agents=None, status="not measured",
+                                 reason="the smallest level judged, 8 agents, failed it"),
+                      TierResult(floor=180, ttft=3, agents=4, status="unresolved")])
 
 
 def render(simulated: bool) -> str:
@@ -43,7 +46,8 @@ def test_simulated_runs_say_so_everywhere() -> None:
     assert "level 1: 8 agents" in text
     assert "simulated engine, profile h100" in text
     assert "12,000" in text
-    assert "0 ?" in text
+    assert "not measured" in text
+    assert "4?" in text
 
 
 def test_endpoint_runs_name_the_endpoint() -> None:
@@ -54,6 +58,22 @@ def test_endpoint_runs_name_the_endpoint() -> None:
 
 def test_notes_mention_an_interruption() -> None:
     assert any("interrupted" in n for n in notes(run(False)))
+
+
+def test_every_symbol_in_the_table_is_explained() -> None:
+    r = run(False)
+    r.tiers += [TierResult(floor=1, ttft=9, agents=16, capped=True, status="at limit"),
+                TierResult(floor=2, ttft=9, agents=12, repeats=3, interval=(12, 15))]
+    cells = [cell(t) for t in r.tiers]
+    assert cells == ["8", "not measured", "4?", "16+", "12–15"]
+    text = " ".join(legend(r))
+    for symbol in ("N+", "N?", "N–M", "not measured", "—", "per-agent", "errors"):
+        assert symbol in text
+
+
+def test_reasons_say_why_a_tier_has_no_answer() -> None:
+    assert any("60 tok/s, 5 s: not measured: the smallest level judged" in n
+               for n in reasons(run(False)))
 
 
 def quick_start_like() -> Run:
@@ -99,6 +119,7 @@ def test_a_tier_no_level_met_says_why_in_one_line() -> None:
     assert lines[0] == "20 tok/s, 10 s: met at every level up to --max-agents 1024: may serve more"
     assert lines[1] == "60 tok/s, 5 s: a single agent gets 58 tok/s < 60 (P25): no load can meet it"
     assert lines[2].startswith("180 tok/s, 3 s: a single agent gets 58 tok/s < 180")
+    assert lines[3] == "tip: a floor is per stream; try --profile b200, or --slo / --slo-preset"
     assert all(len(line) <= 80 for line in lines)
 
 

@@ -9,6 +9,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import msgspec
 import pytest
 from fixtures_replay import make_corpus
 from run_samples import make_run
@@ -19,6 +20,8 @@ from replay import results as res
 from replay.cli import app, main
 from replay.compare import compare
 from replay.report_cli import compare_app, report_app
+from replay.results import Level
+from replay.slo import parse_limit, parse_task
 from replay.tiers import Tier
 
 VOID = {"meta", "br", "hr", "img", "input", "link"}
@@ -107,7 +110,7 @@ def test_report_carries_every_note_fidelity_and_setting() -> None:
     run.interrupted = True
     page = report_html.render(run)
     assert "levels 3 never reached a stable rate &lt;before&gt; the warm-up limit" in page
-    assert "interrupted: results cover the levels measured before Ctrl-C" in page
+    assert "interrupted: results cover the levels measured before the stop" in page
     assert "input server ÷ recorded" in page
     assert "<td>wait</td><td>recorded</td>" in page
     assert page.count("<tr>") >= 1 + len(run.levels) * 2
@@ -218,3 +221,67 @@ def test_a_replay_writes_its_html_report_and_report_reads_the_json_back(
         main(["report", str(out_json), "--html", str(again)])
     assert stop.value.code == 0
     assert again.read_text() == page
+
+
+class Load(msgspec.Struct, kw_only=True):
+    """The shape of a level's server figures (its own /metrics), as the server probe fills it."""
+
+    source: str
+    running_mean: float | None = None
+    kv_usage_mean: float | None = None
+    gpu_util_mean: float | None = None
+
+
+class ServedLevel(Level, kw_only=True):
+    server: Load | None = None
+
+
+def test_server_metrics_are_charted_when_the_levels_carry_them() -> None:
+    run = make_run()
+    assert "Server metrics" not in report_html.render(run)
+    run.levels = [ServedLevel(**{f: getattr(lv, f) for f in lv.__struct_fields__},
+                              server=Load(source="vllm", running_mean=lv.agents * 0.8,
+                                          kv_usage_mean=min(1.0, lv.agents / 30)))
+                  for lv in run.levels]
+    page = report_html.render(run)
+    s = parse(page)
+    assert "Server metrics" in page
+    assert "Requests running (server)" in s.titles
+    assert "KV-cache usage (server)" in s.titles
+    assert "GPU utilisation" not in s.titles  # not reported: not drawn
+    assert s.svgs == 13
+
+
+def test_further_constraints_get_a_chart_with_their_bound() -> None:
+    limits = (parse_limit("e2e:p95=60"), parse_task("1.5x"))
+    run = make_run(tiers=(Tier(20, 10, limits=limits), Tier(60, 5, limits=limits)))
+    assert run.tiers[0].limits == ["P95 e2e ≤ 60 s", "P95 task ≤ 1.5×"]
+    page = report_html.render(run)
+    s = parse(page)
+    assert "P95 e2e ≤ 60 s (end-to-end latency)" in s.titles
+    assert ">P95 e2e ≤ 60 s</text>" in page  # the bound's line
+    # no recorded durations in these samples: the task chart says "no data"
+    assert "P95 task ≤ 1.5× (task time ÷ recorded)" in s.titles
+    assert s.svgs == 13
+
+
+def test_compare_keeps_tiers_with_other_statistics_apart() -> None:
+    a = make_run()
+    b = make_run(tiers=(Tier(20, 10, speed_pct=1, ttft_pct=99),))
+    comp = compare([a, b], ["aa", "mlperf"])
+    names = [r.tier for r in comp.rows]
+    assert names[0] == "20 tok/s, 10 s"
+    assert names[-1] == "20 tok/s, 10 s · P1/P99"
+    assert comp.rows[0].runs[1].agents is None
+    assert comp.rows[-1].runs[0].agents is None
+    assert {d.setting for d in comp.differences} >= {"tiers"}
+
+
+def test_a_boundary_label_at_the_right_edge_stays_inside_the_plot() -> None:
+    from replay import svg
+    chart = svg.Chart("t", "x", "y", series=[svg.Series("", [1, 2, 100], [1, 2, 3])],
+                      vlines=[(2.0, "20 tok/s: 2"), (99.0, "20 tok/s: 99")])
+    text = svg.render(chart)
+    left, right = text.split(">20 tok/s: 2<")[0], text.split(">20 tok/s: 99<")[0]
+    assert not left.rsplit("<text", 1)[1].count("text-anchor")
+    assert 'text-anchor="end"' in right.rsplit("<text", 1)[1]

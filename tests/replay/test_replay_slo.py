@@ -30,9 +30,10 @@ def test_the_default_preset_is_the_default_tiers_and_says_where_they_come_from()
     assert [(t.floor, t.ttft, t.speed_pct, t.ttft_pct) for t in c.tiers] == [
         (t.floor, t.ttft, 25.0, 95.0) for t in DEFAULT_TIERS]
     (note,) = c.notes
-    assert "aa-v4-pro" in note
-    assert "artificialanalysis.ai/methodology/agentperf" in note
-    assert "approximation" in note
+    assert note.startswith("tiers: aa-v4-pro, AA-AgentPerf's DeepSeek V4 Pro tiers")
+    assert "approximations" in note
+    assert "replay presets" in note
+    assert all(p.short and p.source for p in PRESETS.values())
     assert c.settings["slo_stat"] == "speed=p25,ttft=p95"
 
 
@@ -40,7 +41,8 @@ def test_mlperf_presets_check_p99_ttft_and_the_speed_of_p99_tpot() -> None:
     c = choose(preset="mlperf-interactive")
     t = {round(t.floor, 1): t for t in c.tiers}
     assert (t[25.0].ttft, t[25.0].speed_pct, t[25.0].ttft_pct) == (0.45, 1.0, 99.0)
-    assert "loadgen/mlperf.conf" in c.notes[0]
+    assert "MLPerf Inference's interactive" in c.notes[0]
+    assert "loadgen/mlperf.conf" in PRESETS["mlperf-interactive"].source
     assert all(p.source for p in PRESETS.values())
     assert any("mlperf-server" in line for line in describe())
 
@@ -110,6 +112,15 @@ def turn(session: int, i: int, planned: float, start: float, end: float, recorde
     return Sample(agent=0, session=session, cycle=0, turn=i, planned=planned, start=start,
                   first=start + 0.1, end=end, input=10, asked=5, output=5, server_input=-1,
                   server_cached=-1, ideal_cached=0, status=200, error=error, recorded=recorded)
+
+
+def test_tpot_is_the_inverse_of_speed() -> None:
+    tpot = parse_limit("tpot:p99=0.04")
+    lv = level_of([Tier(0, 100, speed_pct=1, limits=(tpot,))])
+    assert lv.verdicts[0].speed is not None
+    # the same order statistics, interpolated on the other scale: equal to ~1e-4
+    assert lv.verdicts[0].limits["P99 tpot ≤ 0.04 s"] == pytest.approx(
+        1 / lv.verdicts[0].speed, rel=1e-3)
 
 
 def test_task_ratio_is_the_replayed_span_over_the_span_with_recorded_durations() -> None:
