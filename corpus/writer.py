@@ -21,7 +21,7 @@ import numpy as np
 
 from corpus import columns as col
 from corpus.errors import CorpusError, DamagedError
-from corpus.frames import compress, pack
+from corpus.frames import compress, pieces
 from corpus.keys import Keys
 from corpus.reader import Reader
 from corpus.records import (
@@ -47,7 +47,7 @@ from corpus.records import (
 # sizes keep the bundled corpora within their size target (benchmarks/bench_corpus.py).
 FRAME_BYTES = 256 << 10
 MIN_FRAME_TURNS = 256
-BATCH_TURNS = 8192
+BATCH_TURNS = 4096
 _TIME = 1 << 62  # microseconds that still fit the int64 time columns
 _TIME_S = float(_TIME // 10**6)  # the same bound in seconds, a little inside it
 
@@ -363,7 +363,7 @@ class Writer:
             self._flushed_at = time.monotonic()
             return
         self.keys.save()
-        data = compress(pack(records), self.level)
+        data = compress(pieces(records), self.level)
         self._file.write(data)
         self._file.flush()
         self.frames += 1
