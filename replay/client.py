@@ -367,8 +367,11 @@ class Client:
             return Result(start, stream.first, time.perf_counter_ns(), stream.tokens,
                           status=0, error="timeout")
         except (aiohttp.ClientError, OSError) as exc:
+            # a connection lost after tokens arrived is a stream cut mid-way, not a server
+            # that cannot be reached
             return Result(start, stream.first, time.perf_counter_ns(), stream.tokens,
-                          status=0, error="connect", detail=_reason(exc))
+                          status=0, error="cut" if stream.first else "connect",
+                          detail=_reason(exc))
         end = time.perf_counter_ns()
         output = stream.usage_out if stream.usage_out >= 0 else stream.tokens
         error = stream.error or ("" if stream.done else "incomplete")

@@ -74,15 +74,17 @@ class View:
             if self.enabled:
                 self._plain(live)
             return
+        # the figures first; the label (printed above the level lines) only where it fits
         text = Text.assemble(
-            (f"{self.label}  ", "dim"),
-            (f"level {live.level + 1}: {live.agents} agents ", "bold"),
+            (f"level {live.level + 1}: {live.agents} {_agents(live.agents)}  ", "bold"),
             (f"{live.phase} {live.elapsed:.0f} s  ", "cyan"),
-            f"done {live.completed}  in flight {live.inflight}  err {live.errors}  ",
-            f"P25 {_f(live.p25_speed, '.1f', ' tok/s')}  P95 TTFT {_f(live.p95_ttft, '.2f', ' s')}",
-            (f"  window {live.window_requests}" if live.phase == "window" else ""),
+            f"{live.completed} done  {live.inflight} in flight  ",
+            (f"{live.errors} err  ", "red") if live.errors else "",
+            f"P25 {_f(live.p25_speed, '.1f', ' tok/s')}  P95 {_f(live.p95_ttft, '.2f', ' s')}",
             no_wrap=True, overflow="ellipsis",
         )
+        if text.cell_len + 2 + len(self.label) <= self.console.width:
+            text.append(f"  {self.label}", "dim")
         self._live.update(text)
 
     def _plain(self, live: Live) -> None:

@@ -17,7 +17,7 @@ from replay import slo, svg
 from replay.compare import Comparison, texts
 from replay.explain import cell, kind, label, where, why
 from replay.html import page, table
-from replay.progress import notes
+from replay.progress import legend, notes
 from replay.results import Level, Run
 from replay.summary import arrays, in_window
 
@@ -324,6 +324,8 @@ def render(run: Run) -> str:
         "“per-agent” is the share of agents whose own requests met it. Agents per MW use "
         "GPU power only.</p>",
         tier_table(run),
+        '<ul class="notes muted">', *(f"<li>{escape(line)}</li>" for line in legend(run)),
+        "</ul>",
         '<h2>Levels against agents</h2><p class="muted">Dots are measured levels; dashed '
         "horizontal lines are the tiers; vertical lines are the most agents each tier allowed."
         '</p><div class="charts">', *level_charts(run), "</div>",

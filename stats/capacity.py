@@ -31,7 +31,7 @@ from corpus import ops, synth
 
 Z90 = 1.645
 HALVES = 4
-SYNTH_SESSIONS = 40  # sessions per generated corpus of the sensitivity forecasts
+SYNTH_SESSIONS = 24  # sessions per generated corpus of the sensitivity forecasts
 
 # feature -> (plain words, the `corpus.synth.Model` fields it swaps, the compared metrics it
 # explains)

@@ -87,8 +87,11 @@ def _write_html(path: Path, text: str) -> None:
 Force = Annotated[bool, typer.Option("--force", help="Replace the --html file if it exists.")]
 
 
-def _forecaster(profile_name: str, replicas: int) -> Forecaster:
-    """replay's virtual-time forecast on `profile_name` × `replicas` (stats.forecaster)."""
+def _forecaster(
+    profile_name: str, *, replicas: int, gpu: str | None, model: str | None, gpus: int
+) -> Forecaster:
+    """replay's virtual-time forecast on `replicas` engines: the `profile_name` profile, or the
+    catalogue `gpu` × `model` on `gpus` GPUs (stats.forecaster)."""
     try:
         mod = importlib.import_module("stats.forecaster")
     except ImportError as exc:
@@ -96,7 +99,9 @@ def _forecaster(profile_name: str, replicas: int) -> Forecaster:
             "the workload factor needs replay's virtual-time forecast (replay --forecast), "
             f"which this build lacks ({exc})"
         ) from exc
-    engine: Forecaster = mod.Engine(mod.Setup(profile=profile_name, replicas=replicas))
+    engine: Forecaster = mod.Engine(
+        mod.Setup(profile=profile_name, gpu=gpu, model=model, gpus=gpus, replicas=replicas)
+    )
     return engine
 
 
@@ -207,6 +212,18 @@ def compare(
             "--profile", help="Engine profile the factor is forecast on (replay's profiles)."
         ),
     ] = "h100",
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            "--gpu",
+            help="Forecast on this catalogue GPU with the calibrated roofline (needs --model; "
+            "see 'replay engines'); default: the --profile engine.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Catalogue model served (needs --gpu).")
+    ] = None,
+    gpus: Annotated[int, typer.Option("--gpus", min=1, help="GPUs in one engine (TP group).")] = 1,
     replicas: Annotated[
         int, typer.Option("--replicas", min=1, help="Engine replicas behind a router.")
     ] = 1,
@@ -259,7 +276,9 @@ def compare(
         engine = None
         if factor is not False:
             try:
-                engine = _forecaster(engine_profile, replicas)
+                engine = _forecaster(
+                    engine_profile, replicas=replicas, gpu=gpu, model=model, gpus=gpus
+                )
             except StatsError as exc:
                 if factor:  # asked for explicitly
                     raise

@@ -19,11 +19,15 @@ from corpus.anonymizer import Anonymizer
 from corpus.errors import CorpusError, SourceError
 from corpus.importers import (
     agentperf,
+    bailian,
     claude_code,
     codex,
     conversations,
+    dynamo,
     miniswe,
     mooncake,
+    otel,
+    tracelab,
     weka,
 )
 from corpus.importers.base import Imported, Report
@@ -33,11 +37,15 @@ from corpus.writer import Writer
 
 _MODULES: dict[str, ModuleType] = {
     "agentperf-local": agentperf,
+    "bailian": bailian,
     "claude-code": claude_code,
     "codex": codex,
     "conversations": conversations,
+    "dynamo": dynamo,
     "mini-swe-agent": miniswe,
     "mooncake": mooncake,
+    "otel": otel,
+    "tracelab": tracelab,
     "weka": weka,
 }
 FORMATS: tuple[str, ...] = tuple(sorted(_MODULES))

@@ -64,7 +64,7 @@ def files(sources: list[Path]) -> list[Path]:
 
 
 @dataclass
-class _Row:
+class Row:
     ts: float | None  # seconds
     delay: float | None  # seconds
     input: int
@@ -77,8 +77,8 @@ class _Row:
 
 
 @dataclass
-class _Session:
-    rows: list[_Row] = field(default_factory=list)
+class Group:
+    rows: list[Row] = field(default_factory=list)
     sid: str | None = None
 
 
@@ -92,8 +92,8 @@ def _int_list(value: object, name: str) -> list[int]:
     return value
 
 
-def _parse(path: Path, report: Report, bs: int) -> tuple[list[_Row], list[str | None]]:
-    rows: list[_Row] = []
+def _parse(path: Path, report: Report, bs: int) -> tuple[list[Row], list[str | None]]:
+    rows: list[Row] = []
     sids: list[str | None] = []
     with open(path, "rb") as f:
         for n, obj in json_lines(f, path, report):
@@ -113,7 +113,7 @@ def _parse(path: Path, report: Report, bs: int) -> tuple[list[_Row], list[str | 
                     )
                 ts = obj.get("timestamp")
                 parent = obj.get("parent_session_id")
-                row = _Row(
+                row = Row(
                     ts=None if ts is None else _ms(ts, "timestamp"),
                     delay=None if obj.get("delay") is None else _ms(obj["delay"], "delay"),
                     input=inp,
@@ -139,16 +139,16 @@ def _ms(value: object, name: str) -> float:
     return float(value) / 1000.0
 
 
-def _by_session_id(rows: list[_Row], sids: list[str | None], bs: int) -> list[_Session]:
-    groups: dict[str, _Session] = {}
-    out: list[_Session] = []
+def _by_session_id(rows: list[Row], sids: list[str | None], bs: int) -> list[Group]:
+    groups: dict[str, Group] = {}
+    out: list[Group] = []
     for row, sid in zip(rows, sids, strict=True):
         if sid is None:
-            out.append(_Session([row]))
+            out.append(Group([row]))
             continue
         sess = groups.get(sid)
         if sess is None:
-            sess = groups[sid] = _Session(sid=sid)
+            sess = groups[sid] = Group(sid=sid)
             out.append(sess)
         sess.rows.append(row)
     for sess in out:
@@ -157,7 +157,7 @@ def _by_session_id(rows: list[_Row], sids: list[str | None], bs: int) -> list[_S
     return out
 
 
-def _whole(rows: list[_Row]) -> bool:
+def _whole(rows: list[Row]) -> bool:
     """Whether a session's rows hold whole requests (not deltas, see the module docstring)."""
     if any(r.context is not None for r in rows):
         return False
@@ -167,7 +167,7 @@ def _whole(rows: list[_Row]) -> bool:
     )
 
 
-def _undelta(rows: list[_Row], bs: int) -> None:
+def _undelta(rows: list[Row], bs: int) -> None:
     """Turn delta rows into whole requests: inputs accumulate, chains extend the previous."""
     prev = rows[0]
     for row in rows[1:]:
@@ -181,11 +181,11 @@ def _undelta(rows: list[_Row], bs: int) -> None:
         prev = row
 
 
-def _chain(rows: list[_Row], bs: int) -> list[_Session]:
+def _chain(rows: list[Row], bs: int) -> list[Group]:
     """Sessions by prefix chaining (see the module docstring)."""
     if all(r.ts is not None for r in rows):
         rows = sorted(rows, key=lambda r: r.ts or 0.0)
-    sessions: list[_Session] = []
+    sessions: list[Group] = []
     tails: dict[int, tuple[int, list[int]]] = {}  # last full block -> (session, full blocks)
     owner: dict[int, int] = {}  # block -> first session that used it
     shared: set[int] = set()  # blocks used by more than one session
@@ -202,7 +202,7 @@ def _chain(rows: list[_Row], bs: int) -> list[_Session]:
             break
         if found is None:
             found = len(sessions)
-            sessions.append(_Session())
+            sessions.append(Group())
         sessions[found].rows.append(row)
         for b in ids:
             if owner.setdefault(b, found) != found:
@@ -229,10 +229,10 @@ def sessions(sources: list[Path], anon: Anonymizer, report: Report) -> Iterator[
         ids = Ids(anon, f"mooncake\x00{path.resolve()}")
         groups.sort(key=lambda g: g.rows[0].ts if g.rows[0].ts is not None else origin)
         for group in groups:
-            yield _session(group, origin, ids, path, bs)
+            yield imported(group, origin, ids, path, bs)
 
 
-def _session(group: _Session, origin: float, ids: Ids, path: Path, bs: int) -> Imported:
+def imported(group: Group, origin: float, ids: Ids, path: Path, bs: int) -> Imported:
     rows = group.rows
     first = rows[0]
     t0 = first.ts if first.ts is not None else origin

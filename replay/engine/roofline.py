@@ -157,10 +157,11 @@ class Roofline(msgspec.Struct, frozen=True, kw_only=True):
     draft: int = 0
     expected_tokens: float = 1.0
 
-    def terms(self, tokens: float, kv_tokens: float, decode_seqs: float,
-              pairs: float) -> tuple[float, float, float]:
-        """(compute, memory, communication) seconds of one forward pass computing `tokens`
-        over `kv_tokens` cached tokens, `pairs` (query, cached token) attention pairs."""
+    def parts(self, tokens: float, kv_tokens: float, decode_seqs: float,
+              pairs: float) -> tuple[float, float, float, float]:
+        """(weight matmuls, attention, memory, communication) seconds of one forward pass
+        computing `tokens` over `kv_tokens` cached tokens and `pairs` (query, cached token)
+        attention pairs. The first two add up to the compute time."""
         if self.topk:
             attended = min(pairs, tokens * self.topk)
             index = self.indexer_pair_flops * pairs
@@ -169,8 +170,8 @@ class Roofline(msgspec.Struct, frozen=True, kw_only=True):
         else:
             attended, index = pairs, 0.0
             kv_read = kv_tokens * self.kv_bytes
-        compute = (self.flops_per_token * tokens / self.engine_flops
-                   + (self.pair_flops * attended + index) / self.attention_flops)
+        matmuls = self.flops_per_token * tokens / self.engine_flops
+        attention = (self.pair_flops * attended + index) / self.attention_flops
         touched = 0.0
         if self.experts:
             # Expected distinct experts `tokens` routings touch in one layer.
@@ -182,7 +183,13 @@ class Roofline(msgspec.Struct, frozen=True, kw_only=True):
         if self.collectives:
             comm = (tokens * (self.allreduce_bytes + self.alltoall_bytes) / self.link_bandwidth
                     + self.collectives * self.collective_s)
-        return compute, memory, comm
+        return matmuls, attention, memory, comm
+
+    def terms(self, tokens: float, kv_tokens: float, decode_seqs: float,
+              pairs: float) -> tuple[float, float, float]:
+        """(compute, memory, communication) seconds of one forward pass (see `parts`)."""
+        matmuls, attention, memory, comm = self.parts(tokens, kv_tokens, decode_seqs, pairs)
+        return matmuls + attention, memory, comm
 
     def forward(self, tokens: float, kv_tokens: float, decode_seqs: float,
                 pairs: float) -> float:

@@ -2,7 +2,8 @@
 
 `profile(setup)` is the seam the live engine (`replay serve --gpu … --model …`) and the
 virtual-time forecast share: step time from the calibrated `Roofline`, KV capacity from HBM left
-after the weights, power from the catalogue's board and idle power, and the error band from the
+after the weights, power between the catalogue's idle power and a sustained share of board power
+(read off InferenceX power audits), and the error band from the
 stored leave-one-out backtest (`catalog/calibration.json`, rebuilt by
 `replay engines --backtest --save`).
 """
@@ -23,9 +24,17 @@ MAX_BATCH_PER_RANK = 256
 """Sequences one attention rank runs at once (vLLM's max_num_seqs default)."""
 PREFILL_BUDGET_PER_RANK = 8192
 """Tokens one attention rank computes per step (vLLM's max_num_batched_tokens)."""
-BUSY_FLOOR = 0.5
-"""Board-power share (between idle and TDP) of any non-empty step: a memory-bound decode step
-still keeps HBM and SMs busy. Not calibrated (no public per-step power measurements)."""
+POWER_SOURCE = ("https://github.com/SemiAnalysisAI/InferenceX-app/blob/main/docs/data/"
+                "power-p90-backfill.json")
+"""InferenceX power audits (time-weighted GPU power per run): B200 TP8 and MI355X TP4 serving
+Qwen3.5 FP8 8k/1k at 1-256 concurrent users (runs 34175132645 and 33348766792, 2026-09)."""
+SUSTAINED_SHARE = 0.62
+"""Share of (board power - idle) a GPU draws above idle when inference saturates it: the MI355X
+audit levels off at 934 W of 1,400 W at 256 users. Read off two GPUs' audits, not backtested."""
+BUSY_FLOOR = 0.4
+"""Share of that sustained range any non-empty step draws (a memory-bound decode still keeps HBM
+and SMs busy): B200 at 1 user drew 350 W (idle ~140 W), MI355X at 4 users 530 W (idle ~200 W).
+Read off the same audits, not backtested."""
 
 
 class Stored(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,7 +108,7 @@ def profile(setup: Setup, *, max_batch: int | None = None, factors: Factors | No
         prefill_budget=PREFILL_BUDGET_PER_RANK * ranks,
         max_context=min(m.max_context, capacity),
         idle_power_w=g.idle_w * setup.gpus,
-        max_power_w=g.tdp_w * setup.gpus,
+        max_power_w=(g.idle_w + SUSTAINED_SHARE * (g.tdp_w - g.idle_w)) * setup.gpus,
         busy_floor=BUSY_FLOOR,
         saturation_tokens=max(1, round(ridge)),
         gpus=setup.gpus,

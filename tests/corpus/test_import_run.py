@@ -14,11 +14,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_formats_are_the_documented_ones() -> None:
     assert importers.FORMATS == (
         "agentperf-local",
+        "bailian",
         "claude-code",
         "codex",
         "conversations",
+        "dynamo",
         "mini-swe-agent",
         "mooncake",
+        "otel",
+        "tracelab",
         "weka",
     )
     for fmt in importers.FORMATS:
@@ -26,7 +30,7 @@ def test_formats_are_the_documented_ones() -> None:
 
 
 def test_unknown_format_names_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match="expected one of agentperf-local, claude-code, codex"):
+    with pytest.raises(CorpusError, match="expected one of agentperf-local, bailian, claude-code"):
         importers.run("csv", [FIXTURES], tmp_path / "x.zst")
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import msgspec
+import numpy as np
 import pytest
 
 from replay.engine import calibration, setups
@@ -65,3 +68,16 @@ def test_readme_shows_the_current_backtest_table() -> None:
     assert _markdown(calibration.backtest()) in readme
     s = setups.stored()
     assert f"median {s.median_abs_error:.1%}, max {s.max_abs_error:.1%}" in readme
+
+
+@pytest.mark.parametrize("which", ["start", "fitted", "odd"])
+def test_the_fast_fitting_loss_matches_predict(which: str) -> None:
+    points = calibration.load_points()
+    factors = {"start": calibration.START, "fitted": calibration.fitted(),
+               "odd": msgspec.structs.replace(calibration.START, compute=1.3, fp4=0.2,
+                                              amd=2.0, memory=0.05)}[which]
+    theta = np.log(np.array([getattr(factors, n) for n in calibration.FITTED]))
+    reference = sum(math.log(calibration.predict(p, factors) / p.measured) ** 2 for p in points)
+    reference += calibration._penalty(factors)
+    fast = calibration._Design(points).loss(theta, np.ones(len(points), dtype=bool))
+    assert fast == pytest.approx(reference, rel=1e-12)

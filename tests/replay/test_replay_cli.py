@@ -131,6 +131,30 @@ def test_models_http_error_is_reported_as_such(corpus: Path) -> None:
     assert "/v1/models answered HTTP 500: upstream [bold]down[/]; pass --model" in text
 
 
+@pytest.mark.parametrize(
+    ("server", "cause"),
+    [(FlakyServer(cut=True), "nothing usable was measured"),
+     (FlakyServer(die_after=4), "the endpoint stopped answering")],
+    ids=["streams-cut-mid-way", "killed-mid-run"],
+)
+def test_a_failing_server_fails_the_run_loudly(
+    corpus: Path, tmp_path: Path, server: FlakyServer, cause: str
+) -> None:
+    out = tmp_path / "f.json"
+    with app_in_thread(server.app()) as url:
+        code, text = invoke(str(corpus), "--endpoint", url + "/v1", "--agents", "2",
+                            "--json", str(out), *FAST)
+    assert code == 1, text
+    last = text.strip().splitlines()[-1]
+    assert last.startswith(f"error: {cause}")
+    assert "stopped early" in last
+    doc = json.loads(out.read_text())  # what was measured is still saved
+    (level,) = doc["levels"]
+    assert level["stopped"]
+    assert level["errors"] > 0
+    assert all(t["errors"] == level["errors"] for t in doc["tiers"])
+
+
 def test_unreachable_endpoint_is_one_line_error(corpus: Path) -> None:
     code, text = invoke(str(corpus), "--endpoint", "http://127.0.0.1:9/v1", *FAST)
     assert code == 1
@@ -180,7 +204,7 @@ def test_without_endpoint_the_simulated_engine_runs_and_says_so(
     assert doc["simulated"] is True
     assert doc["profile"] == "instant"
     assert doc["short_windows"] is True
-    assert any("simulated" in n for n in doc["notes"])
+    assert any("simulated" in n and "model error: no modelled time" in n for n in doc["notes"])
     *_, level = doc["levels"]  # a level too short or unstable to judge is measured again
     assert {s[0] for s in level["samples"]} == {0, 1}  # both workers' agents reported
     assert level["power"]["source"] == "sim"

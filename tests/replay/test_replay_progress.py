@@ -153,4 +153,15 @@ def test_live_line_stays_one_line_at_80_columns() -> None:
         assert view._live is not None
         rendered = Console(width=80, file=io.StringIO(), color_system=None)
         rendered.print(view._live.renderable)
-        assert len(rendered.file.getvalue().rstrip("\n").splitlines()) == 1  # type: ignore[attr-defined]
+        line = rendered.file.getvalue().rstrip("\n")  # type: ignore[attr-defined]
+        assert len(line.splitlines()) == 1
+        assert line.startswith("level 12: 1024 agents  warmup 123 s  123456 done")
+        # at ordinary sizes every figure fits; the label (printed above) is what gets cut
+        view.tick(Live(level=2, agents=4, phase="window", elapsed=12.0, completed=10,
+                       inflight=4, p25_speed=54.3, p95_ttft=0.74))
+        rendered = Console(width=80, file=io.StringIO(), color_system=None)
+        rendered.print(view._live.renderable)
+        line = rendered.file.getvalue().rstrip("\n")  # type: ignore[attr-defined]
+        assert line.startswith("level 3: 4 agents  window 12 s  10 done  4 in flight  "
+                               "P25 54.3 tok/s  P95 0.74 s")
+        assert len(line) <= 80

@@ -112,6 +112,7 @@ def test_report_carries_every_note_fidelity_and_setting() -> None:
     assert "levels 3 never reached a stable rate &lt;before&gt; the warm-up limit" in page
     assert "interrupted: results cover the levels measured before the stop" in page
     assert "input server ÷ recorded" in page
+    assert "agents: the most concurrent agents" in page  # the table's legend
     assert "<td>wait</td><td>recorded</td>" in page
     assert page.count("<tr>") >= 1 + len(run.levels) * 2
 
