@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -183,18 +184,11 @@ class Writer:
 
     @classmethod
     def create(
-        cls,
-        path: str | os.PathLike[str],
-        header: Header | None = None,
-        *,
-        keys: bool | Keys = True,
-        flush_every: float | None = None,
-        max_turns: int = 16_384,
-        level: int = 9,
+        cls, path: str | os.PathLike[str], header: Header | None = None, **options: Any
     ) -> Writer:
-        """A new corpus at `path` (which must not exist, or be empty) starting with `header`."""
-        return cls(path, header, keys=keys, flush_every=flush_every, max_turns=max_turns,
-                   level=level)
+        """A new corpus at `path` (which must not exist, or be empty) starting with `header`;
+        `options` as for `Writer(...)`."""
+        return cls(path, header, **options)
 
     @classmethod
     def append(
