@@ -20,7 +20,7 @@ from replay import results as res
 from replay.cli import app, main
 from replay.compare import compare
 from replay.report_cli import compare_app, report_app
-from replay.results import Level
+from replay.results import Load
 from replay.slo import parse_limit, parse_task
 from replay.tiers import Tier
 
@@ -216,7 +216,7 @@ def test_a_replay_writes_its_html_report_and_report_reads_the_json_back(
     assert result.exit_code == 0, result.output
     page = out_html.read_text()
     assert 'class="badge live">live' in page
-    assert parse(page).svgs == 11
+    assert parse(page).svgs == 16  # 11, plus 5 from the server's /metrics (Level.server)
     again = tmp_path / "again.html"
     with pytest.raises(SystemExit) as stop:
         main(["report", str(out_json), "--html", str(again)])
@@ -224,25 +224,12 @@ def test_a_replay_writes_its_html_report_and_report_reads_the_json_back(
     assert again.read_text() == page
 
 
-class Load(msgspec.Struct, kw_only=True):
-    """The shape of a level's server figures (its own /metrics), as the server probe fills it."""
-
-    source: str
-    running_mean: float | None = None
-    kv_usage_mean: float | None = None
-    gpu_util_mean: float | None = None
-
-
-class ServedLevel(Level, kw_only=True):
-    server: Load | None = None
-
-
 def test_server_metrics_are_charted_when_the_levels_carry_them() -> None:
     run = make_run()
     assert "Server metrics" not in report_html.render(run)
-    run.levels = [ServedLevel(**{f: getattr(lv, f) for f in lv.__struct_fields__},
-                              server=Load(source="vllm", running_mean=lv.agents * 0.8,
-                                          kv_usage_mean=min(1.0, lv.agents / 30)))
+    run.levels = [msgspec.structs.replace(
+                      lv, server=Load(source="vllm", running_mean=lv.agents * 0.8,
+                                      kv_usage_mean=min(1.0, lv.agents / 30)))
                   for lv in run.levels]
     page = report_html.render(run)
     s = parse(page)
