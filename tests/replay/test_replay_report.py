@@ -273,3 +273,24 @@ def test_a_boundary_label_at_the_right_edge_stays_inside_the_plot() -> None:
     left, right = text.split(">20 tok/s: 2<")[0], text.split(">20 tok/s: 99<")[0]
     assert not left.rsplit("<text", 1)[1].count("text-anchor")
     assert 'text-anchor="end"' in right.rsplit("<text", 1)[1]
+
+
+def test_report_and_compare_refuse_to_replace_outputs_without_force(tmp_path: Path) -> None:
+    a = save(make_run(), tmp_path / "a.json")
+    b = save(make_run(speed1=130.0), tmp_path / "b.json")
+    out = tmp_path / "out.html"
+    out.write_text("keep me")
+    for app_, args in ((report_app, [str(a)]), (compare_app, [str(a), str(b)])):
+        result = CliRunner().invoke(app_, [*args, "--html", str(out)])
+        assert result.exit_code == 1
+        assert f"{out}: already exists; pass --force to replace it" in " ".join(
+            result.output.split())
+        assert "20 tok/s" not in result.output  # refused before any work
+        assert out.read_text() == "keep me"
+        result = CliRunner().invoke(app_, [*args, "--html", str(out), "--force"])
+        assert result.exit_code == 0, result.output
+        assert out.read_text().startswith("<!doctype html>")
+        out.write_text("keep me")
+    result = CliRunner().invoke(compare_app, [str(a), str(b), "--json", str(a)])
+    assert result.exit_code == 1
+    assert "is also an input" in result.output
