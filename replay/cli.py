@@ -520,6 +520,9 @@ def replay(
         bool, typer.Option("--force", help="Replace the --json and --html files if they exist.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
+    allow_damaged: Annotated[
+        bool, typer.Option("--allow-damaged", help="Replay the intact frames of a damaged corpus.")
+    ] = False,
 ) -> None:
     """Replay CORPUS against an endpoint and find the most agents each SLO tier allows.
 
@@ -588,7 +591,7 @@ def replay(
                     outfile.check(path, force=force)
                 except CorpusError as exc:
                     raise ConfigError(f"{flag} {exc}") from None
-        workload = Workload.load(corpus)
+        workload = Workload.load(corpus, allow_damaged=allow_damaged)
     except (ReplayError, CorpusError) as exc:
         raise _fail(str(exc)) from None
     tag = run_tag if run_tag is not None else secrets.token_hex(4)

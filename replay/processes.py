@@ -118,7 +118,7 @@ async def _serve(
             inbox.put_nowait(None)
 
     try:
-        workload = Workload.load(s.corpus)
+        workload = Workload.load(s.corpus, allow_damaged=True)  # the parent checked it
         endpoint = await factory.open()
         worker = make_worker(s, workload, endpoint)
     except (ReplayError, OSError) as exc:
