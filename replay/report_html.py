@@ -148,7 +148,7 @@ def server_charts(run: Run) -> list[str]:
         if not any(isinstance(f.get(key), int | float) for f in found):
             continue
         out.append(_vs_agents(run, title, ylabel, functools.partial(_number, key=key),
-                              yfmt=_ratio if key == "kv_usage_mean" else None))
+                              yfmt=_ratio if key == "kv_usage_mean" else None, ymin=0.0))
     return out
 
 

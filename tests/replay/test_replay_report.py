@@ -294,3 +294,22 @@ def test_report_and_compare_refuse_to_replace_outputs_without_force(tmp_path: Pa
     result = CliRunner().invoke(compare_app, [str(a), str(b), "--json", str(a)])
     assert result.exit_code == 1
     assert "is also an input" in result.output
+
+
+def test_server_token_rates_are_per_modelled_second_on_a_time_scaled_engine(
+    tmp_path: Path,
+) -> None:
+    corpus = make_corpus(tmp_path / "tiny.zst", sessions=4, turns=6, output=60)
+    out = tmp_path / "run.json"
+    result = CliRunner().invoke(app, [
+        str(corpus), "--profile", "h100", "--time-scale", "0.25", "--agents", "2", "--quick",
+        "--duration", "4", "--warmup", "1", "--warmup-max", "2", "--min-requests", "3",
+        "--no-progress", "--wait", "fixed:0.01", "--json", str(out)])
+    assert result.exit_code in (0, 1), result.output
+    (level, *_) = res.loads(out.read_bytes()).levels
+    assert level.server is not None
+    assert level.server.generation_tps is not None
+    tokens_s = report_html.throughput(level)
+    assert tokens_s is not None
+    # the same tokens over the same window: rates agree far closer than the 4x time scale
+    assert 0.5 < level.server.generation_tps / tokens_s < 2.0
