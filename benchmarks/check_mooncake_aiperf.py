@@ -77,9 +77,11 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=6)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--also-whole", action="store_true", help="also replay --whole-requests")
+    ap.add_argument("--keep", type=Path, help="keep the export and AIPerf's artifacts here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         sample = work / "sample.zst"
         ops.sample(args.corpus, sample, n=args.sessions, seed=args.seed)
         sessions = list(Reader(sample).sessions())

@@ -377,9 +377,11 @@ IMPORT_FORMATS = {
     "claude-code": "Claude Code transcripts (~/.claude/projects, sub-agents included)",
     "codex": "Codex CLI rollouts (~/.codex/sessions, *.jsonl and *.jsonl.zst)",
     "conversations": "JSONL of OpenAI-style message lists (schema in the importers README)",
+    "dynamo": "NVIDIA Dynamo agent traces (dynamo.agent.trace.v1 JSONL, tool events)",
     "mini-swe-agent": "mini-swe-agent *.traj.json trajectories",
     "mooncake": "Mooncake JSONL (512-token hash blocks; session_id/delay when present)",
     "otel": "OpenTelemetry GenAI spans as OTLP JSON (*.json, collector *.jsonl)",
+    "tracelab": "TraceLab agentic-coding rounds (JSONL or .jsonl.gz)",
     "weka": "kv-cache-tester (WEKA) trace_*.json, sub-agents included",
 }
 EXPORT_FORMATS = {

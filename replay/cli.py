@@ -48,7 +48,7 @@ from replay.report_cli import show
 from replay.report_html import render as render_html
 from replay.runner import Plan, run
 from replay.search import parse_resolution
-from replay.simulated import Simulated
+from replay.simulated import Simulated, error_band
 from replay.tiers import Tier
 from replay.waits import parse as parse_wait
 from replay.workload import Workload
@@ -160,7 +160,7 @@ async def _execute_at(
     if simulated:
         record.notes.append(
             f"simulated: every figure comes from the built-in simulated engine (profile "
-            f"{opts.profile}; plausible, uncalibrated), not from hardware"
+            f"{opts.profile}; model error: {error_band(opts.profile)}), not from hardware"
         )
     record.notes.extend(opts.slo_notes)
     if opts.time_scale != 1.0:

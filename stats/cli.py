@@ -286,6 +286,11 @@ def compare(
                         why=why,
                         progress=lambda msg: status.update(f"workload factor: {msg}"),
                     )
+        if answer is not None and top_level:
+            comp["notes"].append(
+                "--top-level applies to the metrics; the workload factor forecasts whole session "
+                "trees (sub-agents run inside their parent's agent, as replay does)"
+            )
         comp = finish(
             comp,
             mine,

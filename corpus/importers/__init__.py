@@ -23,9 +23,11 @@ from corpus.importers import (
     claude_code,
     codex,
     conversations,
+    dynamo,
     miniswe,
     mooncake,
     otel,
+    tracelab,
     weka,
 )
 from corpus.importers.base import Imported, Report
@@ -39,9 +41,11 @@ _MODULES: dict[str, ModuleType] = {
     "claude-code": claude_code,
     "codex": codex,
     "conversations": conversations,
+    "dynamo": dynamo,
     "mini-swe-agent": miniswe,
     "mooncake": mooncake,
     "otel": otel,
+    "tracelab": tracelab,
     "weka": weka,
 }
 FORMATS: tuple[str, ...] = tuple(sorted(_MODULES))

@@ -163,6 +163,15 @@ def after(first: bool, prompted: bool, prev_called_tools: bool) -> After:
     return "tool" if prev_called_tools and not prompted else "user"
 
 
+def cache_blocks(anon: Anonymizer, previous: list[int], cached: int, tokens: int) -> list[int]:
+    """Block ids for a request known only by counts: as many of the previous request's blocks as
+    its `cached` tokens cover, then new blocks shared with nothing up to `tokens`."""
+    bs = anon.block_size
+    need = -(-tokens // bs)
+    keep = min(cached // bs, len(previous), need)
+    return previous[:keep] + [anon.unique() for _ in range(need - keep)]
+
+
 def seconds(value: Any, name: str, unit: str = "seconds") -> float | None:
     """A non-negative finite number (of `unit`), None when absent; ValueError otherwise."""
     if value is None:

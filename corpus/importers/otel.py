@@ -34,7 +34,7 @@ import msgspec
 
 from corpus.anonymizer import Anonymizer
 from corpus.errors import SourceError
-from corpus.importers.base import Imported, Report, expand, json_lines, where
+from corpus.importers.base import Imported, Report, cache_blocks, expand, json_lines, where
 from corpus.records import After, Turn
 from corpus.wire import apis
 
@@ -240,7 +240,6 @@ def _session(
         key=g.key,
         parent=g.parent if g.parent in keys else None,
     )
-    bs = anon.block_size
     prev: _Span | None = None
     prev_blocks: list[int] = []
     prev_stop: str | None = None
@@ -265,8 +264,7 @@ def _session(
             or 0
         )
         total = raw + read + made if read + made > raw else raw
-        keep = min(read // bs, len(prev_blocks), -(-total // bs))
-        blocks = prev_blocks[:keep] + [anon.unique() for _ in range(-(-total // bs) - keep)]
+        blocks = cache_blocks(anon, prev_blocks, read, total)
         reasons = a.get("gen_ai.response.finish_reasons")
         stop = str(reasons[0]) if isinstance(reasons, list) and reasons else None
         tools = [

@@ -256,3 +256,65 @@ def test_otel_blocks_reuse_what_the_cache_read_covers(tmp_path: Path) -> None:
         body = b"".join(zstandard.ZstdDecompressor().read_to_iter(f))
     for secret in (b"SECRET", b"coding-agent", b"conv-"):
         assert secret not in body
+
+
+# -- dynamo -----------------------------------------------------------------------------------
+
+
+def test_dynamo_lanes_become_sessions_with_tool_waits(tmp_path: Path) -> None:
+    src = FIXTURES / "dynamo" / "trace.jsonl"
+    out = tmp_path / "d.zst"
+    report = importers.run("dynamo", [src], out, keys=False)
+    planner, researcher = sorted(Reader(out).sessions(), key=lambda s: s.start)
+    assert researcher.parent == planner.id
+    assert planner.parent is None
+    assert (planner.agent, planner.model) == ("deep_research", "my-model")
+    assert [t.input for t in planner.turns] == [2000, 2300, 2600]
+    assert [t.usage_cached for t in planner.turns] == [0, 1984, 2240]
+    assert [t.t for t in planner.turns] == pytest.approx([0.0, 1.6, 9.0])
+    assert [t.wait for t in planner.turns] == pytest.approx([0.0, 0.6, 6.5])
+    assert [t.after for t in planner.turns] == ["start", "tool", "user"]
+    assert planner.turns[0].tool_calls == ("web_search",)  # the terminal record, once
+    assert [t.ttft for t in planner.turns] == pytest.approx([0.08, 0.06, 0.09])
+    assert researcher.start == pytest.approx(3.0)
+    assert researcher.turns[1].after == "tool"
+    assert researcher.turns[0].tool_calls[0].startswith("tool-")
+    one, two, three = planner.prefixes()
+    assert two[:31] == one[:31]  # 1984 cached tokens = 31 blocks of 64
+    assert two[31] != one[31]
+    assert report.skipped == [
+        f"{src}:9: expected schema 'dynamo.agent.trace.v1', found 'other.trace.v9'; "
+        "record left out"
+    ]
+    with open(out, "rb") as f:
+        body = b"".join(zstandard.ZstdDecompressor().read_to_iter(f))
+    assert b"SECRET" not in body
+
+
+# -- tracelab ---------------------------------------------------------------------------------
+
+
+def test_tracelab_rounds_become_sessions_and_agent_windows_sub_agents(tmp_path: Path) -> None:
+    src = FIXTURES / "tracelab" / "rounds.jsonl"
+    out = tmp_path / "t.zst"
+    report = importers.run("tracelab", [src], out, keys=False)
+    main, sub, codex = sorted(Reader(out).sessions(), key=lambda s: s.start)
+    assert sub.parent == main.id
+    assert (main.parent, codex.parent) == (None, None)
+    assert (main.agent, codex.agent, codex.model) == ("claude-code", "codex", "gpt-5-codex")
+    assert [t.input for t in main.turns] == [5000, 5400]
+    assert [t.output for t in main.turns] == [120, 80 + 300]
+    assert main.turns[1].reasoning == 300
+    assert [t.after for t in main.turns] == ["start", "tool"]
+    assert [t.wait for t in main.turns] == pytest.approx([0.0, 28.5])
+    assert [t.duration for t in main.turns] == pytest.approx([2.0, 2.5])
+    assert main.turns[0].tool_calls == ("Agent",)
+    assert main.turns[0].stop == "tool_use"
+    assert sub.start == pytest.approx(3.0)
+    one, two = main.prefixes()
+    assert two[:78] == one[:78]  # 4992 resident tokens = 78 blocks of 64
+    assert two[78] != one[78]
+    assert report.skipped == [f"{src}:6: round has no timing_events time stamp; left out"]
+    with open(out, "rb") as f:
+        body = b"".join(zstandard.ZstdDecompressor().read_to_iter(f))
+    assert b"SECRET" not in body

@@ -18,9 +18,11 @@ def test_formats_are_the_documented_ones() -> None:
         "claude-code",
         "codex",
         "conversations",
+        "dynamo",
         "mini-swe-agent",
         "mooncake",
         "otel",
+        "tracelab",
         "weka",
     )
     for fmt in importers.FORMATS:

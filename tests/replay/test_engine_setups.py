@@ -17,7 +17,7 @@ def test_a_modelled_profile_takes_its_step_time_from_the_roofline() -> None:
     assert p.step_time(0, 4, 8000) == p.roofline.step_time(0, 4, 8000)
     assert p.step_time(0, 0, 0) == 0
     assert p.gpus == 8
-    assert p.max_power_w == 8 * 700
+    assert p.max_power_w == pytest.approx(8 * (75 + 0.62 * (700 - 75)))
     assert p.idle_power_w == 8 * 75
     assert p.power(0) == p.idle_power_w < p.power(1) < p.power(100_000) == p.max_power_w
     assert p.kv_capacity_tokens > 100_000
@@ -70,3 +70,21 @@ def test_steps_time_sums_decode_steps_for_both_kinds_of_profile(name: str) -> No
 def test_modelled_profiles_carry_the_models_kv_bytes() -> None:
     p = profile(parse("h200", "llama-3.1-70b", gpus=2))
     assert p.kv_bytes_per_token == 163_840
+
+
+def test_replay_names_the_error_band_of_the_profile_it_runs() -> None:
+    from replay.simulated import error_band
+
+    assert error_band("h100") == PROFILES["h100"].error_band
+    assert error_band("no-such-profile") == "uncalibrated"
+
+
+def test_power_follows_the_measurements_it_was_read_from() -> None:
+    # B200 TP8 at one user drew ~350 W per GPU; MI355X TP4 saturated at ~934 W per GPU.
+    b200 = profile(parse("b200", "qwen3-235b-a22b", gpus=8, ep=8, precision="fp8"))
+    assert b200.power(1) / 8 == pytest.approx(350, rel=0.05)
+    mi355x = profile(parse("mi355x", "qwen3-235b-a22b", gpus=4, ep=4, precision="fp8"))
+    assert mi355x.power(1_000_000) / 4 == pytest.approx(934, rel=0.05)
+    # MLPerf Power: 8 x B200 on Llama 2 70B Offline, 10.4 kW at the wall with the host.
+    dense = profile(parse("b200", "llama-2-70b", precision="fp4"))
+    assert 7_000 < 8 * dense.power(1_000_000) < 8_000

@@ -204,7 +204,7 @@ def test_without_endpoint_the_simulated_engine_runs_and_says_so(
     assert doc["simulated"] is True
     assert doc["profile"] == "instant"
     assert doc["short_windows"] is True
-    assert any("simulated" in n for n in doc["notes"])
+    assert any("simulated" in n and "model error: no modelled time" in n for n in doc["notes"])
     *_, level = doc["levels"]  # a level too short or unstable to judge is measured again
     assert {s[0] for s in level["samples"]} == {0, 1}  # both workers' agents reported
     assert level["power"]["source"] == "sim"
