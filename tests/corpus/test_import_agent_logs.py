@@ -402,3 +402,20 @@ def test_claude_code_sidechains_in_the_main_transcript_are_sub_agents(tmp_path: 
     assert len(side.turns) == 2
     assert len(main.turns) == len([ln for ln in main_lines if '"model":"claude' in ln])
     assert side.turns[0].tool_calls == ("Glob", "Bash")
+
+
+def test_claude_code_calls_repeated_by_a_resumed_session_count_once(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(CLAUDE, src)
+    main = next(p for p in src.rglob("*.jsonl") if p.parent.name != "subagents")
+    lines = main.read_text().splitlines()
+    last = json.loads(next(ln for ln in reversed(lines) if '"type":"assistant"' in ln))
+    last["message"]["id"] = "msg_new_call"
+    last["timestamp"] = "2026-12-06T13:00:00.000Z"
+    fork = main.with_name("0000-forked.jsonl")
+    fork.write_text("\n".join([*lines, json.dumps(last)]) + "\n")
+    sessions, report = load(tmp_path, "claude-code", src)
+    assert sum(len(s.turns) for s in sessions) == 16 + 1
+    forked = [s for s in sessions if len(s.turns) == 1 and s.parent is None]
+    assert forked[0].turns[0].after == "start"
+    assert any("counted once" in w for w in report.warnings)
