@@ -63,6 +63,12 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     """Utilization of any non-empty step (a memory-bound decode still draws well above idle)."""
     saturation_tokens: int = 4096
     """Tokens in one step (prefill + decode) at which utilization reaches 1."""
+    gpus: int = 1
+    """GPUs this engine stands for (one tensor/expert-parallel group); the power figures are
+    the whole group's."""
+    kv_bytes_per_token: int = 131_072
+    """KV-cache bytes per token (all layers), for KV transfers between disaggregated prefill
+    and decode engines."""
 
     @property
     def instant(self) -> bool:
@@ -83,6 +89,17 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
             + self.prefill_s_per_token * prefill_tokens
             + self.decode_s_per_seq * decode_seqs
             + self.attention_s_per_kv_token * kv_tokens
+        )
+
+    def steps_time(self, decode_seqs: int, kv_tokens: int, steps: int) -> float:
+        """Modelled seconds for `steps` consecutive decode-only steps of `decode_seqs`
+        sequences starting with `kv_tokens` held (each step adds one token per sequence):
+        exactly the sum of their `step_time`s (the engine's burst driver relies on it)."""
+        if decode_seqs == 0 or steps <= 0:
+            return 0.0
+        first = self.step_time(0, decode_seqs, kv_tokens)
+        return steps * first + (
+            self.attention_s_per_kv_token * decode_seqs * steps * (steps - 1) / 2
         )
 
     def power(self, step_tokens: int) -> float:
