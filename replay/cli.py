@@ -21,15 +21,20 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 import typer
 from rich.console import Console
 
 from replay import results as res
+from replay import virtual
 from replay.client import Client, ClientFactory, server_root
 from replay.clock import RealClock
 from replay.endpoint import APIS
+from replay.engine.server import resolve as resolve_profile
 from replay.errors import ConfigError, ReplayError
 from replay.fleet import LocalFleet
+from replay.forecast import Topology, forecast
+from replay.forecast.run import engine_profile, modelled
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
 from replay.metrics import Counters
 from replay.power import Recorder, sampler
@@ -97,6 +102,8 @@ class _Options:
     plan: Plan
     quick: bool
     settings: dict[str, Any]
+    topology: Topology | None = None
+    """Set for a forecast (`--forecast`): the modelled cluster."""
 
 
 async def _execute(state: _State, workload: Workload, opts: _Options, view: View) -> res.Run:
@@ -137,13 +144,7 @@ async def _execute_at(
     record = res.Run(
         simulated=simulated, profile=opts.profile if simulated else None, endpoint=probe.base,
         api=opts.api, model=model,
-        corpus=res.Corpus(
-            path=workload.path, domain=workload.header.domain, sessions=len(workload.sessions),
-            sub_agents=workload.sub_agents,
-            turns=workload.turns, block_size=workload.header.block_size,
-            tokenizer=workload.header.tokenizer, recorded_api=workload.api,
-            ideal_cache_ratio=workload.ideal_cache_ratio,
-        ),
+        corpus=_corpus(workload),
         run_tag=opts.tag, seed=opts.seed, settings=opts.settings, short_windows=opts.quick,
         power_source=power, time_scale=opts.time_scale,
     )
@@ -152,31 +153,7 @@ async def _execute_at(
             f"simulated: every figure comes from the built-in simulated engine (profile "
             f"{opts.profile}; plausible, uncalibrated), not from hardware"
         )
-    if opts.time_scale != 1.0:
-        record.notes.append(
-            f"time-scaled: the simulated engine ran {1 / opts.time_scale:g}× faster than "
-            "modelled and waits shrank to match; every figure is in modelled seconds"
-        )
-    if workload.sub_agents:
-        n = workload.sub_agents
-        record.notes.append(
-            f"{n} sub-agent session{'s' if n != 1 else ''} replayed inside their parents' "
-            "agents (agents = concurrent top-level sessions)"
-        )
-    if opts.max_wait is not None:
-        long = sum(1 for s in workload.sessions for t in s.turns if t.wait > opts.max_wait)
-        if long:
-            record.notes.append(
-                f"{long} recorded wait{'s' if long != 1 else ''} longer than "
-                f"{opts.max_wait:g} s clipped to it (--max-wait; 0 keeps them)"
-            )
-    if opts.quick:
-        record.notes.append(
-            f"short windows (quick mode: {plan.timing.duration:g} s steady windows, "
-            f"{plan.timing.warmup_min:g}–{plan.timing.warmup_max:g} s warm-up"
-            f"{' in modelled time' if opts.time_scale != 1.0 else ''}): indicative only; "
-            "use --full or --duration for real measurements"
-        )
+    _workload_notes(record, workload, opts)
     state.record = record
     metrics_url = opts.metrics_url
     counters = Counters(metrics_url or root + "/metrics") if metrics_url != "none" else None
@@ -207,6 +184,78 @@ async def _execute_at(
         if source is not None:
             await source.close()
         _add_notes(record)
+    return record
+
+
+def _workload_notes(record: res.Run, workload: Workload, opts: _Options) -> None:
+    if opts.time_scale != 1.0:
+        record.notes.append(
+            f"time-scaled: the simulated engine ran {1 / opts.time_scale:g}× faster than "
+            "modelled and waits shrank to match; every figure is in modelled seconds"
+        )
+    if workload.sub_agents:
+        n = workload.sub_agents
+        record.notes.append(
+            f"{n} sub-agent session{'s' if n != 1 else ''} replayed inside their parents' "
+            "agents (agents = concurrent top-level sessions)"
+        )
+    if opts.max_wait is not None:
+        long = sum(1 for s in workload.sessions for t in s.turns if t.wait > opts.max_wait)
+        if long:
+            record.notes.append(
+                f"{long} recorded wait{'s' if long != 1 else ''} longer than "
+                f"{opts.max_wait:g} s clipped to it (--max-wait; 0 keeps them)"
+            )
+    if opts.quick:
+        record.notes.append(
+            f"short windows (quick mode: {opts.plan.timing.duration:g} s steady windows, "
+            f"{opts.plan.timing.warmup_min:g}–{opts.plan.timing.warmup_max:g} s warm-up"
+            f"{' in modelled time' if opts.time_scale != 1.0 else ''}): indicative only; "
+            "use --full or --duration for real measurements"
+        )
+
+
+def _corpus(workload: Workload) -> res.Corpus:
+    return res.Corpus(
+        path=workload.path, domain=workload.header.domain, sessions=len(workload.sessions),
+        sub_agents=workload.sub_agents,
+        turns=workload.turns, block_size=workload.header.block_size,
+        tokenizer=workload.header.tokenizer, recorded_api=workload.api,
+        ideal_cache_ratio=workload.ideal_cache_ratio,
+    )
+
+
+def _forecast(state: _State, workload: Workload, opts: _Options, view: View) -> res.Run:
+    assert opts.topology is not None
+    profile = resolve_profile(opts.profile)
+    info = modelled(opts.topology, engine_profile(profile, workload.header.block_size))
+    record = res.Run(
+        simulated=False, forecast=True, modelled=info, profile=opts.profile,
+        endpoint=f"forecast: {info.topology}", api="model", model=profile.model,
+        corpus=_corpus(workload), run_tag=opts.tag, seed=opts.seed, settings=opts.settings,
+        short_windows=opts.quick, power_source="forecast",
+    )
+    record.notes.append(
+        f"forecast: every figure is modelled — {info.topology}; engine profile "
+        f"{profile.name} ({profile.description}); virtual time, no hardware was used"
+    )
+    _workload_notes(record, workload, opts)
+    state.record = record
+    settings = Settings(corpus=workload.path, tag=opts.tag, tokenizer=opts.tokenizer,
+                        wait=opts.wait, max_wait=opts.max_wait, seed=opts.seed)
+    try:
+        virtual.run(forecast(record, workload, opts.plan, topology=opts.topology,
+                             profile=profile, settings=settings,
+                             power_interval=opts.power_interval, on_tick=view.tick,
+                             on_level=view.level))
+    finally:
+        _add_notes(record)
+        if record.modelled is not None:
+            m = record.modelled
+            record.notes.append(
+                f"forecast: {m.modelled_s:,.0f} modelled seconds in {m.wall_s:,.1f} wall "
+                f"seconds ({m.modelled_s / max(m.wall_s, 1e-9):,.0f}× real time)"
+            )
     return record
 
 
@@ -353,6 +402,30 @@ def replay(
                      "(0.1 = ten times faster) and report in modelled seconds (default 0.1 "
                      "in quick mode, else 1)."),
     ] = None,
+    forecast_: Annotated[
+        bool,
+        typer.Option("--forecast", help="Run against the modelled engine (--profile) in "
+                     "virtual time instead of an endpoint: no sockets, no waiting."),
+    ] = False,
+    replicas: Annotated[
+        int, typer.Option(help="Forecast: identical engines behind --router.", min=1)
+    ] = 1,
+    router: Annotated[
+        str, typer.Option(help="Forecast: round-robin, least-loaded, affinity (one engine per "
+                          "conversation) or prefix (longest cached prefix).")
+    ] = "round-robin",
+    prefill_replicas: Annotated[
+        int, typer.Option(help="Forecast: disaggregated prefill engines (with "
+                          "--decode-replicas).", min=0)
+    ] = 0,
+    decode_replicas: Annotated[
+        int, typer.Option(help="Forecast: disaggregated decode engines (with "
+                          "--prefill-replicas).", min=0)
+    ] = 0,
+    kv_gbps: Annotated[
+        float, typer.Option(help="Forecast: KV-transfer link between prefill and decode "
+                            "engines, GB/s.")
+    ] = 50.0,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write every level's raw figures here.")
     ] = None,
@@ -395,12 +468,29 @@ def replay(
         if api_key_env and api_key is None:
             raise ConfigError(f"--api-key-env {api_key_env}: that variable is not set")
         extra_headers = _headers(header or [])
+        topology = None
+        if forecast_:
+            if endpoint is not None:
+                raise ConfigError("--forecast models the engine (--profile); drop --endpoint")
+            if workers != 1:
+                raise ConfigError("--forecast runs in one process on virtual time; drop --workers")
+            if power not in (None, "sim"):
+                raise ConfigError("--forecast takes power from the modelled engines; drop --power")
+            if time_scale is not None:
+                raise ConfigError("--forecast runs in virtual time; drop --time-scale")
+            resolve_profile(profile)
+            topology = Topology(replicas=replicas, router=router, prefill=prefill_replicas,
+                                decode=decode_replicas, kv_gbps=kv_gbps)
+        elif (replicas, router, prefill_replicas, decode_replicas) != (1, "round-robin", 0, 0):
+            raise ConfigError("--replicas, --router, --prefill-replicas and --decode-replicas "
+                              "describe a modelled cluster: add --forecast")
         if power is not None:
             validate_power(power, simulated=endpoint is None)
         workload = Workload.load(corpus)
-    except ReplayError as exc:
+    except (ReplayError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    tag = run_tag if run_tag is not None else secrets.token_hex(4)
+    tag = run_tag if run_tag is not None else (
+        f"forecast-{seed}" if forecast_ else secrets.token_hex(4))
     settings: dict[str, Any] = {
         "wait": wait, "max_wait": max_wait or None,
         "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers],
@@ -415,15 +505,24 @@ def replay(
         request_timeout=timeout, tag=tag, tokenizer=tokenizer, wait=wait, max_wait=max_wait or None,
         seed=seed, power=power,
         power_interval=power_interval, metrics_url=metrics_url, workers=workers,
-        time_scale=scale, plan=plan, quick=is_quick, settings=settings,
+        time_scale=1.0 if forecast_ else scale, plan=plan, quick=is_quick, settings=settings,
+        topology=topology,
     )
-    label = f"simulated {profile}" if endpoint is None else endpoint
+    if topology is not None:
+        settings["topology"] = msgspec.structs.asdict(topology)
+        settings["profile"] = profile
+    label = (f"forecast {profile}" if forecast_ else f"simulated {profile}"
+             if endpoint is None else endpoint)
     state = _State()
     # SIGTERM stops a run like Ctrl-C: results so far are kept and the engine is shut down
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    mode = "forecast" if forecast_ else "simulated" if endpoint is None else ""
     try:
-        with View(console, label=label, enabled=progress, simulated=endpoint is None) as view:
-            asyncio.run(_execute(state, workload, opts, view))
+        with View(console, label=label, enabled=progress, mode=mode) as view:
+            if topology is not None:
+                _forecast(state, workload, opts, view)
+            else:
+                asyncio.run(_execute(state, workload, opts, view))
     except KeyboardInterrupt:
         if state.record is not None:
             state.record.interrupted = True

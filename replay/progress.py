@@ -26,12 +26,13 @@ class View:
     """Live progress on a terminal; plain lines otherwise. Use as a context manager."""
 
     def __init__(
-        self, console: Console, *, label: str, enabled: bool = True, simulated: bool = False
+        self, console: Console, *, label: str, enabled: bool = True, mode: str = ""
     ) -> None:
+        """`mode` ("simulated", "forecast" or "") starts every level line."""
         self.console = console
         self.label = label
         self.enabled = enabled
-        self.prefix = "[dim]simulated[/] " if simulated else ""
+        self.prefix = f"[dim]{mode}[/] " if mode else ""
         self._live: RichLive | None = None
 
     def __enter__(self) -> View:
@@ -89,7 +90,11 @@ def table(run: Run) -> Table:
     """The final table: one row per tier."""
     where = f"simulated engine, profile {run.profile}" if run.simulated else run.endpoint
     title = f"replay {run.corpus.path} — {where} ({run.api}, model {run.model})"
-    t = Table(title=title, title_justify="left")
+    if run.forecast:
+        title = f"forecast {run.corpus.path} — {run.endpoint.removeprefix('forecast: ')}"
+    t = Table(title=title, title_justify="left",
+              caption="forecast: modelled engine in virtual time, not a measurement"
+              if run.forecast else None, caption_justify="left")
     for name in ("tier", "agents", "agents/MW", "P25 tok/s", "P95 TTFT", "cache",
                  "errors", "per-agent"):
         t.add_column(name, justify="left" if name == "tier" else "right")
@@ -114,4 +119,6 @@ def notes(run: Run) -> list[str]:
     out = list(run.notes)
     if run.interrupted:
         out.append("interrupted: results cover the levels measured before Ctrl-C")
+    if run.forecast:  # every line of a forecast says so
+        out = [n if n.startswith("forecast") else f"forecast: {n}" for n in out]
     return out

@@ -162,6 +162,29 @@ class Corpus(msgspec.Struct, kw_only=True):
     """Sessions replayed inside their top-level session's agent (not dealt on their own)."""
 
 
+class Modelled(msgspec.Struct, kw_only=True):
+    """What a forecast ran against: the engine model and the topology, and how long it took."""
+
+    engine: str
+    """Engine profile name."""
+    engine_description: str
+    gpus_per_engine: int
+    topology: str
+    """One line: engines, router, link, GPUs in all."""
+    replicas: int
+    router: str
+    prefill_replicas: int = 0
+    decode_replicas: int = 0
+    kv_gbps: float | None = None
+    gpus: int
+    block_size: int
+    """Prefix-cache block (tokens): the corpus's, so cache hits are whole corpus blocks."""
+    modelled_s: float = 0.0
+    """Virtual seconds the whole forecast covered."""
+    wall_s: float = 0.0
+    """Wall seconds it took (the one figure that varies between identical forecasts)."""
+
+
 class Run(msgspec.Struct, kw_only=True):
     """Everything one `replay` run measured (the `--json` document)."""
 
@@ -185,6 +208,9 @@ class Run(msgspec.Struct, kw_only=True):
     levels: list[Level] = []
     notes: list[str] = []
     sample_fields: tuple[str, ...] = SAMPLE_FIELDS
+    forecast: bool = False
+    """True when the figures come from a modelled engine in virtual time (`--forecast`)."""
+    modelled: Modelled | None = None
 
 
 _json = msgspec.json.Encoder()

@@ -29,7 +29,7 @@ def run(simulated: bool) -> Run:
 def render(simulated: bool) -> str:
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=140, color_system=None)
-    with View(console, label="simulated h100", simulated=simulated) as view:
+    with View(console, label="simulated h100", mode="simulated" if simulated else "") as view:
         view.tick(Live(level=0, agents=8, phase="window", elapsed=3.0, completed=5,
                        p25_speed=40.0, p95_ttft=1.2, window_requests=5))
         view.level(run(simulated).levels[0])
