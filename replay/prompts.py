@@ -155,10 +155,18 @@ class Synth:
 
     def seeds(self, blocks: Sequence[int], scope: int) -> list[int]:
         """One 64-bit seed per block: (tag, id) for shared blocks, (tag, id, scope) otherwise.
-        Plain integer arithmetic: turns add few blocks, where numpy's per-call cost dominates."""
+        Plain integer arithmetic for the few blocks a turn adds (numpy's per-call cost would
+        dominate), numpy for long runs."""
         tag = self._tag_int
         salt = _mix_int((scope + 1) & _MASK)
         shared = self._shared
+        if len(blocks) >= 64:  # a session's first turn: the same arithmetic, vectorized
+            ids = np.array([b & _MASK for b in blocks], dtype=np.uint64)
+            salts = np.array(
+                [0 if shared is None or b in shared else salt for b in blocks], dtype=np.uint64
+            )
+            mixed: list[int] = (_mix(_mix(ids * _GOLD + salts) ^ np.uint64(tag))).tolist()
+            return mixed
         out: list[int] = []
         for b in blocks:
             s = 0 if shared is None or b in shared else salt

@@ -18,7 +18,7 @@ from replay.endpoint import Request
 from replay.engine import PROFILES
 from replay.errors import ConfigError
 from replay.forecast import Cluster, Topology
-from replay.forecast.routers import Affinity, Prefix, RoundRobin
+from replay.forecast.routers import STRIDE, Affinity, Prefix, RoundRobin
 from replay.prompts import Prompt
 from replay.results import loads
 
@@ -119,20 +119,26 @@ def test_round_robin_cycles_and_affinity_sticks() -> None:
     assert sticky.pick("a", [], [0, 9, 0]) == 1
 
 
+def blocks(*parts: int) -> list[int]:
+    """A prompt of len(parts) x STRIDE blocks: part p contributes blocks p*100 .. p*100+15."""
+    return [p * 100 + j for p in parts for j in range(STRIDE)]
+
+
 def test_the_prefix_router_follows_the_longest_prefix_unless_overloaded() -> None:
     router = Prefix(capacity=100)
-    assert router.pick("", [1, 2, 3], [0, 0]) == 0
-    assert router.pick("", [7, 8], [1, 0]) == 1
-    assert router.match([1, 2, 9]) == (2, 0)
-    assert router.pick("", [1, 2, 3, 4], [1, 1]) == 0  # its prefix lives on engine 0
-    assert router.pick("", [1, 2, 3, 5], [9, 1]) == 1  # engine 0 is overloaded
-    assert router.match([1, 2, 3, 5]) == (4, 1)
+    assert router.pick("", blocks(1, 2, 3), [0, 0]) == 0
+    assert router.pick("", blocks(7, 8), [1, 0]) == 1
+    assert router.match(blocks(1, 2, 9)) == (2 * STRIDE, 0)
+    assert router.pick("", blocks(1, 2, 3, 4), [1, 1]) == 0  # its prefix lives on engine 0
+    assert router.pick("", blocks(1, 2, 3, 5), [9, 1]) == 1  # engine 0 is overloaded
+    assert router.match(blocks(1, 2, 3, 5)) == (4 * STRIDE, 1)
+    assert router.match(blocks(1)[:-1]) == (0, -1)  # shorter than the grain
 
 
 def test_the_prefix_index_forgets_deepest_blocks_first() -> None:
     router = Prefix(capacity=3)
-    router.pick("", [1, 2, 3, 4, 5], [0])
-    assert router.match([1, 2, 3, 4, 5]) == (3, 0)  # still prefix-closed
+    router.pick("", blocks(1, 2, 3, 4, 5), [0])
+    assert router.match(blocks(1, 2, 3, 4, 5)) == (3 * STRIDE, 0)  # still prefix-closed
 
 
 def test_topologies_are_validated() -> None:
