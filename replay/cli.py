@@ -27,6 +27,8 @@ from rich.console import Console
 
 from replay import results as res
 from replay import virtual
+from replay.arrivals import Arrivals
+from replay.arrivals import parse as parse_arrivals
 from replay.client import Client, ClientFactory, server_root
 from replay.clock import RealClock
 from replay.endpoint import APIS
@@ -37,6 +39,7 @@ from replay.forecast import Topology, forecast
 from replay.forecast.run import engine_profile, modelled
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
 from replay.metrics import Counters
+from replay.population import run_open
 from replay.power import Recorder, sampler
 from replay.power import validate as validate_power
 from replay.processes import ProcessFleet, Settings, make_worker
@@ -104,6 +107,8 @@ class _Options:
     settings: dict[str, Any]
     topology: Topology | None = None
     """Set for a forecast (`--forecast`): the modelled cluster."""
+    arrivals: Arrivals | None = None
+    """Set for an open population (`--arrivals`)."""
 
 
 async def _execute(state: _State, workload: Workload, opts: _Options, view: View) -> res.Run:
@@ -160,7 +165,7 @@ async def _execute_at(
     recorder = Recorder(source, opts.power_interval, clock=clock) if source is not None else None
     fleet: LocalFleet | ProcessFleet
     client = None
-    if opts.workers > 1:
+    if opts.workers > 1 and opts.arrivals is None:
         fleet = ProcessFleet(s, factory, opts.workers)
         await fleet.start()
     else:
@@ -170,8 +175,15 @@ async def _execute_at(
     try:
         if recorder is not None:
             poller = asyncio.create_task(recorder.run())
-        await run(record, fleet, plan, epoch=epoch, clock=clock, scale=opts.time_scale,
-                  recorder=recorder, counters=counters, on_tick=view.tick, on_level=view.level)
+        if opts.arrivals is not None:
+            assert isinstance(fleet, LocalFleet)
+            await run_open(record, fleet, plan, opts.arrivals, workload, epoch=epoch,
+                           clock=clock, seed=opts.seed, recorder=recorder, counters=counters,
+                           on_tick=view.tick, on_level=view.level)
+        else:
+            await run(record, fleet, plan, epoch=epoch, clock=clock, scale=opts.time_scale,
+                      recorder=recorder, counters=counters, on_tick=view.tick,
+                      on_level=view.level)
     finally:
         if poller is not None:
             poller.cancel()
@@ -246,8 +258,8 @@ def _forecast(state: _State, workload: Workload, opts: _Options, view: View) -> 
     try:
         virtual.run(forecast(record, workload, opts.plan, topology=opts.topology,
                              profile=profile, settings=settings,
-                             power_interval=opts.power_interval, on_tick=view.tick,
-                             on_level=view.level))
+                             power_interval=opts.power_interval, arrivals=opts.arrivals,
+                             on_tick=view.tick, on_level=view.level))
     finally:
         _add_notes(record)
         if record.modelled is not None:
@@ -260,6 +272,15 @@ def _forecast(state: _State, workload: Workload, opts: _Options, view: View) -> 
 
 
 def _add_notes(record: res.Run) -> None:
+    if record.arrivals is not None and record.levels and not record.levels[0].partial:
+        lv = record.levels[0]
+        peak = max((n for _, n in lv.in_flight), default=0)
+        record.notes.append(
+            f"open population: {record.arrivals}; {lv.arrivals} arrived in the window, "
+            f"{lv.agents} agents in flight on average (peak {peak}); SLO attainment "
+            + ", ".join(f"{v.floor:g} tok/s·{v.ttft:g} s {v.attainment:.0%}"
+                        for v in lv.verdicts if v.attainment is not None)
+        )
     short = [lv.index + 1 for lv in record.levels if lv.short and not lv.partial]
     if short:
         record.notes.append(
@@ -316,7 +337,8 @@ def replay(
                      "conversations."),
     ] = None,
     profile: Annotated[
-        str, typer.Option(help="Simulated engine profile (h100, b200, instant).")
+        str, typer.Option(help="Simulated or forecast engine profile: h100, b200, instant, or "
+                          "a profile .json file.")
     ] = "h100",
     agents: Annotated[
         int | None,
@@ -426,6 +448,13 @@ def replay(
         float, typer.Option(help="Forecast: KV-transfer link between prefill and decode "
                             "engines, GB/s.")
     ] = 50.0,
+    arrivals: Annotated[
+        str | None,
+        typer.Option(help="Open population instead of N agents: recorded[:SCALE] (sessions at "
+                     "their recorded start times, SCALE× compressed) or poisson:RATE (sessions "
+                     "per second); each session replays once. Reports SLO attainment and "
+                     "agents in flight over time."),
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write every level's raw figures here.")
     ] = None,
@@ -484,6 +513,13 @@ def replay(
         elif (replicas, router, prefill_replicas, decode_replicas) != (1, "round-robin", 0, 0):
             raise ConfigError("--replicas, --router, --prefill-replicas and --decode-replicas "
                               "describe a modelled cluster: add --forecast")
+        open_population = None
+        if arrivals is not None:
+            open_population = parse_arrivals(arrivals)
+            if agents is not None:
+                raise ConfigError("--arrivals sets the population; drop --agents")
+            if workers != 1:
+                raise ConfigError("--arrivals runs in one worker process; drop --workers")
         if power is not None:
             validate_power(power, simulated=endpoint is None)
         workload = Workload.load(corpus)
@@ -498,6 +534,7 @@ def replay(
         "timing": dataclasses.asdict(timing), "tokenizer": tokenizer, "workers": workers,
         "max_error_rate": max_error_rate, "timeout": timeout, "ignore_eos": ignore_eos,
         "affinity_header": affinity_header, "power_interval": power_interval,
+        "arrivals": arrivals,
     }
     opts = _Options(
         endpoint=endpoint, profile=profile, api=api, model=model, api_key=api_key,
@@ -506,7 +543,7 @@ def replay(
         seed=seed, power=power,
         power_interval=power_interval, metrics_url=metrics_url, workers=workers,
         time_scale=1.0 if forecast_ else scale, plan=plan, quick=is_quick, settings=settings,
-        topology=topology,
+        topology=topology, arrivals=open_population,
     )
     if topology is not None:
         settings["topology"] = msgspec.structs.asdict(topology)

@@ -52,6 +52,9 @@ class TierVerdict(msgspec.Struct, kw_only=True):
     """No request to judge (agents all waiting): counted as a pass by the search."""
     agent_share: float | None = None
     """Share of the level's agents whose own window requests met the tier."""
+    attainment: float | None = None
+    """SLO attainment: share of the window's requests that met the tier on their own (speed
+    at least the floor, TTFT at most the ceiling; failed requests miss)."""
 
 
 class Power(msgspec.Struct, kw_only=True):
@@ -123,6 +126,11 @@ class Level(msgspec.Struct, kw_only=True):
     power: Power | None = None
     fidelity: Fidelity = msgspec.field(default_factory=Fidelity)
     samples: list[Sample] = []
+    arrivals: int = 0
+    """Open population (`--arrivals`): sessions that arrived during the level; `agents` is
+    then the mean number in flight over the window."""
+    in_flight: list[tuple[float, int]] = []
+    """Open population: (seconds since the run's epoch, agents in flight) through the level."""
 
 
 class TierResult(msgspec.Struct, kw_only=True):
@@ -146,6 +154,8 @@ class TierResult(msgspec.Struct, kw_only=True):
     cache_hit_ratio: float | None = None
     errors: int = 0
     agent_share: float | None = None
+    attainment: float | None = None
+    """Share of the level's window requests that met this tier on their own."""
 
 
 class Corpus(msgspec.Struct, kw_only=True):
@@ -211,6 +221,8 @@ class Run(msgspec.Struct, kw_only=True):
     forecast: bool = False
     """True when the figures come from a modelled engine in virtual time (`--forecast`)."""
     modelled: Modelled | None = None
+    arrivals: str | None = None
+    """Open population (`--arrivals`): how sessions arrived; None for N closed-loop agents."""
 
 
 _json = msgspec.json.Encoder()

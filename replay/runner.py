@@ -33,7 +33,8 @@ class Plan:
     max_error_rate: float = 0.05
 
 
-def _finish_level(raw: Raw, plan: Plan) -> Level:
+def finish_level(raw: Raw, plan: Plan) -> Level:
+    """`raw` summarized: figures, verdicts, fidelity, J per token."""
     level = summary.fill(raw.level, raw.samples, plan.tiers,
                          max_error_rate=plan.max_error_rate, counters=raw.counters)
     p = level.power
@@ -62,6 +63,7 @@ def answers(run: Run, search: Search, plan: Plan) -> list[TierResult]:
             res.errors = lv.errors
             if lv.verdicts:
                 res.agent_share = lv.verdicts[t].agent_share
+                res.attainment = lv.verdicts[t].attainment
                 res.inconclusive = lv.verdicts[t].inconclusive
             f = lv.fidelity
             res.cache_hit_ratio = (
@@ -105,7 +107,7 @@ async def run(
                 on_start=current.append,
             )
             current.clear()
-            level = _finish_level(raw, plan)
+            level = finish_level(raw, plan)
             record.levels.append(level)
             search.record(n, [v.passed for v in level.verdicts])
             record.tiers = answers(record, search, plan)
@@ -122,7 +124,7 @@ async def run(
                 pass
             if recorder is not None:
                 raw.level.power = power_summary(recorder, epoch, raw.level, scale)
-            record.levels.append(_finish_level(raw, plan))
+            record.levels.append(finish_level(raw, plan))
         raise
     finally:
         record.tiers = answers(record, search, plan)

@@ -39,6 +39,17 @@ def arrays(samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return agent, speed, ttft
 
 
+def attainment(tier: Tier, speed: np.ndarray, ttft: np.ndarray, requests: int) -> float | None:
+    """Share of `requests` whose own speed and TTFT meet `tier` (`speed`/`ttft` are the
+    successful ones'; a request too short for a speed is judged on TTFT alone)."""
+    if not requests:
+        return None
+    with np.errstate(invalid="ignore"):
+        fast = np.isnan(speed) | (speed >= tier.floor)
+        met = fast & (ttft <= tier.ttft)
+    return int(np.count_nonzero(met)) / requests
+
+
 def fill(
     level: Level,
     samples: Sequence[Sample],
@@ -72,7 +83,8 @@ def fill(
                   max_error_rate=max_error_rate)
         level.verdicts.append(
             TierVerdict(floor=tier.floor, ttft=tier.ttft, passed=v.passed, reason=v.reason,
-                        inconclusive=v.inconclusive, agent_share=share)
+                        inconclusive=v.inconclusive, agent_share=share,
+                        attainment=attainment(tier, speed, ttft, level.requests))
         )
     level.fidelity = fidelity.measure(window, counters)
     return level

@@ -11,12 +11,14 @@ from collections.abc import Callable
 
 import msgspec
 
+from replay.arrivals import Arrivals
 from replay.clock import LoopClock
 from replay.engine.profiles import Profile
 from replay.fleet import LocalFleet
 from replay.forecast.cluster import Cluster, Counters, Power
 from replay.forecast.topology import Topology
 from replay.level import Live
+from replay.population import run_open
 from replay.power import Recorder
 from replay.processes import Settings, make_worker
 from replay.results import Level, Modelled, Run
@@ -51,11 +53,13 @@ async def forecast(
     profile: Profile,
     settings: Settings,
     power_interval: float = 0.5,
+    arrivals: Arrivals | None = None,
     on_tick: Callable[[Live], None] | None = None,
     on_level: Callable[[Level], None] | None = None,
 ) -> Run:
-    """Search (or measure `plan.agents`) on the modelled cluster, filling `record` in place
-    (`record.modelled` gets the modelled and wall seconds, also when cancelled)."""
+    """Search (or measure `plan.agents`, or run an open population of `arrivals`) on the
+    modelled cluster, filling `record` in place (`record.modelled` gets the modelled and
+    wall seconds, also when cancelled)."""
     clock = LoopClock()
     epoch = clock.now()
     wall = time.perf_counter()
@@ -70,8 +74,13 @@ async def forecast(
     recorder = Recorder(Power(cluster), power_interval, clock=clock)
     poller = asyncio.create_task(recorder.run())
     try:
-        await run(record, fleet, plan, epoch=epoch, clock=clock, recorder=recorder,
-                  counters=Counters(cluster), on_tick=on_tick, on_level=on_level)
+        if arrivals is not None:
+            await run_open(record, fleet, plan, arrivals, workload, epoch=epoch, clock=clock,
+                           seed=settings.seed, recorder=recorder, counters=Counters(cluster),
+                           on_tick=on_tick, on_level=on_level)
+        else:
+            await run(record, fleet, plan, epoch=epoch, clock=clock, recorder=recorder,
+                      counters=Counters(cluster), on_tick=on_tick, on_level=on_level)
     finally:
         poller.cancel()
         await asyncio.gather(poller, return_exceptions=True)
