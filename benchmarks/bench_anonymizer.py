@@ -21,11 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from corpus import tokenizer
+from corpus import TokenCache, tokenizer
 from corpus.anonymizer import Anonymizer
 from corpus.importers.base import Conversation
 from corpus.keys import Keys
-from corpus.tokencache import TokenCache
 
 _WORDS = (
     "def class return import from self None True False if else elif for while in not and or "

@@ -37,9 +37,14 @@ sys.path.insert(0, str(ROOT))
 
 from capture.exchange import Exchange  # noqa: E402
 from capture.recorder import Recorder  # noqa: E402
-from corpus import Header, Prompt, Writer, linearize  # noqa: E402
-from corpus.tokencache import TokenCache  # noqa: E402
+from corpus import (  # noqa: E402
+    Header,
+    Prompt,
+    TokenCache,  # noqa: E402
+    Writer,
+)
 from corpus.tokenizer import encoding, fast  # noqa: E402
+from corpus.wire import linearize  # noqa: E402
 
 # -- 1. recording cost -------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from capture.errors import CaptureError
 from capture.listeners import Listener
-from capture.sse import Event, SSEDecoder
 
 if TYPE_CHECKING:
     from capture.addon import Capture
@@ -39,12 +38,10 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Capture",
     "CaptureError",
-    "Event",
     "Exchange",
     "Listener",
     "Proxy",
     "Recorder",
-    "SSEDecoder",
     "Sessions",
     "Stats",
 ]

@@ -23,7 +23,7 @@ from capture import hints
 from capture.errors import CaptureError
 from capture.listeners import Listener, plan
 from capture.recorder import Recorder, Stats
-from corpus.errors import CorpusError
+from corpus import CorpusError
 
 app = typer.Typer(
     name="capture",
@@ -60,7 +60,40 @@ def status_line(stats: Stats) -> Text:
         text.append(f" · skipped {stats.skipped}")
     if stats.warmups:
         text.append(f" · warm-ups {stats.warmups}")
+    if stats.shed:
+        text.append(f" · shed {stats.shed}", style="red")
     return text
+
+
+ALERT_EVERY = 30.0
+"""Seconds between repeated warnings while recorder failures or shed calls keep rising."""
+
+
+class Alerts:
+    """Warnings to print while recording (the live line alone is easy to miss, and absent
+    with --quiet or off a terminal): the first recorder failure or shed call at once, then
+    again at most every `ALERT_EVERY` seconds while their counts keep rising."""
+
+    def __init__(self) -> None:
+        self.errors = 0
+        self.shed = 0
+        self.said_at: float | None = None
+
+    def check(self, stats: Stats, now: float) -> list[str]:
+        errors, shed = stats.errors, stats.shed
+        if (errors, shed) == (self.errors, self.shed):
+            return []
+        if self.said_at is not None and now - self.said_at < ALERT_EVERY:
+            return []
+        out = []
+        if errors > self.errors:
+            out.append(f"recording is failing ({stats.last_error}; {errors} failures so far): "
+                       "the traffic is unaffected, but those calls are missing from the corpus")
+        if shed > self.shed:
+            out.append(f"the recorder is behind: {shed} calls shed (not recorded) so far; the "
+                       "traffic is unaffected")
+        self.errors, self.shed, self.said_at = errors, shed, now
+        return out
 
 
 class _ToConsole(logging.Handler):
@@ -71,6 +104,13 @@ class _ToConsole(logging.Handler):
             err.print(f"[yellow]proxy:[/] {escape(record.getMessage())}")
         except Exception:  # noqa: BLE001 - logging must never fail the proxy
             pass
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        pass
 
 
 async def _serve(
@@ -95,17 +135,24 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    alerts = Alerts()
+
+    def warn(view: Live | None) -> None:
+        for line in alerts.check(recorder.stats, loop.time()):
+            (view.console if view is not None else err).print(
+                f"[yellow]warning:[/] {escape(line)}")
+
     try:
         if live:
             with Live(status_line(recorder.stats), console=console, refresh_per_second=2) as view:
                 while not stop.is_set():
                     view.update(status_line(recorder.stats))
-                    try:
-                        await asyncio.wait_for(stop.wait(), 0.5)
-                    except TimeoutError:
-                        pass
+                    warn(view)
+                    await _wait(stop, 0.5)
         else:
-            await stop.wait()
+            while not stop.is_set():
+                warn(None)
+                await _wait(stop, 0.5)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -206,8 +253,17 @@ def capture(
     if stats.errors:
         where = ", ".join(f"{k} {v}" for k, v in sorted(stats.where.items()))
         err.print(
-            f"[yellow]note:[/] {stats.errors} recorder errors ({where}); the traffic was not "
-            "affected, those calls are missing from the corpus"
+            f"[yellow]note:[/] {stats.errors} recorder errors ({where}; last: "
+            f"{escape(stats.last_error)}); the traffic was not affected, those calls are "
+            "missing from the corpus"
+        )
+    if {"flush", "close"} & stats.where.keys():
+        err.print(f"[yellow]note:[/] {output}: writing failed; it holds the frames written "
+                  "before (check free space; 'corpus validate' says what is intact)")
+    if stats.shed:
+        err.print(
+            f"[yellow]note:[/] {stats.shed} calls shed while the recorder was behind (queue "
+            "full); the traffic was not affected, those calls are missing from the corpus"
         )
     if failure is not None:
         raise _fail(failure)

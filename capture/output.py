@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from corpus.errors import TruncatedError
-from corpus.records import Header
-from corpus.writer import Writer
+from corpus import Header, TruncatedError, Writer
 
 
 def open_corpus(
@@ -25,9 +23,9 @@ def open_corpus(
     header = Header(domain=domain, source="capture")
     exists = path.exists() and path.stat().st_size > 0
     if not exists:
-        return Writer(path, header, flush_every=flush_every), notes
+        return Writer.create(path, header, flush_every=flush_every), notes
     try:
-        writer = Writer(path, header, append=True, flush_every=flush_every)
+        writer = Writer.append(path, block_size=header.block_size, flush_every=flush_every)
     except TruncatedError as exc:
         aside = path.with_name(f"{path.name}.torn-{exc.offset}")
         with open(path, "r+b") as f:
@@ -39,7 +37,7 @@ def open_corpus(
             f"{path}: the last frame was torn by a killed capture; moved its {len(torn)} bytes "
             f"to {aside} and appending after the {exc.intact_frames} intact frames"
         )
-        writer = Writer(path, header, append=True, flush_every=flush_every)
+        writer = Writer.append(path, block_size=header.block_size, flush_every=flush_every)
     if writer.header.domain != domain and domain != "unknown":
         notes.append(
             f"{path}: appending to a '{writer.header.domain}' corpus; --domain {domain} ignored"

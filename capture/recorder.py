@@ -6,6 +6,10 @@ only in short steps (tiktoken releases it; rs-bpe gets long texts in parts of < 
 `corpus.tokenizer`). The worker flushes the writer at least every
 `flush_every` seconds and closes idle sessions. Any failure while recording one exchange is
 counted in `stats` and never reaches the agent.
+
+The queue is bounded (`max_queued` exchanges, `max_queued_bytes` of bodies): when the worker
+falls behind (a slow disk, a burst of huge contexts), `submit` sheds the new exchange, counted
+in `stats.shed`, rather than let memory grow without limit; the traffic is never touched.
 """
 
 from __future__ import annotations
@@ -25,19 +29,17 @@ from capture import agents, decoders, identity
 from capture.body import BodyError, Parsed, parse, shared
 from capture.exchange import Exchange
 from capture.sessions import Assignment, Call, Outcome, Sessions, Thread
-from capture.sse import SSEDecoder
-from capture.wire import FORMATS, Format, Result, eventstream, openai_responses
+from capture.wire import FORMATS, Format, Result, openai_responses
 from capture.wire.result import error_of, loads
-from corpus import linearize
-from corpus.anonymizer import Anonymizer
-from corpus.records import Turn
-from corpus.tokencache import digest
-from corpus.writer import Writer
+from corpus import Anonymizer, Turn, Writer, digest
+from corpus.wire import SSEDecoder, eventstream, linearize
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
 MEMOS = 256  # threads whose last parsed body is kept for incremental parsing
+MAX_QUEUED = 1024  # exchanges waiting for the worker before new ones are shed
+MAX_QUEUED_BYTES = 512 << 20  # their request and response bytes
 CANDIDATES = 64  # memos tried per request
 
 
@@ -55,6 +57,7 @@ class Stats:
     errors: int = 0  # recorder failures (the traffic was not affected)
     skipped: int = 0  # model calls that could not be recorded (not JSON, too large)
     warmups: int = 0  # WebSocket warm-ups (`generate: false`): no model call, no turn
+    shed: int = 0  # exchanges not recorded because the queue was full (recorder behind)
     last_error: str = ""
     where: dict[str, int] = field(default_factory=dict)
 
@@ -93,8 +96,13 @@ class Recorder:
         idle: float = 900.0,
         flush_every: float = 1.0,
         clock: Callable[[], float] = time.perf_counter,
+        max_queued: int = MAX_QUEUED,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
     ) -> None:
         self.writer = writer
+        self.max_queued = max_queued
+        self.max_queued_bytes = max_queued_bytes
+        self._queued_bytes = 0
         self.anon = Anonymizer(
             writer.keys,
             block_size=writer.header.block_size,
@@ -122,11 +130,20 @@ class Recorder:
             self._thread.start()
 
     def submit(self, exchange: Exchange) -> None:
-        """Queue a finished exchange (thread-safe, never blocks, never raises)."""
+        """Queue a finished exchange (thread-safe, never blocks, never raises); shed it
+        (counted in `stats.shed`) when the queue is full."""
         if self._closed:
             return
         with self._cond:
+            if self._pending and (
+                self._pending >= self.max_queued
+                or self._queued_bytes + exchange.size > self.max_queued_bytes
+            ):
+                with self._count_lock:
+                    self.stats.shed += 1
+                return
             self._pending += 1
+            self._queued_bytes += exchange.size
         self._queue.put(exchange)
 
     def drain(self, timeout: float = 30.0) -> bool:
@@ -157,15 +174,17 @@ class Recorder:
                     self._close_session(th)
         except Exception as exc:  # noqa: BLE001 - reported, the file is still closed below
             self.failure("close", exc)
-        finally:
+        try:
             self.writer.close()
+        except Exception as exc:  # noqa: BLE001 - e.g. a full disk: the frames before stay
+            self.failure("close", exc)
 
     def failure(self, where: str, exc: BaseException) -> None:
         """Count a recorder failure (thread-safe); the traffic is never affected."""
         with self._count_lock:
             self.stats.errors += 1
             self.stats.where[where] = self.stats.where.get(where, 0) + 1
-            self.stats.last_error = f"{where}: {type(exc).__name__}"
+            self.stats.last_error = f"{where}: {_brief(exc)}"
         log.debug("recorder failure in %s", where, exc_info=exc)
 
     # -- worker --------------------------------------------------------------------------
@@ -204,6 +223,7 @@ class Recorder:
         finally:
             with self._cond:
                 self._pending -= 1
+                self._queued_bytes -= ex.size
                 self._cond.notify_all()
 
     def tick(self) -> None:
@@ -287,7 +307,9 @@ class Recorder:
     def _open_session(self, th: Thread, ex: Exchange, req: _Request) -> None:
         model = req.fields.get("model")
         th.session = self.writer.open_session(
-            start=self.writer.relative(ex.unix),
+            # an exchange that began before the one that set the corpus's origin, but
+            # finished after it, would start before 0: it starts with it
+            start=max(0.0, self.writer.relative(ex.unix)),
             model=model if isinstance(model, str) else ex.model or "",
             api=req.fmt.API,
             agent=agents.family(ex.headers),
@@ -427,6 +449,14 @@ class Recorder:
         req.segments = segs + req.segments
         req.digests = digs + req.digests
         return len(segs)
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception in a few words for the live warning: an OS error's reason (e.g. "No
+    space left on device"), else its type. Never its message: it could quote a body."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
 
 
 def _with_body(head: identity.Identity, req: _Request) -> identity.Identity:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from capture.identity import Identity
+from corpus import After
 
 MAIN = b"main"
 
@@ -122,7 +123,7 @@ class Assignment:
     thread: Thread
     new: bool
     wait: float
-    after: str
+    after: After
 
 
 def _extends(th: Thread, messages: list[bytes]) -> int:
@@ -255,7 +256,7 @@ class Sessions:
     def _join(self, th: Thread, call: Call) -> Assignment:
         wait = max(0.0, call.t - th.last_end) if th.last_end is not None else 0.0
         ended_in_tools = bool(th.last_tools) and not th.last_failed
-        after = "tool" if ended_in_tools or call.ends_in_tool_result else "user"
+        after: After = "tool" if ended_in_tools or call.ends_in_tool_result else "user"
         return Assignment(th, False, wait, after)
 
     # -- bookkeeping ---------------------------------------------------------------------

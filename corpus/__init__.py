@@ -1,6 +1,12 @@
-"""The agentload trajectory corpus: records, reader/writer, anonymizer, importers/exporters."""
+"""The agentload trajectory corpus: records, reader/writer, anonymizer, importers/exporters.
 
+`corpus` is the ground floor: capture, replay and stats import what they need from the names
+below (and from `corpus.wire`, the shared wire knowledge), never from other submodules.
+"""
+
+from corpus import ops, synth, tokenizer, wire
 from corpus.anonymizer import KNOWN_TOOLS, Anonymizer, Prompt
+from corpus.counts import Counts, counts
 from corpus.errors import (
     CorpusError,
     CorruptError,
@@ -11,15 +17,19 @@ from corpus.errors import (
 )
 from corpus.keys import Keys, sidecar
 from corpus.reader import Reader, Table
-from corpus.records import VERSION, Header, Session, Turn
+from corpus.records import AFTER, VERSION, After, Header, Session, Turn
+from corpus.tokencache import TokenCache, digest
 from corpus.writer import Writer
 
 __all__ = [
+    "AFTER",
     "KNOWN_TOOLS",
     "VERSION",
+    "After",
     "Anonymizer",
     "CorpusError",
     "CorruptError",
+    "Counts",
     "DamagedError",
     "FormatError",
     "Header",
@@ -29,8 +39,15 @@ __all__ = [
     "Session",
     "SourceError",
     "Table",
+    "TokenCache",
     "TruncatedError",
     "Turn",
     "Writer",
+    "counts",
+    "digest",
+    "ops",
     "sidecar",
+    "synth",
+    "tokenizer",
+    "wire",
 ]

@@ -1,6 +1,6 @@
 """From request content to anonymous numbers: token counts, block ids, tool-name pseudonyms.
 
-A request is a list of segments (see `corpus.linearize`). Block j's digest is a keyed BLAKE2b
+A request is a list of segments (see `corpus.wire.linearize`). Block j's digest is a keyed BLAKE2b
 over (digest of block j-1, token ids of block j), so equal ids mean equal prefixes and nothing
 can be confirmed without the key. Results are memoized along a trie of segment prefixes: a
 request that extends an earlier one (the next turn of a conversation, or another conversation
@@ -18,10 +18,11 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from corpus import linearize, tokenizer
+from corpus import tokenizer
 from corpus.keys import DIGEST, Keys
 from corpus.records import DEFAULT_BLOCK_SIZE
 from corpus.tokencache import TokenCache, digest
+from corpus.wire import linearize
 
 # Tool names kept in clear: well-known agent tools, whose names say nothing about the user.
 KNOWN_TOOLS = frozenset(

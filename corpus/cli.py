@@ -21,6 +21,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from corpus import ops
+from corpus import synth as synthesis
 from corpus.errors import CorpusError
 
 app = typer.Typer(
@@ -97,7 +98,8 @@ KeepKeys = Annotated[
         "consistent with later captures (when the input has one).",
     ),
 ]
-Input = Annotated[Path, typer.Argument(help="Corpus file (.zst).", dir_okay=False)]
+# no `dir_okay=False`: a directory gets the reader's one-line error, not a usage box
+Input = Annotated[Path, typer.Argument(help="Corpus file (.zst).")]
 
 
 def _wrote(path: Path, result: ops.Copied) -> None:
@@ -159,6 +161,8 @@ def info(
     for name, value in rows:
         grid.add_row(name, escape(str(value)))
     out.print(grid)
+    if facts.note:
+        err.print(f"[yellow]note:[/] {escape(facts.note)}")
     if facts.damage:
         err.print(f"[yellow]warning:[/] {escape(facts.damage)}")
 
@@ -197,6 +201,8 @@ def validate(
 
     with _progress("validating") as update:
         result = check(file, limit=limit, progress=update)
+    if result.note:
+        err.print(f"[yellow]note:[/] {escape(result.note)}")
     if result.ok:
         out.print(
             f"{escape(str(file))}: ok ({result.frames} frames, {result.sessions} sessions, "
@@ -302,6 +308,37 @@ def sample(
 
 @app.command()
 @_errors
+def synth(
+    output: Output,
+    like: Annotated[
+        str,
+        typer.Option(
+            "--like",
+            help="coding (the reference coding workload: AA-AgentPerf's published figures and "
+            "AA's public recordings) or a corpus path to fit a model to.",
+        ),
+    ] = "coding",
+    n: Annotated[int, typer.Option("-n", help="Top-level sessions to generate.", min=1)] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same corpus).")] = 0,
+    force: Force = False,
+) -> None:
+    """Generate synthetic sessions from a fitted model of a corpus (or of the coding reference)."""
+    with _status(f"fitting {like}"):
+        model = synthesis.like(like)
+    inputs = [] if like == "coding" else [Path(like)]
+    with _status("generating"), ops.replacing(output, force=force, inputs=inputs) as tmp:
+        made = synthesis.generate(model, tmp, n=n, seed=seed)
+    out.print(
+        f"wrote {escape(str(output))}: {made.sessions} synthetic sessions"
+        + (f" and {made.subagents} sub-agents" if made.subagents else "")
+        + f", {made.turns} turns (like {escape(like)}, seed {seed})"
+    )
+    for note in model.notes:
+        out.print(f"note: {escape(note)}")
+
+
+@app.command()
+@_errors
 def salvage(file: Input, output: Output, keys: KeepKeys = True, force: Force = False) -> None:
     """Rewrite what is intact of a damaged corpus (a killed capture, a cut copy)."""
     with _progress("salvaging") as update:
@@ -333,10 +370,37 @@ def _formats(module: Any) -> str:
     return ", ".join(sorted(module.FORMATS))
 
 
-@app.command("import")
+# Listed here so that help needs no importer loaded; a test keeps them equal to the modules'.
+IMPORT_FORMATS = {
+    "agentperf-local": "AA's agentperf-local traces (the wheel, its folder or *.jsonl)",
+    "bailian": "Alibaba Bailian anonymized traces (16-token SipHash blocks, chat_id chains)",
+    "claude-code": "Claude Code transcripts (~/.claude/projects, sub-agents included)",
+    "codex": "Codex CLI rollouts (~/.codex/sessions, *.jsonl and *.jsonl.zst)",
+    "conversations": "JSONL of OpenAI-style message lists (schema in the importers README)",
+    "dynamo": "NVIDIA Dynamo agent traces (dynamo.agent.trace.v1 JSONL, tool events)",
+    "mini-swe-agent": "mini-swe-agent *.traj.json trajectories",
+    "mooncake": "Mooncake JSONL (512-token hash blocks; session_id/delay when present)",
+    "otel": "OpenTelemetry GenAI spans as OTLP JSON (*.json, collector *.jsonl)",
+    "tracelab": "TraceLab agentic-coding rounds (JSONL or .jsonl.gz)",
+    "weka": "kv-cache-tester (WEKA) trace_*.json, sub-agents included",
+}
+EXPORT_FORMATS = {
+    "mooncake": "Mooncake JSONL for AIPerf/Dynamo session replay (one row per turn: what it adds)",
+    "weka": "kv-cache-tester (WEKA) trace_NNNN.json folder",
+}
+
+
+def _epilog(formats: dict[str, str]) -> str:
+    lines = "\n\n".join(f"  {name}: {what}" for name, what in formats.items())
+    return f"Formats:\n\n{lines}\n\nRules per format: corpus/importers/README.md"
+
+
+@app.command("import", epilog=_epilog(IMPORT_FORMATS))
 @_errors
 def import_(
-    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="Source format.")],
+    fmt: Annotated[
+        str, typer.Argument(metavar="FORMAT", help=f"Source format: {', '.join(IMPORT_FORMATS)}.")
+    ],
     sources: Annotated[list[Path], typer.Argument(help="Source files or folders.")],
     output: Output,
     domain: Annotated[str | None, typer.Option(help="Domain for the header.")] = None,
@@ -381,23 +445,36 @@ def import_(
         err.print(f"[yellow]warning:[/] {escape(str(line))}")
 
 
-@app.command("export")
+@app.command("export", epilog=_epilog(EXPORT_FORMATS))
 @_errors
 def export(
-    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="Target format.")],
+    fmt: Annotated[
+        str, typer.Argument(metavar="FORMAT", help=f"Target format: {', '.join(EXPORT_FORMATS)}.")
+    ],
     file: Input,
     output: Annotated[Path, typer.Option("--output", "-o", help="File or folder to write.")],
     block_size: Annotated[
         int | None,
         typer.Option(help="Coarser blocks for the target (a multiple of the corpus's).", min=1),
     ] = None,
+    whole: Annotated[
+        bool,
+        typer.Option(
+            "--whole-requests",
+            help="mooncake: every row holds its turn's whole input (for replayers that send "
+            "rows on their own); by default later rows of a session hold what the turn adds, "
+            "as AIPerf's and Dynamo's session replay expect.",
+        ),
+    ] = False,
     force: Force = False,
 ) -> None:
     """Write a corpus in another tool's trace format."""
     exporters = _interop("exporters")
     if fmt not in exporters.FORMATS:
         raise _fail(f"unknown export format {fmt!r}; expected one of {_formats(exporters)}")
-    extra = {} if block_size is None else {"block_size": block_size}
+    extra: dict[str, Any] = {} if block_size is None else {"block_size": block_size}
+    if whole:
+        extra["whole"] = True
     with _status(f"exporting {fmt}"), ops.replacing(output, force=force, inputs=[file]) as tmp:
         report = exporters.run(fmt, file, tmp, **extra)
     counts = [

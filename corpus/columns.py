@@ -1,7 +1,9 @@
 """Columnar coding of turn batches: `Turn` objects <-> the on-disk `Turns` record <-> numpy.
 
 A column that holds only its default value is stored empty. Block ids are delta-coded, so the
-sequential ids of new content compress to almost nothing.
+sequential ids of new content compress to almost nothing. The plain columns come from the
+`Column` annotations of `Turn` (`corpus.records.PLAIN`); only the structural ones (session,
+block and tool lists, `after`, `stop`) are coded by hand here.
 """
 
 from __future__ import annotations
@@ -9,32 +11,27 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from corpus.records import AFTER, Turn, Turns
+from corpus.records import AFTER, OPTIONAL, PLAIN, Turn, Turns
 
-# name -> (dtype, default). Optional values use -1 for "not recorded". Times are stored as
-# integer microseconds (exact and compact) and decoded to float seconds (NaN when missing).
-COLUMNS: dict[str, tuple[str, int]] = {
-    "session": ("<i4", 0),
-    "t": ("<i8", 0),
-    "input": ("<i4", 0),
-    "output": ("<i4", 0),
-    "reasoning": ("<i4", -1),
-    "reuse": ("<i4", 0),
-    "nblocks": ("<i4", 0),
-    "wait": ("<i8", 0),
-    "after": ("|u1", 0),
-    "ntools": ("<u2", 0),
-    "ttft": ("<i8", -1),
-    "duration": ("<i8", -1),
-    "usage_input": ("<i4", -1),
-    "usage_cached": ("<i4", -1),
-    "stop": ("<u2", 0),
-    "status": ("<u2", 0),
+_STRUCTURAL: dict[str, tuple[str, int]] = {
+    "session": ("<i4", 0),  # session id of each turn
+    "nblocks": ("<i4", 0),  # how many new block ids each turn has in `blocks`
+    "after": ("|u1", 0),  # index into AFTER
+    "ntools": ("<u2", 0),  # how many tool calls each turn has in `tools`
+    "stop": ("<u2", 0),  # 0 = none, else 1 + index into the batch's vocab
 }
-TIMES = ("t", "wait", "ttft", "duration")
+# name -> (dtype, default). Optional values use their column's `missing` value (-1, or 0 for
+# status) for "not recorded". Times are stored as integer microseconds (exact and compact) and
+# decoded to float seconds (NaN when missing).
+COLUMNS: dict[str, tuple[str, int]] = {
+    **_STRUCTURAL,
+    **{name: (c.dtype, c.missing) for name, c in PLAIN.items()},
+}
+TIMES = tuple(name for name, c in PLAIN.items() if c.time)
 _AFTER_CODE = {name: i for i, name in enumerate(AFTER)}
 
 
@@ -64,12 +61,16 @@ def _unpack(buf: bytes, n: int, dtype: str, default: int) -> np.ndarray:
     return arr.astype(np.dtype(dtype).newbyteorder("="), copy=False)
 
 
-def _opt(value: int | None, missing: int) -> int:
-    return missing if value is None else value
-
-
-def _opt_us(value: float | None) -> int:
-    return -1 if value is None else usec(value)
+def _stored(name: str, values: list[Any]) -> list[int]:
+    """The column values of plain field `name` (None -> missing, seconds -> microseconds)."""
+    spec = PLAIN[name]
+    if spec.time:
+        if name in OPTIONAL:
+            return [spec.missing if v is None else round(v * 1_000_000) for v in values]
+        return [round(v * 1_000_000) for v in values]
+    if name in OPTIONAL:
+        return [spec.missing if v is None else v for v in values]
+    return values
 
 
 def encode(rows: Iterable[tuple[int, Turn]]) -> Turns:
@@ -79,29 +80,24 @@ def encode(rows: Iterable[tuple[int, Turn]]) -> Turns:
     def code(s: str) -> int:
         return vocab.setdefault(s, len(vocab))
 
-    cols: dict[str, list[int]] = {name: [] for name in COLUMNS}
-    blocks: list[int] = []
+    rows = list(rows)
+    turns = [turn for _, turn in rows]
+    stops: list[int] = []
     tools: list[int] = []
-    for sid, turn in rows:
-        cols["session"].append(sid)
-        cols["t"].append(usec(turn.t))
-        cols["input"].append(turn.input)
-        cols["output"].append(turn.output)
-        cols["reasoning"].append(_opt(turn.reasoning, -1))
-        cols["reuse"].append(turn.reuse)
-        cols["nblocks"].append(len(turn.blocks))
-        cols["wait"].append(usec(turn.wait))
-        cols["after"].append(_AFTER_CODE.get(turn.after, 0))
-        cols["ntools"].append(len(turn.tool_calls))
-        cols["ttft"].append(_opt_us(turn.ttft))
-        cols["duration"].append(_opt_us(turn.duration))
-        cols["usage_input"].append(_opt(turn.usage_input, -1))
-        cols["usage_cached"].append(_opt(turn.usage_cached, -1))
-        cols["stop"].append(0 if turn.stop is None else code(turn.stop) + 1)
-        cols["status"].append(_opt(turn.status, 0))
-        blocks.extend(turn.blocks)
+    for turn in turns:  # stop reasons and tool names share the vocab, in order of appearance
+        stops.append(0 if turn.stop is None else code(turn.stop) + 1)
         tools.extend(code(name) for name in turn.tool_calls)
-    n = len(cols["session"])
+    cols: dict[str, list[int]] = {
+        "session": [sid for sid, _ in rows],
+        "nblocks": [len(turn.blocks) for turn in turns],
+        "after": [_AFTER_CODE.get(turn.after, 0) for turn in turns],
+        "ntools": [len(turn.tool_calls) for turn in turns],
+        "stop": stops,
+    }
+    for name in PLAIN:
+        cols[name] = _stored(name, [getattr(turn, name) for turn in turns])
+    blocks = [b for turn in turns for b in turn.blocks]
+    n = len(rows)
     packed = {name: _pack(cols[name], *COLUMNS[name]) for name in COLUMNS}
     ids = np.asarray(blocks, dtype="<i8")
     deltas = np.diff(ids, prepend=np.int64(0)) if ids.size else ids
@@ -154,17 +150,25 @@ def decode(rec: Turns) -> Batch:
     return Batch(n=n, columns=columns, blocks=blocks, tools=tools, vocab=list(rec.vocab))
 
 
-def _f(x: float) -> float | None:
-    return None if math.isnan(x) else float(x)
-
-
-def _i(x: int) -> int | None:
-    return None if x < 0 else int(x)
+def _values(name: str, arr: np.ndarray) -> list[Any]:
+    """Plain field `name` of every turn as `Turn` holds it (None where not recorded)."""
+    values: list[Any] = arr.tolist()
+    if name not in OPTIONAL:
+        return values
+    if PLAIN[name].time:
+        return [None if math.isnan(v) else v for v in values]
+    missing = PLAIN[name].missing
+    if missing < 0:  # anything negative is "not recorded" (a writer stores only ≥ 0)
+        return [None if v < 0 else v for v in values]
+    return [None if v == missing else v for v in values]
 
 
 def turns(batch: Batch) -> list[tuple[int, Turn]]:
     """(session id, turn) pairs of a decoded batch, turns in on-disk form."""
-    c = {name: arr.tolist() for name, arr in batch.columns.items()}
+    c = {name: arr.tolist() for name, arr in batch.columns.items() if name in _STRUCTURAL}
+    plain = [
+        (name, _values(name, batch.columns[name])) for name in PLAIN
+    ]
     blocks = batch.blocks.tolist()
     tools = [batch.vocab[i] for i in batch.tools.tolist()]
     out: list[tuple[int, Turn]] = []
@@ -173,21 +177,11 @@ def turns(batch: Batch) -> list[tuple[int, Turn]]:
         nb, nt = c["nblocks"][i], c["ntools"][i]
         stop = c["stop"][i]
         turn = Turn(
-            t=c["t"][i],
-            input=c["input"][i],
-            output=c["output"][i],
-            reasoning=_i(c["reasoning"][i]),
-            reuse=c["reuse"][i],
             blocks=tuple(blocks[b : b + nb]),
-            wait=c["wait"][i],
             after=AFTER[c["after"][i]] if c["after"][i] < len(AFTER) else "start",
             tool_calls=tuple(tools[k : k + nt]),
-            ttft=_f(c["ttft"][i]),
-            duration=_f(c["duration"][i]),
-            usage_input=_i(c["usage_input"][i]),
-            usage_cached=_i(c["usage_cached"][i]),
             stop=None if stop == 0 else batch.vocab[stop - 1],
-            status=c["status"][i] or None,
+            **{name: values[i] for name, values in plain},
         )
         out.append((c["session"][i], turn))
         b += nb

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import msgspec
 import zstandard
 
-from corpus.records import Record
+from corpus.records import KINDS, Record, Unknown
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MAX_BODY = 1 << 31
@@ -28,19 +28,43 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Record)
 
 
-def pack(records: list[Record]) -> bytes:
+class _Tagged(msgspec.Struct):
+    """Any record: just its kind (the tag every record carries)."""
+
+    type: str
+
+
+_kind = msgspec.msgpack.Decoder(_Tagged)
+
+
+def pack(records: Sequence[Record | Unknown]) -> bytes:
     """Length-prefixed msgpack of `records` (the uncompressed body of one frame)."""
     parts: list[bytes] = []
     for rec in records:
-        body = _encoder.encode(rec)
+        body = rec.raw if isinstance(rec, Unknown) else _encoder.encode(rec)
         parts.append(_LEN.pack(len(body)))
         parts.append(body)
     return b"".join(parts)
 
 
-def unpack(body: bytes) -> tuple[list[Record], str | None]:
+def _decode(raw: bytes) -> Record | Unknown:
+    """One record; a well-formed record of a kind not in `KINDS` is `Unknown` (skipped by
+    readers: a v1 file may gain record kinds), anything else undecodable raises."""
+    try:
+        return _decoder.decode(raw)
+    except (msgspec.DecodeError, ValueError):
+        try:
+            kind = _kind.decode(raw).type
+        except (msgspec.DecodeError, ValueError):
+            kind = ""
+        if not kind or kind in KINDS:
+            raise
+        return Unknown(kind, raw)
+
+
+def unpack(body: bytes) -> tuple[list[Record | Unknown], str | None]:
     """Records of a frame body, and a description of the first undecodable part (or None)."""
-    out: list[Record] = []
+    out: list[Record | Unknown] = []
     pos, end = 0, len(body)
     while pos < end:
         if end - pos < _LEN.size:
@@ -50,7 +74,7 @@ def unpack(body: bytes) -> tuple[list[Record], str | None]:
         if size > end - pos:
             return out, f"record at body byte {pos} claims {size} bytes, {end - pos} remain"
         try:
-            out.append(_decoder.decode(body[pos : pos + size]))
+            out.append(_decode(body[pos : pos + size]))
         # msgspec raises UnicodeDecodeError (a ValueError) for bad UTF-8 in a tag value
         except (msgspec.DecodeError, ValueError) as exc:
             return out, f"record at body byte {pos} does not decode ({exc})"
@@ -68,7 +92,7 @@ def compress(body: bytes, level: int) -> bytes:
 class Frame:
     index: int
     offset: int  # byte offset of the frame in the file
-    records: list[Record]
+    records: list[Record | Unknown]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +109,7 @@ class Problem:
     index: int
     offset: int
     detail: str
-    partial: list[Record]
+    partial: list[Record | Unknown]
     zstd_ok: bool = False
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from corpus.errors import CorpusError, FormatError
 from corpus.frames import Frame, Problem, resync, scan
 from corpus.keys import Keys, sidecar
 from corpus.reader import Damage, Reader, batch
-from corpus.records import Close, Header, Open, Record, Turns
+from corpus.records import Close, Header, Open, Record, Turns, Unknown
 from corpus.writer import Writer
 
 Progress = Callable[[int, int], None]
@@ -144,6 +145,7 @@ class _Copy:
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
         self.skipped = 0  # turns of sessions not open (not kept, or cut by damage)
+        self.unknown: Counter[str] = Counter()  # records of kinds this version does not know
 
     def source(
         self,
@@ -158,8 +160,10 @@ class _Copy:
         self.ids: dict[int, int] = {}  # input session id -> output id, every kept session
         self.open: dict[int, list[int]] = {}  # open kept session -> its last turn's output blocks
 
-    def records(self, records: Sequence[Record], index: int, offset: int) -> None:
-        """Copy `records` of the input's frame `index` at byte `offset`."""
+    def records(self, records: Sequence[Record | Unknown], index: int, offset: int) -> None:
+        """Copy `records` of the input's frame `index` at byte `offset`. Records of kinds this
+        version does not know are not copied (they may name input session ids): counted in
+        `unknown`."""
         w = self.writer
         for rec in records:
             if isinstance(rec, Turns):
@@ -188,6 +192,8 @@ class _Copy:
                 for sid in rec.ids:
                     if self.open.pop(sid, None) is not None:
                         w.close_session(self.ids[sid])
+            elif isinstance(rec, Unknown):
+                self.unknown[rec.kind] += 1
 
     def cut(self) -> int:
         """Stop copying every open session (damage: later turns can't be trusted to follow

@@ -7,6 +7,7 @@ is read, or at the end of the file when it never closed), not by the size of the
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ import numpy as np
 from corpus import columns as col
 from corpus.errors import CorruptError, DamagedError, FormatError, TruncatedError
 from corpus.frames import Frame, Problem, scan
-from corpus.records import MAGIC, VERSION, Close, Header, Open, Session, Turn, Turns
+from corpus.records import MAGIC, VERSION, Close, Header, Open, Session, Turn, Turns, Unknown
 
 
 def _header(path: str, first: Frame | Problem | None) -> Header:
@@ -84,15 +85,23 @@ class Reader:
         self.path = os.fspath(path)
         self.strict = strict
         self.damage: Damage | None = None
+        self.unknown: Counter[str] = Counter()  # skipped records of kinds not known here
         try:
             first = next(iter(scan(self.path)), None)
+        except IsADirectoryError as exc:
+            raise FormatError(
+                f"{self.path}: cannot read (is a directory); give a corpus file (.zst)"
+            ) from exc
         except OSError as exc:
             raise FormatError(f"{self.path}: cannot read ({exc.strerror})") from exc
         self.header = _header(self.path, first)
 
     def frames(self) -> Iterator[Frame]:
-        """Intact frames in order; stops (or raises when strict) at the first damaged one."""
+        """Intact frames in order; stops (or raises when strict) at the first damaged one.
+        Records of kinds this version does not know are left in the frames (as `Unknown`) and
+        counted in `unknown` by kind."""
         self.damage = None
+        self.unknown = Counter()
         count = 0
         for item in scan(self.path):
             if isinstance(item, Problem):
@@ -101,7 +110,20 @@ class Reader:
                     raise self.damage.error(self.path)
                 return
             count += 1
+            for rec in item.records:
+                if isinstance(rec, Unknown):
+                    self.unknown[rec.kind] += 1
             yield item
+
+    def unknown_note(self) -> str | None:
+        """What `unknown` means for a user, or None when every record was known."""
+        if not self.unknown:
+            return None
+        kinds = ", ".join(f"{n} '{k}'" for k, n in sorted(self.unknown.items()))
+        return (
+            f"{self.path}: skipped records of kinds this agentload does not know ({kinds}); "
+            "a newer agentload reads them, everything else here is complete"
+        )
 
     def batch(self, frame: Frame, rec: Turns) -> col.Batch:
         """Decoded columns of a `Turns` record of `frame`; FormatError when inconsistent."""

@@ -2,14 +2,20 @@
 
 On disk a file is a sequence of zstd frames of length-prefixed msgpack records: one `Header`,
 then `Open` (a session begins), `Turns` (a columnar batch of turns of any open sessions) and
-`Close` (sessions that ended). Readers regroup turns into `Session`s. New fields are appended
-with defaults; readers ignore fields they don't know.
+`Close` (sessions that ended). Readers regroup turns into `Session`s.
+
+Evolution within v1 (see corpus/README.md): new fields are appended with defaults and readers
+ignore fields they don't know; a new record kind may be added, and a v1 reader skips (and
+counts) records of kinds it does not know, so a new kind may only carry what an older reader
+can do without. A change an older reader must not skip bumps `VERSION`. A new turn field is one
+edit: a `Turn` field annotated with its `Column` (the `Turns` record gets its column from it).
 """
 
 from __future__ import annotations
 
 import datetime
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple, get_args, get_type_hints
 
 import msgspec
 
@@ -27,9 +33,12 @@ AFTER: tuple[str, ...] = ("start", "tool", "user")
 
 
 class Header(msgspec.Struct, frozen=True, kw_only=True, tag="header"):
-    """First record of every file: what the corpus is and how its blocks were made."""
+    """First record of every file: what the corpus is and how its blocks were made.
 
-    magic: str = MAGIC
+    `magic` is required on disk: a header record without it is not a corpus header (the
+    `Writer` stamps it, as it stamps `created` and `producer`, so code may leave it out)."""
+
+    magic: str = ""
     version: int = VERSION
     domain: str = "unknown"
     tokenizer: str = "cl100k_base"
@@ -46,25 +55,63 @@ class Header(msgspec.Struct, frozen=True, kw_only=True, tag="header"):
         return datetime.date.today().isoformat()
 
 
+class Column(NamedTuple):
+    """How a plain `Turn` field is stored: one little-endian numpy array per `Turns` batch.
+
+    `missing` is the stored value of `None` (and of a column left empty when every value is
+    it); `time` fields are float seconds stored as integer microseconds."""
+
+    dtype: str
+    missing: int = 0
+    time: bool = False
+
+
+I32 = Column("<i4")
+I32_OPT = Column("<i4", -1)
+SECONDS = Column("<i8", time=True)
+SECONDS_OPT = Column("<i8", -1, time=True)
+
+
 class Turn(msgspec.Struct, frozen=True, kw_only=True):
     """One model call. `blocks` holds the ids after the first `reuse` blocks of the previous
-    turn of the same session (see `Session.prefixes` for full lists)."""
+    turn of the same session (see `Session.prefixes` for full lists).
 
-    t: float
-    input: int
-    output: int
-    reasoning: int | None = None
-    reuse: int = 0
+    Fields annotated with a `Column` are stored as such (`corpus.columns`); the others
+    (`blocks`, `after`, `tool_calls`, `stop`) have their own coding there."""
+
+    t: Annotated[float, SECONDS]
+    input: Annotated[int, I32]
+    output: Annotated[int, I32]
+    reasoning: Annotated[int | None, I32_OPT] = None
+    reuse: Annotated[int, I32] = 0
     blocks: tuple[int, ...] = ()
-    wait: float = 0.0
-    after: str = "start"
+    wait: Annotated[float, SECONDS] = 0.0
+    after: After = "start"
     tool_calls: tuple[str, ...] = ()
-    ttft: float | None = None
-    duration: float | None = None
-    usage_input: int | None = None
-    usage_cached: int | None = None
+    ttft: Annotated[float | None, SECONDS_OPT] = None
+    duration: Annotated[float | None, SECONDS_OPT] = None
+    usage_input: Annotated[int | None, I32_OPT] = None
+    usage_cached: Annotated[int | None, I32_OPT] = None
     stop: str | None = None
-    status: int | None = None
+    status: Annotated[int | None, Column("<u2", 0)] = None
+
+
+def _plain_columns() -> tuple[dict[str, Column], frozenset[str]]:
+    hints = get_type_hints(Turn, include_extras=True)
+    plain: dict[str, Column] = {}
+    optional: set[str] = set()
+    for name in Turn.__struct_fields__:
+        spec = [m for m in getattr(hints[name], "__metadata__", ()) if isinstance(m, Column)]
+        if spec:
+            plain[name] = spec[0]
+            if type(None) in get_args(hints[name].__origin__):
+                optional.add(name)
+    return plain, frozenset(optional)
+
+
+PLAIN, OPTIONAL = _plain_columns()
+"""`PLAIN`: the `Turn` fields stored as plain columns, in field order, with how each is stored;
+`OPTIONAL`: those that may be None (stored as their column's `missing` value)."""
 
 
 class Session(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,32 +156,54 @@ class Close(msgspec.Struct, frozen=True, kw_only=True, tag="close"):
     ids: list[SessionId]
 
 
-class Turns(msgspec.Struct, frozen=True, kw_only=True, tag="turns"):
+class _TurnsBase(msgspec.Struct, frozen=True, kw_only=True):
     """On disk: a columnar batch of `n` turns. Numeric columns are little-endian arrays
     (`corpus.columns.COLUMNS` gives dtypes and defaults); an empty column means every value is
     the default. `blocks` holds the new block ids of all turns, delta-coded, `nblocks` how many
-    belong to each turn. Strings (stop reasons, tool names) are indexes into `vocab`."""
+    belong to each turn. Strings (stop reasons, tool names) are indexes into `vocab`. Besides
+    these fields the record has one `bytes` column per `PLAIN` turn field, of the same name."""
 
     n: Annotated[int, msgspec.Meta(ge=0, le=MAX_BATCH)]
     session: bytes = b""
-    t: bytes = b""
-    input: bytes = b""
-    output: bytes = b""
-    reasoning: bytes = b""
-    reuse: bytes = b""
     nblocks: bytes = b""
     blocks: bytes = b""
-    wait: bytes = b""
     after: bytes = b""
     ntools: bytes = b""
     tools: bytes = b""
-    ttft: bytes = b""
-    duration: bytes = b""
-    usage_input: bytes = b""
-    usage_cached: bytes = b""
     stop: bytes = b""
-    status: bytes = b""
     vocab: list[str] = []
 
 
+if TYPE_CHECKING:
+
+    class Turns(_TurnsBase, frozen=True, kw_only=True, tag="turns"):
+        def __init__(self, *, n: int, **columns: object) -> None: ...
+
+        def __getattr__(self, name: str) -> bytes: ...  # the plain columns
+
+else:
+    Turns = msgspec.defstruct(
+        "Turns",
+        [(name, bytes, b"") for name in PLAIN],
+        bases=(_TurnsBase,),
+        module=__name__,
+        frozen=True,
+        kw_only=True,
+        tag="turns",
+    )
+    Turns.__doc__ = _TurnsBase.__doc__
+
+
 Record = Header | Open | Turns | Close
+KINDS: frozenset[str] = frozenset(
+    str(r.__struct_config__.tag) for r in (Header, Open, Turns, Close)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A record of a kind this reader does not know (`kind` is its tag): a later v1 writer's
+    addition that readers skip and count. `raw` is its msgpack, so a copy can keep it."""
+
+    kind: str
+    raw: bytes

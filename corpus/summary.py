@@ -43,6 +43,8 @@ class Info:
     agents: dict[str, int] = field(default_factory=dict)
     domains: dict[str, int] = field(default_factory=dict)
     damage: str | None = None
+    unknown: dict[str, int] = field(default_factory=dict)  # skipped records of unknown kinds
+    note: str | None = None  # what `unknown` means
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +88,8 @@ def info(path: str | os.PathLike[str]) -> Info:
         agents=_counts(sessions["agent"], table.vocab),
         domains=_counts(sessions["domain"], table.vocab),
         damage=reader.damage.message(reader.path) if reader.damage else None,
+        unknown=dict(reader.unknown),
+        note=reader.unknown_note(),
     )
 
 

@@ -76,7 +76,7 @@ _CUT = re.compile(r"\n(?=[ \t]*[!-~])|(?<=[A-Za-z])(?=[ -/:-@\[-`{-~])")
 _PROBE = (
     "def f(x):\n    return x ** 2  # don't I'LL we've\n\n\t\r\n  \u00a0\u3000 end\n"
     "Héllo wörld, 你好世界 こんにちは 안녕하세요 Привет مرحبا שלום 🎉👨\u200d👩\u200d👧 e\u0301\n"
-    "12345678 3.14159 ٣٤٥ ½ Ⅻ x² <|endoftext|> <|fim_prefix|> {\"a\": [1, 2, null]}\n"
+    '12345678 3.14159 ٣٤٥ ½ Ⅻ x² <|endoftext|> <|fim_prefix|> {"a": [1, 2, null]}\n'
     "   leading    spaces     and trailing   \n\n\n" + "a" * 300 + " " * 40 + "z"
 ) * 80  # 46,400 characters: cut into parts
 # tiktoken's cl100k ids for `_PROBE`: how many, and a digest of them written out in decimal

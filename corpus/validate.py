@@ -34,6 +34,7 @@ class Validation:
     turns: int = 0
     problems: list[str] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    note: str | None = None  # records of kinds this version does not know (not a problem)
 
     @property
     def ok(self) -> bool:
@@ -191,6 +192,7 @@ def validate(
                 check.problem("frame", "a second header record")
         if progress is not None:
             progress(frame.offset, size)
+    check.result.note = reader.unknown_note()
     if reader.damage is not None:
         check.where = ""
         check.problem("frame", reader.damage.message(reader.path))

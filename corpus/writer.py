@@ -17,37 +17,56 @@ from importlib import metadata
 from pathlib import Path
 
 import msgspec
+import numpy as np
 
 from corpus import columns as col
 from corpus.errors import CorpusError, DamagedError
 from corpus.frames import compress, pack
 from corpus.keys import Keys
 from corpus.reader import Reader
-from corpus.records import AFTER, MAX_BATCH, Close, Header, Open, Record, Turn, Turns
+from corpus.records import (
+    AFTER,
+    MAGIC,
+    MAX_BATCH,
+    OPTIONAL,
+    PLAIN,
+    Close,
+    Column,
+    Header,
+    Open,
+    Record,
+    Turn,
+    Turns,
+)
 
-_I32 = 1 << 31
-_U16 = 1 << 16
 _TIME = 1 << 62  # microseconds that still fit the int64 time columns
 _TIME_S = float(_TIME // 10**6)  # the same bound in seconds, a little inside it
 
 
+def _bounds(name: str, spec: Column) -> tuple[float, float]:
+    """[low, high) of the values plain field `name` can store faithfully: times in seconds,
+    counts within their dtype; an optional field stored with `missing` 0 must not be 0 (it
+    would read back as None)."""
+    if spec.time:
+        return 0.0, _TIME_S
+    info = np.iinfo(np.dtype(spec.dtype))
+    low = 1 if name in OPTIONAL and spec.missing == 0 else 0
+    return low, int(info.max) + 1
+
+
+_BOUNDS = [(name, *_bounds(name, spec), name in OPTIONAL) for name, spec in PLAIN.items()]
+
+
 def _ok(turn: Turn) -> bool:
-    """The common case of `_check`, in one expression (it runs for every recorded turn)."""
-    reasoning, usage_input, usage_cached = turn.reasoning, turn.usage_input, turn.usage_cached
-    ttft, duration, status = turn.ttft, turn.duration, turn.status
-    return (
-        0 <= turn.input < _I32
-        and 0 <= turn.output < _I32
-        and (reasoning is None or 0 <= reasoning < _I32)
-        and (usage_input is None or 0 <= usage_input < _I32)
-        and (usage_cached is None or 0 <= usage_cached < _I32)
-        and 0 <= turn.t < _TIME_S  # NaN compares False
-        and 0 <= turn.wait < _TIME_S
-        and (ttft is None or 0 <= ttft < _TIME_S)
-        and (duration is None or 0 <= duration < _TIME_S)
-        and (status is None or 0 < status < _U16)
-        and turn.after in AFTER
-    )
+    """The common case of `_check` (it runs for every recorded turn). NaN compares False."""
+    for name, low, high, optional in _BOUNDS:
+        value = getattr(turn, name)
+        if value is None:
+            if not optional:
+                return False
+        elif not low <= value < high:
+            return False
+    return turn.after in AFTER
 
 
 def _check(turn: Turn) -> None:
@@ -56,23 +75,17 @@ def _check(turn: Turn) -> None:
     if _ok(turn):
         return
     bad: list[str] = []
-    for name in ("input", "output"):
-        if not 0 <= getattr(turn, name) < _I32:
-            bad.append(f"{name}={getattr(turn, name)}")
-    for name in ("reasoning", "usage_input", "usage_cached"):
+    for name, low, high, optional in _BOUNDS:
         value = getattr(turn, name)
-        if value is not None and not 0 <= value < _I32:
-            bad.append(f"{name}={value}")
-    for name in ("t", "wait"):  # seconds since the session's start, since the last response
-        value = getattr(turn, name)
-        if not (math.isfinite(value) and 0 <= value * 1e6 < _TIME):
-            bad.append(f"{name}={value} (expected finite seconds ≥ 0)")
-    for name in ("ttft", "duration"):
-        value = getattr(turn, name)
-        if value is not None and not (math.isfinite(value) and 0 <= value * 1e6 < _TIME):
-            bad.append(f"{name}={value} (expected finite seconds ≥ 0, or None)")
-    if turn.status is not None and not 0 < turn.status < _U16:
-        bad.append(f"status={turn.status}")
+        if value is None:
+            if not optional:
+                bad.append(f"{name}=None")
+        elif not low <= value < high:
+            if PLAIN[name].time:
+                none = ", or None" if name in OPTIONAL else ""
+                bad.append(f"{name}={value} (expected finite seconds ≥ 0{none})")
+            else:
+                bad.append(f"{name}={value}")
     if turn.after not in AFTER:
         bad.append(f"after={turn.after!r} (expected one of {', '.join(AFTER)})")
     if bad:
@@ -113,12 +126,13 @@ def _common_prefix(prev: list[int], full: list[int]) -> int:
 class Writer:
     """Writes one corpus file. Use as a context manager, or call `close()`.
 
-    `append=True` continues an existing file (its header wins; session ids continue after the
-    highest one in it); `append=False` refuses to overwrite an existing file. `keys=True` keeps
-    the private `<file>.keys` sidecar (needed for consistent ids across appends); `keys=False`
-    uses a throwaway key (appending with it gives new content ids after every id in the file,
-    so nothing is falsely shared); a `Keys` object is used as given (a copy that keeps the id
-    space of its source).
+    Two constructors: `Writer.create(path, header)` (also plain `Writer(path, header)`) starts
+    a new file and refuses to overwrite one; `Writer.append(path)` continues an existing file
+    (its header wins; session ids continue after the highest one in it). `keys=True` keeps the
+    private `<file>.keys` sidecar (needed for consistent ids across appends); `keys=False` uses
+    a throwaway key (appending with it gives new content ids after every id in the file, so
+    nothing is falsely shared); a `Keys` object (`create` only) is used as given (a copy that
+    keeps the id space of its source).
     """
 
     def __init__(
@@ -126,12 +140,106 @@ class Writer:
         path: str | os.PathLike[str],
         header: Header | None = None,
         *,
-        append: bool = False,
         keys: bool | Keys = True,
         flush_every: float | None = None,
         max_turns: int = 16_384,
         level: int = 9,
     ) -> None:
+        self._setup(path, flush_every, max_turns, level)
+        if self.path.exists() and self.path.stat().st_size > 0:
+            raise CorpusError(f"{self.path}: already exists; choose another output or append to it")
+        header = header or Header()
+        self.header = msgspec.structs.replace(
+            header,
+            magic=MAGIC,
+            created=header.created or Header.today(),
+            producer=header.producer or producer(),
+        )
+        if isinstance(keys, Keys):
+            self.keys = keys
+        elif keys:
+            stale = Path(f"{self.path}.keys")
+            if stale.exists():  # a sidecar without its corpus: start a fresh id space
+                stale.unlink()
+            self.keys = Keys.open(self.path)
+        else:
+            self.keys = Keys.ephemeral()
+        self._file = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        self._pending.append(self.header)
+        try:
+            self.flush(force=True)
+        except BaseException:
+            self._file.close()
+            raise
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        header: Header | None = None,
+        *,
+        keys: bool | Keys = True,
+        flush_every: float | None = None,
+        max_turns: int = 16_384,
+        level: int = 9,
+    ) -> Writer:
+        """A new corpus at `path` (which must not exist, or be empty) starting with `header`."""
+        return cls(path, header, keys=keys, flush_every=flush_every, max_turns=max_turns,
+                   level=level)
+
+    @classmethod
+    def append(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        block_size: int | None = None,
+        keys: bool = True,
+        flush_every: float | None = None,
+        max_turns: int = 16_384,
+        level: int = 9,
+    ) -> Writer:
+        """Continue the intact corpus at `path`; `block_size`, when given, must be the file's."""
+        self = cls.__new__(cls)
+        self._setup(path, flush_every, max_turns, level)
+        reader = Reader(self.path, strict=True)
+        header = reader.header
+        if block_size is not None and block_size != header.block_size:
+            raise CorpusError(
+                f"{self.path}: existing corpus uses {header.block_size}-token blocks, "
+                f"this writer was asked for {block_size}; write a new file instead"
+            )
+        top = -1  # highest block id in the file
+        try:
+            for frame in reader.frames():
+                for rec in frame.records:
+                    if isinstance(rec, Open):
+                        self._next_id = max(self._next_id, rec.id + 1)
+                    elif isinstance(rec, Turns):
+                        ids = reader.batch(frame, rec).blocks
+                        if ids.size:
+                            top = max(top, int(ids.max()))
+        except DamagedError as exc:
+            raise type(exc)(
+                f"can't append: {exc}", intact_frames=exc.intact_frames, offset=exc.offset
+            ) from exc
+        if keys:
+            self.keys = Keys.open(self.path, create=False)
+            if len(self.keys) <= top:
+                raise CorpusError(
+                    f"{self.keys.path}: knows {len(self.keys)} block ids, but the corpus "
+                    f"uses ids up to {top}; this sidecar does not belong to {self.path}. "
+                    "Append with keys=False or write a new corpus"
+                )
+        else:
+            self.keys = Keys.ephemeral(base=top + 1)
+        self.header = header
+        self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        return self
+
+    def _setup(
+        self, path: str | os.PathLike[str], flush_every: float | None, max_turns: int, level: int
+    ) -> None:
+        """State both constructors share."""
         self.path = Path(path)
         if not 1 <= max_turns <= MAX_BATCH:
             raise ValueError(f"max_turns must be in 1..{MAX_BATCH}, got {max_turns}")
@@ -142,77 +250,12 @@ class Writer:
         self.turns = 0
         self.frames = 0
         self._next_id = 0
-        exists = self.path.exists() and self.path.stat().st_size > 0
-        if exists and not append:
-            raise CorpusError(f"{self.path}: already exists; choose another output or append to it")
-        if exists:
-            if isinstance(keys, Keys):
-                raise ValueError("a Keys object can only start a new corpus")
-            reader = Reader(self.path, strict=True)
-            wanted = header
-            header = reader.header
-            if wanted is not None and wanted.block_size != header.block_size:
-                raise CorpusError(
-                    f"{self.path}: existing corpus uses {header.block_size}-token blocks, "
-                    f"this writer was asked for {wanted.block_size}; write a new file instead"
-                )
-            top = -1  # highest block id in the file
-            try:
-                for frame in reader.frames():
-                    for rec in frame.records:
-                        if isinstance(rec, Open):
-                            self._next_id = max(self._next_id, rec.id + 1)
-                        elif isinstance(rec, Turns):
-                            ids = reader.batch(frame, rec).blocks
-                            if ids.size:
-                                top = max(top, int(ids.max()))
-            except DamagedError as exc:
-                raise type(exc)(
-                    f"can't append: {exc}", intact_frames=exc.intact_frames, offset=exc.offset
-                ) from exc
-            if keys:
-                self.keys = Keys.open(self.path, create=False)
-                if len(self.keys) <= top:
-                    raise CorpusError(
-                        f"{self.keys.path}: knows {len(self.keys)} block ids, but the corpus "
-                        f"uses ids up to {top}; this sidecar does not belong to {self.path}. "
-                        "Append with keys=False or write a new corpus"
-                    )
-            else:
-                self.keys = Keys.ephemeral(base=top + 1)
-            self.header = header
-            self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
-        else:
-            header = header or Header()
-            if not header.created or not header.producer:
-                header = msgspec.structs.replace(
-                    header,
-                    created=header.created or Header.today(),
-                    producer=header.producer or producer(),
-                )
-            self.header = header
-            if isinstance(keys, Keys):
-                self.keys = keys
-            elif keys:
-                stale = Path(f"{self.path}.keys")
-                if stale.exists():  # a sidecar without its corpus: start a fresh id space
-                    stale.unlink()
-                self.keys = Keys.open(self.path)
-            else:
-                self.keys = Keys.ephemeral()
-            self._file = open(self.path, "wb")  # noqa: SIM115 - closed in close()
-        self._pending: list[Record] = [] if exists else [self.header]
+        self._pending: list[Record] = []
         self._rows: list[tuple[int, Turn]] = []
         self._closing: list[int] = []
         self._last: dict[int, list[int]] = {}  # open session -> its last turn's block ids
         self._count: dict[int, int] = {}  # open session -> turns written (for error messages)
         self._flushed_at = time.monotonic()
-        if not exists:
-            try:
-                self.flush(force=True)
-            except BaseException:
-                self._file.close()
-                raise
 
     # -- sessions and turns ---------------------------------------------------------------
 
@@ -262,9 +305,7 @@ class Writer:
         try:
             _check(turn)
             if new and not 0 <= min(new) <= max(new) < 1 << 63:
-                raise CorpusError(
-                    f"block ids must be in 0..2**63-1, got {min(new)}..{max(new)}"
-                )
+                raise CorpusError(f"block ids must be in 0..2**63-1, got {min(new)}..{max(new)}")
         except CorpusError as exc:  # nothing of this turn was kept; the session stays open
             raise CorpusError(
                 f"session {session}, turn {self._count.get(session, 0)}: {exc}"

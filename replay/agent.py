@@ -228,6 +228,8 @@ class Agent:
                     ideal_cached=prompt.ideal_cached,
                     status=result.status,
                     error=result.error,
+                    recorded=turn.duration if turn.duration is not None else -1.0,
+                    gap=result.gap / 1e9 / self.scale if result.gap else -1.0,
                 )
             )
             if result.error:

@@ -18,21 +18,30 @@ import os
 import secrets
 import signal
 import sys
+import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from corpus import outfile
+from corpus.errors import CorpusError
+from corpus.wire import apis
 from replay import results as res
 from replay import virtual
 from replay.arrivals import Arrivals
 from replay.arrivals import parse as parse_arrivals
 from replay.client import Client, ClientFactory, server_root
 from replay.clock import RealClock
-from replay.endpoint import APIS
+from replay.endpoint import API_CHOICES, APIS, resolve_api
+from replay.engine.errors import CatalogError
+from replay.engine.profiles import Profile
 from replay.engine.server import resolve as resolve_profile
+from replay.engine.setup_options import SetupOptions, setup_profile
 from replay.errors import ConfigError, ReplayError
 from replay.fleet import LocalFleet
 from replay.forecast import Topology, forecast
@@ -42,13 +51,16 @@ from replay.metrics import Counters
 from replay.population import run_open
 from replay.power import Recorder, sampler
 from replay.power import validate as validate_power
+from replay.presets import choose as choose_slo
+from replay.presets import describe as describe_presets
 from replay.processes import ProcessFleet, Settings, make_worker
-from replay.progress import View, notes, table
+from replay.progress import View
+from replay.report_cli import show
+from replay.report_html import render as render_html
 from replay.runner import Plan, run
 from replay.search import parse_resolution
-from replay.simulated import Simulated
-from replay.tiers import DEFAULT_TIERS, Tier
-from replay.tiers import parse as parse_tier
+from replay.simulated import Simulated, error_band
+from replay.tiers import Tier
 from replay.waits import parse as parse_wait
 from replay.workload import Workload
 
@@ -58,7 +70,7 @@ err_console = Console(stderr=True)
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -105,8 +117,11 @@ class _Options:
     plan: Plan
     quick: bool
     settings: dict[str, Any]
+    slo_notes: tuple[str, ...] = ()
     topology: Topology | None = None
     """Set for a forecast (`--forecast`): the modelled cluster."""
+    engine: Profile | None = None
+    """A forecast's engine built from --gpu/--model (else `profile` names it)."""
     arrivals: Arrivals | None = None
     """Set for an open population (`--arrivals`)."""
 
@@ -124,7 +139,7 @@ async def _execute_at(
     simulated = opts.endpoint is None
     probe = Client(url, api=opts.api, api_key=opts.api_key, headers=opts.headers)
     try:
-        listed = await probe.models()
+        listed = await probe.models(needed=not opts.model)
     finally:
         await probe.close()
     model = opts.model
@@ -156,7 +171,7 @@ async def _execute_at(
     if simulated:
         record.notes.append(
             f"simulated: every figure comes from the built-in simulated engine (profile "
-            f"{opts.profile}; plausible, uncalibrated), not from hardware"
+            f"{opts.profile}; model error: {error_band(opts.profile)}), not from hardware"
         )
     _workload_notes(record, workload, opts)
     state.record = record
@@ -200,6 +215,7 @@ async def _execute_at(
 
 
 def _workload_notes(record: res.Run, workload: Workload, opts: _Options) -> None:
+    record.notes.extend(opts.slo_notes)
     if opts.time_scale != 1.0:
         record.notes.append(
             f"time-scaled: the simulated engine ran {1 / opts.time_scale:g}× faster than "
@@ -212,11 +228,12 @@ def _workload_notes(record: res.Run, workload: Workload, opts: _Options) -> None
             "agents (agents = concurrent top-level sessions)"
         )
     if opts.max_wait is not None:
-        long = sum(1 for s in workload.sessions for t in s.turns if t.wait > opts.max_wait)
+        policy = parse_wait(opts.wait, limit=opts.max_wait)
+        long = sum(1 for s in workload.sessions for t in s.turns if policy.clips(t.wait))
         if long:
             record.notes.append(
-                f"{long} recorded wait{'s' if long != 1 else ''} longer than "
-                f"{opts.max_wait:g} s clipped to it (--max-wait; 0 keeps them)"
+                f"{long} wait{'s' if long != 1 else ''} longer than {opts.max_wait:g} s "
+                f"under --wait {policy} clipped to it (--max-wait; 0 keeps them)"
             )
     if opts.quick:
         record.notes.append(
@@ -237,29 +254,37 @@ def _corpus(workload: Workload) -> res.Corpus:
     )
 
 
-def _forecast(state: _State, workload: Workload, opts: _Options, view: View) -> res.Run:
+def _forecast(state: _State, workload: Workload, opts: _Options) -> res.Run:
+    """The record of a forecast, before it runs (`_run_forecast` fills it)."""
     assert opts.topology is not None
-    profile = resolve_profile(opts.profile)
+    profile = opts.engine or resolve_profile(opts.profile)
     info = modelled(opts.topology, engine_profile(profile, workload.header.block_size))
     record = res.Run(
-        simulated=False, forecast=True, modelled=info, profile=opts.profile,
+        simulated=False, forecast=True, modelled=info, profile=profile.name,
         endpoint=f"forecast: {info.topology}", api="model", model=profile.model,
         corpus=_corpus(workload), run_tag=opts.tag, seed=opts.seed, settings=opts.settings,
         short_windows=opts.quick, power_source="forecast",
     )
     record.notes.append(
-        f"forecast: every figure is modelled — {info.topology}; engine profile "
-        f"{profile.name} ({profile.description}); virtual time, no hardware was used"
+        f"forecast: every figure is modelled — {info.topology}; engine {profile.name} "
+        f"({profile.description}; model error: {profile.error_band}); virtual time, no "
+        "hardware was used"
     )
     _workload_notes(record, workload, opts)
     state.record = record
+    return record
+
+
+async def _run_forecast(record: res.Run, workload: Workload, opts: _Options,
+                        view: View) -> res.Run:
+    assert opts.topology is not None
+    profile = opts.engine or resolve_profile(opts.profile)
     settings = Settings(corpus=workload.path, tag=opts.tag, tokenizer=opts.tokenizer,
                         wait=opts.wait, max_wait=opts.max_wait, seed=opts.seed)
     try:
-        virtual.run(forecast(record, workload, opts.plan, topology=opts.topology,
-                             profile=profile, settings=settings,
-                             power_interval=opts.power_interval, arrivals=opts.arrivals,
-                             on_tick=view.tick, on_level=view.level))
+        await forecast(record, workload, opts.plan, topology=opts.topology, profile=profile,
+                       settings=settings, power_interval=opts.power_interval,
+                       arrivals=opts.arrivals, on_tick=view.tick, on_level=view.level)
     finally:
         _add_notes(record)
         if record.modelled is not None:
@@ -272,6 +297,7 @@ def _forecast(state: _State, workload: Workload, opts: _Options, view: View) -> 
 
 
 def _add_notes(record: res.Run) -> None:
+    """Run notes about the levels: what each could not judge, why one stopped early, power."""
     if record.arrivals is not None and record.levels and not record.levels[0].partial:
         lv = record.levels[0]
         peak = max((n for _, n in lv.in_flight), default=0)
@@ -281,31 +307,66 @@ def _add_notes(record: res.Run) -> None:
             + ", ".join(f"{v.floor:g} tok/s·{v.ttft:g} s {v.attainment:.0%}"
                         for v in lv.verdicts if v.attainment is not None)
         )
-    short = [lv.index + 1 for lv in record.levels if lv.short and not lv.partial]
-    if short:
+    unsure: dict[str, list[str]] = {}
+    for lv in record.levels:
+        if lv.problem and not lv.partial:
+            unsure.setdefault(lv.problem.split(":")[0], []).append(str(lv.index + 1))
+    for why, which in unsure.items():
         record.notes.append(
-            f"levels {', '.join(map(str, short))} ended before --min-requests requests completed"
-        )
-    unstable = [lv.index + 1 for lv in record.levels if not lv.stable and not lv.partial]
-    if unstable:
-        record.notes.append(
-            f"levels {', '.join(map(str, unstable))} never reached a stable rate before the "
-            "warm-up limit"
-        )
+            f"level{'s' if len(which) > 1 else ''} {', '.join(which)}: {why}; such a level "
+            "passes no tier (it was measured again with longer windows, or left out)")
+    for lv in record.levels:
+        if lv.stopped:
+            record.notes.append(f"level {lv.index + 1} ({lv.agents} agents) {lv.stopped}")
     bad = [lv for lv in record.levels if lv.power is not None and not lv.power.ok]
     if bad:
         record.notes.append(f"power: level {bad[0].index + 1}: "
                             f"{bad[0].power.problem if bad[0].power else ''}")
 
 
-def _report(record: res.Run, json_path: Path | None) -> None:
-    if record.levels:
-        console.print(table(record))
-    for note in notes(record):
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+def unusable(record: res.Run, max_error_rate: float) -> str:
+    """Why nothing `record` measured is usable, or "" when something is: a level that judged
+    its tiers with errors within the limit, and no level whose endpoint stopped answering."""
+    for lv in record.levels:
+        if lv.stopped and lv.errors_by_kind and max(
+                lv.errors_by_kind, key=lv.errors_by_kind.__getitem__) in ("connect", "timeout"):
+            return f"the endpoint stopped answering: level {lv.index + 1} ({lv.agents} " \
+                f"agents) {lv.stopped}"
+    done = [lv for lv in record.levels if not lv.partial]
+    if any(not lv.problem and lv.error_rate <= max_error_rate for lv in done):
+        return ""
+    if not done:
+        return "no level completed"
+    lv = done[0]
+    why = lv.stopped or lv.problem or (lv.verdicts[0].reason if lv.verdicts else "")
+    return f"nothing usable was measured: level {lv.index + 1} ({lv.agents} agents): {why}"
+
+
+def _write(path: Path, data: bytes, run_tag: str, what: str) -> None:
+    """Write one output beside `path` and rename; if that fails, to the temporary directory,
+    and say so (exit 1): a finished measurement is never lost."""
+    try:
+        outfile.write(path, data)
+    except CorpusError as exc:
+        spare = Path(tempfile.gettempdir()) / f"replay-{run_tag}{path.suffix}"
+        try:
+            outfile.write(spare, data)
+        except CorpusError:
+            raise _fail(f"{what} {exc}; the results are only in the table above") from None
+        err_console.print(f"[red]error:[/] {what} {escape(str(exc))}; wrote it to {spare} "
+                          "instead", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(f"wrote {path}", highlight=False)
+
+
+def _report(record: res.Run, json_path: Path | None, html_path: Path | None = None) -> None:
+    """Print the table, why tiers have the answer they have, the legend and the notes; then
+    write --json and --html (each beside its target and renamed)."""
+    show(record)
     if json_path is not None:
-        json_path.write_bytes(res.dumps(record))
-        console.print(f"wrote {json_path}", highlight=False)
+        _write(json_path, res.dumps(record), record.run_tag, "--json")
+    if html_path is not None:
+        _write(html_path, render_html(record).encode("utf-8"), record.run_tag, "--html")
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -318,10 +379,12 @@ def replay(
     ] = None,
     api: Annotated[
         str, typer.Option(help="Wire API: chat (OpenAI chat completions), completions "
-                          "(token-id prompts: exact), anthropic (messages).")
+                          "(token-id prompts: exact), anthropic (messages); aliases of "
+                          "openai-chat, openai-completions, anthropic-messages.")
     ] = "chat",
     model: Annotated[
-        str | None, typer.Option(help="Model name; default: the server's first /v1/models entry.")
+        str | None, typer.Option(help="Model name; default: the server's first /v1/models entry. "
+                                 "With --forecast --gpu: the catalogue model the engine serves.")
     ] = None,
     api_key_env: Annotated[
         str | None,
@@ -337,8 +400,7 @@ def replay(
                      "conversations."),
     ] = None,
     profile: Annotated[
-        str, typer.Option(help="Simulated or forecast engine profile: h100, b200, instant, or "
-                          "a profile .json file.")
+        str, typer.Option(help="Simulated engine profile (h100, b200, instant).")
     ] = "h100",
     agents: Annotated[
         int | None,
@@ -354,6 +416,29 @@ def replay(
         list[str] | None,
         typer.Option(help="Tier FLOOR:TTFT (P25 tok/s : P95 seconds), repeatable; default "
                      "20:10, 60:5, 180:3."),
+    ] = None,
+    slo_preset: Annotated[
+        str | None,
+        typer.Option(help="Named tier table: aa-v4-pro (default), aa-v3.2, mlperf-interactive, "
+                     "mlperf-server; 'list' (or 'replay presets') shows them with their sources."),
+    ] = None,
+    slo_stat: Annotated[
+        str | None,
+        typer.Option(help="Percentiles the tiers check, e.g. speed=p25,ttft=p95 (the default, "
+                     "an approximation: AA does not publish its own); task=p95 for --task-slo."),
+    ] = None,
+    slo_limit: Annotated[
+        list[str] | None,
+        typer.Option(help="A further constraint on every tier, METRIC:pNN=BOUND with METRIC "
+                     "speed, ttft, tpot (s per output token), e2e (request latency, s) or gap "
+                     "(longest pause between tokens, s), e.g. e2e:p95=60 or gap:p99=0.5; "
+                     "repeatable."),
+    ] = None,
+    task_slo: Annotated[
+        str | None,
+        typer.Option(help="Per-task constraint, e.g. 1.5x: each replayed session may take at "
+                     "most 1.5 times its recorded time (P95 over sessions; waits count on both "
+                     "sides)."),
     ] = None,
     resolution: Annotated[
         str | None,
@@ -426,8 +511,9 @@ def replay(
     ] = None,
     forecast_: Annotated[
         bool,
-        typer.Option("--forecast", help="Run against the modelled engine (--profile) in "
-                     "virtual time instead of an endpoint: no sockets, no waiting."),
+        typer.Option("--forecast", help="Run against the modelled engine (--profile, or --gpu "
+                     "and --model) in virtual time instead of an endpoint: no sockets, no "
+                     "waiting."),
     ] = False,
     replicas: Annotated[
         int, typer.Option(help="Forecast: identical engines behind --router.", min=1)
@@ -448,6 +534,11 @@ def replay(
         float, typer.Option(help="Forecast: KV-transfer link between prefill and decode "
                             "engines, GB/s.")
     ] = 50.0,
+    gpu: SetupOptions.Gpu = None,
+    gpus: SetupOptions.Gpus = 1,
+    tp: SetupOptions.Tp = None,
+    ep: SetupOptions.Ep = 1,
+    precision: SetupOptions.Precision = "fp8",
     arrivals: Annotated[
         str | None,
         typer.Option(help="Open population instead of N agents: recorded[:SCALE] (sessions at "
@@ -455,19 +546,42 @@ def replay(
                      "per second); each session replays once. Reports SLO attainment and "
                      "agents in flight over time."),
     ] = None,
+    repeats: Annotated[
+        int,
+        typer.Option(help="Measure the levels either side of each tier's boundary this many "
+                     "times and report the answer with an interval (a level passes only if it "
+                     "passed every time).", min=1),
+    ] = 1,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write every level's raw figures here.")
     ] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="Write an offline HTML report (charts per level) here.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the --json and --html files if they exist.")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
 ) -> None:
     """Replay CORPUS against an endpoint and find the most agents each SLO tier allows.
 
     An agent is one top-level session at a time; its sub-agents run inside it, concurrently.
+
+    Also: [bold]replay serve[/] (the simulated engine as an HTTP server; replay serve --help),
+    [bold]replay presets[/] (named SLO tiers), [bold]replay report RUN.json[/] and
+    [bold]replay compare A.json B.json[/] (saved runs).
     """
     try:
-        if api not in APIS:
-            raise ConfigError(f"--api {api!r}: expected one of {', '.join(APIS)}")
-        tiers: list[Tier] = [parse_tier(s) for s in slo] if slo else list(DEFAULT_TIERS)
+        if api not in APIS and api not in (apis.BY_NAME[a].alias for a in APIS):
+            raise ConfigError(f"--api {api!r}: expected one of {API_CHOICES}")
+        api = resolve_api(api)
+        if slo_preset == "list":
+            for line in describe_presets():
+                console.print(line, highlight=False, soft_wrap=True)
+            raise typer.Exit(0)
+        choice = choose_slo(preset=slo_preset, slo_specs=slo or [], stat=slo_stat,
+                            limits=slo_limit or [], task=task_slo)
+        tiers: list[Tier] = choice.tiers
         parse_wait(wait, limit=max_wait or None)
         is_quick = endpoint is None if quick is None else quick
         if time_scale is not None and endpoint is not None and time_scale != 1.0:
@@ -488,16 +602,21 @@ def replay(
                                          warmup_min=min(timing.warmup_min, warmup_max))
         if min_requests is not None:
             timing = dataclasses.replace(timing, min_requests=min_requests)
+        # stability compares two spans: both must fit in the longest warm-up
+        timing = dataclasses.replace(
+            timing, stable_span=min(timing.stable_span, timing.warmup_max / 2))
         res_spec = resolution or ("25%" if is_quick else "10%")
         plan = Plan(tiers=tiers, timing=timing, max_agents=max_agents,
                     resolution=parse_resolution(res_spec), agents=agents,
-                    max_error_rate=max_error_rate)
-        key_env = api_key_env or ("ANTHROPIC_API_KEY" if api == "anthropic" else "OPENAI_API_KEY")
+                    max_error_rate=max_error_rate, repeats=repeats)
+        anthropic = api == apis.ANTHROPIC
+        key_env = api_key_env or ("ANTHROPIC_API_KEY" if anthropic else "OPENAI_API_KEY")
         api_key = os.environ.get(key_env)
         if api_key_env and api_key is None:
             raise ConfigError(f"--api-key-env {api_key_env}: that variable is not set")
         extra_headers = _headers(header or [])
         topology = None
+        engine = None
         if forecast_:
             if endpoint is not None:
                 raise ConfigError("--forecast models the engine (--profile); drop --endpoint")
@@ -507,12 +626,17 @@ def replay(
                 raise ConfigError("--forecast takes power from the modelled engines; drop --power")
             if time_scale is not None:
                 raise ConfigError("--forecast runs in virtual time; drop --time-scale")
-            resolve_profile(profile)
+            # in a forecast --model names the catalogue model the --gpu engine serves
+            engine = setup_profile(gpu, model if gpu is not None else None, gpus=gpus, tp=tp,
+                                   ep=ep, precision=precision)
+            if engine is None:
+                resolve_profile(profile)
             topology = Topology(replicas=replicas, router=router, prefill=prefill_replicas,
                                 decode=decode_replicas, kv_gbps=kv_gbps)
-        elif (replicas, router, prefill_replicas, decode_replicas) != (1, "round-robin", 0, 0):
-            raise ConfigError("--replicas, --router, --prefill-replicas and --decode-replicas "
-                              "describe a modelled cluster: add --forecast")
+        elif (replicas, router, prefill_replicas, decode_replicas, gpu) != (
+                1, "round-robin", 0, 0, None):
+            raise ConfigError("--replicas, --router, --prefill-replicas, --decode-replicas and "
+                              "--gpu describe a modelled cluster: add --forecast")
         open_population = None
         if arrivals is not None:
             open_population = parse_arrivals(arrivals)
@@ -522,20 +646,29 @@ def replay(
                 raise ConfigError("--arrivals runs in one worker process; drop --workers")
         if power is not None:
             validate_power(power, simulated=endpoint is None)
+        for flag, path in (("--json", json_out), ("--html", html)):
+            if path is not None:
+                try:
+                    outfile.check(path, force=force)
+                except CorpusError as exc:
+                    raise ConfigError(f"{flag} {exc}") from None
         workload = Workload.load(corpus)
-    except (ReplayError, ValueError) as exc:
+    except (ReplayError, CorpusError, CatalogError, ValueError) as exc:
         raise _fail(str(exc)) from None
     tag = run_tag if run_tag is not None else (
         f"forecast-{seed}" if forecast_ else secrets.token_hex(4))
     settings: dict[str, Any] = {
         "wait": wait, "max_wait": max_wait or None,
-        "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers],
+        "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers], **choice.settings,
         "resolution": res_spec, "max_agents": max_agents, "agents": agents,
         "timing": dataclasses.asdict(timing), "tokenizer": tokenizer, "workers": workers,
         "max_error_rate": max_error_rate, "timeout": timeout, "ignore_eos": ignore_eos,
         "affinity_header": affinity_header, "power_interval": power_interval,
-        "arrivals": arrivals,
+        "repeats": repeats, "arrivals": arrivals,
     }
+    if topology is not None:
+        settings["topology"] = msgspec.structs.asdict(topology)
+        settings["profile"] = engine.name if engine is not None else profile
     opts = _Options(
         endpoint=endpoint, profile=profile, api=api, model=model, api_key=api_key,
         headers=extra_headers, affinity_header=affinity_header, extras=ignore_eos,
@@ -543,42 +676,78 @@ def replay(
         seed=seed, power=power,
         power_interval=power_interval, metrics_url=metrics_url, workers=workers,
         time_scale=1.0 if forecast_ else scale, plan=plan, quick=is_quick, settings=settings,
-        topology=topology, arrivals=open_population,
+        slo_notes=tuple(choice.notes), topology=topology, engine=engine,
+        arrivals=open_population,
     )
-    if topology is not None:
-        settings["topology"] = msgspec.structs.asdict(topology)
-        settings["profile"] = profile
-    label = (f"forecast {profile}" if forecast_ else f"simulated {profile}"
-             if endpoint is None else endpoint)
+    label = (f"forecast {engine.name if engine else profile}" if forecast_
+             else f"simulated {profile}" if endpoint is None else endpoint)
     state = _State()
-    # SIGTERM stops a run like Ctrl-C: results so far are kept and the engine is shut down
+    # SIGTERM stops a run like Ctrl-C: results so far are kept and the engine is shut down.
+    # Outside the event loop it raises KeyboardInterrupt; inside, `_execute` turns it into a
+    # cancellation of the run, so every level's cleanup runs (see `_on_sigterm`).
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    mode = "forecast" if forecast_ else "simulated" if endpoint is None else ""
     try:
-        with View(console, label=label, enabled=progress, mode=mode) as view:
+        with View(console, label=label, enabled=progress, simulated=endpoint is None) as view:
             if topology is not None:
-                _forecast(state, workload, opts, view)
+                record = _forecast(state, workload, opts)
+                virtual.run(_on_sigterm(_run_forecast(record, workload, opts, view)))
             else:
-                asyncio.run(_execute(state, workload, opts, view))
-    except KeyboardInterrupt:
+                asyncio.run(_on_sigterm(_execute(state, workload, opts, view)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough: finish saving
         if state.record is not None:
             state.record.interrupted = True
-            _report(state.record, json_out)
+            _report(state.record, json_out, html)
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
     except ReplayError as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if state.record is not None and state.record.levels:
-            _report(state.record, json_out)
+            _report(state.record, json_out, html)
         raise _fail(str(exc)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert state.record is not None
-    _report(state.record, json_out)
+    _report(state.record, json_out, html)
+    cause = unusable(state.record, max_error_rate)
+    if cause:
+        raise _fail(cause)
+
+
+async def _on_sigterm(work: Coroutine[Any, Any, res.Run]) -> res.Run:
+    """Run `work` with SIGTERM cancelling it (as asyncio does for Ctrl-C), so the runner keeps
+    the partial level and every resource is closed before the CLI reports."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    stopping: list[bool] = []
+
+    def stop() -> None:
+        if not stopping:  # a second SIGTERM must not cut the cleanup of the first
+            stopping.append(True)
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    try:
+        return await work
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: `replay serve …` runs the simulated engine, anything else replays."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "presets":
+        for line in describe_presets():
+            console.print(line, highlight=False, soft_wrap=True)
+        return
+    if args and args[0] in ("report", "compare"):
+        from replay.report_cli import compare_app, report_app
+
+        sub = report_app if args[0] == "report" else compare_app
+        sub(args=args[1:], prog_name=f"replay {args[0]}")
+        return
     if args and args[0] == "serve":
         try:
             from replay.engine.cli import app as engine_app
@@ -589,5 +758,10 @@ def main(argv: list[str] | None = None) -> None:
             )
             raise SystemExit(1) from None
         engine_app(args=args[1:], prog_name="replay serve")
+        return
+    if args and args[0] == "engines":  # the engine model's catalogues and calibration
+        from replay.engine.catalog_cli import app as engines_app
+
+        engines_app(args=args[1:], prog_name="replay engines")
         return
     app(args=args, prog_name="replay")

@@ -20,14 +20,13 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import msgspec
 
-from replay.endpoint import APIS, Progress, Request, Result
+from corpus.wire import SSEDecoder, apis
+from replay.endpoint import Progress, Request, Result, resolve_api
 from replay.errors import ConfigError, EndpointError
 from replay.prompts import Form
-from replay.sse import SSEDecoder
 
 ANTHROPIC_VERSION = "2023-06-01"
 _EXTRAS = (b"ignore_eos", b"min_tokens", b"stream_options")
-_PATHS = {"chat": "/chat/completions", "completions": "/completions", "anthropic": "/messages"}
 
 
 def base_url(url: str) -> str:
@@ -37,7 +36,7 @@ def base_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"endpoint {url!r} is not an http(s) URL; e.g. http://host:8000/v1")
     path = parts.path.rstrip("/")
-    for suffix in ("/chat/completions", "/completions", "/messages", "/models"):
+    for suffix in (*(a.path for a in apis.TABLE), "/models"):
         if path.endswith(suffix):
             path = path[: -len(suffix)]
             break
@@ -117,12 +116,15 @@ _encode = msgspec.json.Encoder().encode
 class _Stream:
     """Per-request parse state: token count, first-token time, usage, end marker."""
 
-    __slots__ = ("cached", "done", "error", "first", "input", "progress", "tokens", "usage_out")
+    __slots__ = ("cached", "done", "error", "first", "gap", "input", "last", "progress",
+                 "tokens", "usage_out")
 
     def __init__(self, progress: Progress | None = None) -> None:
         self.progress = progress
         self.tokens = 0
         self.first = 0
+        self.last = 0
+        self.gap = 0
         self.usage_out = -1
         self.input = -1
         self.cached = -1
@@ -130,16 +132,20 @@ class _Stream:
         self.error = ""
 
     def token(self) -> None:
+        now = time.perf_counter_ns()
         if not self.first:
-            self.first = time.perf_counter_ns()
+            self.first = now
             if self.progress is not None:
                 self.progress.first = self.first
+        elif now - self.last > self.gap:  # the longest pause between tokens (stutter)
+            self.gap = now - self.last
+        self.last = now
         self.tokens += 1
         if self.progress is not None:
             self.progress.tokens = self.tokens
 
-    def openai(self, data: bytes) -> None:
-        if data == b"[DONE]":
+    def openai(self, data: str) -> None:
+        if data == "[DONE]":
             self.done = True
             return
         try:
@@ -166,7 +172,7 @@ class _Stream:
             if details is not None and details.cached_tokens is not None:
                 self.cached = details.cached_tokens
 
-    def anthropic(self, data: bytes) -> None:
+    def anthropic(self, data: str) -> None:
         try:
             ev = _anthropic.decode(data)
         except msgspec.DecodeError:
@@ -223,8 +229,8 @@ class ClientFactory:
 
 
 class Client:
-    """An `Endpoint` over aiohttp for `api` in `APIS`. Call `open()` inside the event loop
-    before `send`, and `close()` at the end."""
+    """An `Endpoint` over aiohttp for `api` in `replay.endpoint.APIS` (or its alias). Call
+    `open()` inside the event loop before `send`, and `close()` at the end."""
 
     def __init__(
         self,
@@ -239,17 +245,16 @@ class Client:
         extras: bool = True,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
     ) -> None:
-        if api not in APIS:
-            raise ConfigError(f"unknown api {api!r}; expected one of {', '.join(APIS)}")
+        api = resolve_api(api)
         self.base = base_url(url)
         self.api = api
         self.model = model
         self.affinity_header = affinity_header
         self.timeout = timeout
-        self._extras = extras and api != "anthropic"
-        self._url = self.base + _PATHS[api]
+        self._extras = extras and api != apis.ANTHROPIC
+        self._url = self.base + apis.path(api)
         h = {"content-type": "application/json"}
-        if api == "anthropic":
+        if api == apis.ANTHROPIC:
             h["anthropic-version"] = ANTHROPIC_VERSION
             if api_key:
                 h["x-api-key"] = api_key
@@ -262,7 +267,7 @@ class Client:
 
     @property
     def form(self) -> Form:
-        return "ids" if self.api == "completions" else "text"
+        return "ids" if self.api == apis.OPENAI_COMPLETIONS else "text"
 
     async def open(self) -> None:
         if self._session is None:
@@ -277,8 +282,9 @@ class Client:
             await self._session.close()
             self._session = None
 
-    async def models(self) -> list[str]:
-        """Model ids the server lists at `/models`; raises `EndpointError` when unreachable."""
+    async def models(self, *, needed: bool = True) -> list[str]:
+        """Model ids the server lists at `/models`; raises `EndpointError` when unreachable,
+        or when it answers an HTTP error and the list is `needed` (no --model given)."""
         await self.open()
         assert self._session is not None
         try:
@@ -288,7 +294,14 @@ class Client:
                 timeout=aiohttp.ClientTimeout(total=15),
             ) as resp:
                 if resp.status != 200:
-                    return []
+                    if not needed:
+                        return []
+                    text = (await resp.content.read(200)).decode("utf-8", "replace").strip()
+                    raise EndpointError(
+                        f"{self.base}/models answered HTTP {resp.status}"
+                        f"{': ' + ' '.join(text.split()) if text else ''}; pass --model NAME "
+                        "to name the model, or check the server"
+                    )
                 body = await resp.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise EndpointError(
@@ -304,7 +317,7 @@ class Client:
         """The JSON request body for `request`."""
         prompt = request.prompt
         body: dict[str, Any] = {"model": self.model, "max_tokens": request.max_tokens}
-        if self.api == "completions":
+        if self.api == apis.OPENAI_COMPLETIONS:
             body["prompt"] = prompt.ids if prompt.ids is not None else prompt.text
         else:
             body["messages"] = [{"role": "user", "content": prompt.text or ""}]
@@ -342,7 +355,7 @@ class Client:
                         start, 0, time.perf_counter_ns(), 0, status=resp.status,
                         error=f"http_{resp.status}", detail=detail,
                     )
-                handle = stream.anthropic if self.api == "anthropic" else stream.openai
+                handle = stream.anthropic if self.api == apis.ANTHROPIC else stream.openai
                 decoder = SSEDecoder()
                 async for chunk in resp.content.iter_any():
                     for event in decoder.feed(chunk):
@@ -354,14 +367,17 @@ class Client:
             return Result(start, stream.first, time.perf_counter_ns(), stream.tokens,
                           status=0, error="timeout")
         except (aiohttp.ClientError, OSError) as exc:
+            # a connection lost after tokens arrived is a stream cut mid-way, not a server
+            # that cannot be reached
             return Result(start, stream.first, time.perf_counter_ns(), stream.tokens,
-                          status=0, error="connect", detail=_reason(exc))
+                          status=0, error="cut" if stream.first else "connect",
+                          detail=_reason(exc))
         end = time.perf_counter_ns()
         output = stream.usage_out if stream.usage_out >= 0 else stream.tokens
         error = stream.error or ("" if stream.done else "incomplete")
         return Result(
             start, stream.first, end, output, status=status, error=error,
-            server_input=stream.input, server_cached=stream.cached,
+            server_input=stream.input, server_cached=stream.cached, gap=stream.gap,
         )
 
 

@@ -11,9 +11,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from corpus.wire import apis
+from replay.errors import ConfigError
 from replay.prompts import Form, Prompt
 
-APIS = ("chat", "completions", "anthropic")
+# what replay can send, by corpus name (`corpus.wire.apis`); `--api` also takes their aliases
+APIS = (apis.OPENAI_CHAT, apis.OPENAI_COMPLETIONS, apis.ANTHROPIC)
+API_CHOICES = ", ".join(f"{apis.BY_NAME[a].alias} ({a})" for a in APIS)
+
+
+def resolve_api(name: str) -> str:
+    """The corpus name of a replay API given by name or alias (`chat`, `completions`,
+    `anthropic`); `ConfigError` naming the choices otherwise."""
+    try:
+        found = apis.resolve(name)
+    except ValueError:
+        found = ""
+    if found not in APIS:
+        raise ConfigError(f"api {name!r}: expected one of {API_CHOICES}")
+    return found
 
 
 @dataclass(slots=True)
@@ -52,6 +68,8 @@ class Result:
     server_input: int = -1
     server_cached: int = -1
     detail: str = ""
+    gap: int = 0
+    """Longest pause between two token events (ns); 0 when fewer than two arrived."""
 
 
 class Endpoint(Protocol):

@@ -1,15 +1,16 @@
 """Measure one level (N agents) the AA-AgentPerf way: staggered ramp-up, warm-up until the
 completion rate is stable, a steady window, then a drain that lets the window's requests finish.
 
-Warm-up ends, after at least `warmup_min` seconds past the ramp, once the output-token rate of
-the last `stable_span` seconds is within `stable_tolerance` of the span before it (or at
-`warmup_max`, flagged unstable). The window lasts `duration` seconds and is extended, up to
+Warm-up ends, after at least `warmup_min` seconds past the ramp, once the completion rate of
+the last `stable_span` seconds matches the span before it (`steady`), or at `warmup_max`,
+flagged unstable. The window lasts `duration` seconds and is extended, up to
 `max_window`, until `min_requests` of its requests have completed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -59,6 +60,9 @@ QUICK = Timing(
 )
 """Short windows for the quick start, in wall seconds (results are indicative only)."""
 
+EARLY_STOP = 20
+"""Finished requests a level needs before its error rate can stop it early."""
+
 QUICK_TIME_SCALE = 0.1
 """The simulated quick start runs the engine ten times faster than modelled, so its short wall
 windows hold ten times more modelled time (and requests)."""
@@ -89,8 +93,16 @@ class Raw:
     counters: float | None = None
 
 
-def _rate(samples: list[Sample], lo: float, hi: float) -> float:
-    return sum(s.output for s in samples if lo <= s.end < hi and not s.error) / max(1e-9, hi - lo)
+def _done(samples: list[Sample], lo: float, hi: float) -> int:
+    return sum(1 for s in samples if lo <= s.end < hi and not s.error)
+
+
+def steady(a: int, b: int, tolerance: float) -> bool:
+    """Whether completions counted over two equal spans show no trend: they differ by at most
+    `tolerance` of the larger, or by no more than counting noise (two standard deviations
+    of the difference of two Poisson counts), so a level of few agents is not called unstable
+    for its lumpiness alone. Both spans must hold a completion."""
+    return a > 0 and b > 0 and abs(a - b) <= max(tolerance * max(a, b), 2 * (a + b) ** 0.5)
 
 
 def _live_figures(samples: list[Sample]) -> tuple[float | None, float | None]:
@@ -115,12 +127,15 @@ async def measure(
     counters: CacheCounters | None = None,
     on_tick: Callable[[Live], None] | None = None,
     on_start: Callable[[Raw], None] | None = None,
+    max_error_rate: float = 1.0,
 ) -> Raw:
     """Run one level. `on_start` receives the `Raw` record that is filled as samples arrive,
     so a caller that is cancelled mid-level still holds what was measured (flagged
     `partial`, window cut at the cancellation). `timing` and every reported time are in
     reported seconds; `scale` wall seconds make one (see `Agent`). Every time is read from
-    and waited on `clock` (the fleet's), so a level runs the same on virtual time."""
+    and waited on `clock` (the fleet's), so a level runs the same on virtual time. Once
+    `EARLY_STOP` requests have finished and more than `max_error_rate` of them failed, the
+    level stops at once: its window becomes everything since its start (`stopped` says why)."""
 
     def rel(ns: int) -> float:
         return (ns - epoch) / 1e9 / scale
@@ -149,6 +164,15 @@ async def measure(
             got.extend(fleet.take())
             now = rel(clock.now())
             live.elapsed = now - started
+            failed = sum(1 for s in got if s.error)
+            if len(got) >= EARLY_STOP and failed / len(got) > max_error_rate:
+                kinds = Counter(s.error for s in got if s.error).most_common(2)
+                level.stopped = (
+                    f"stopped early: {failed} of {len(got)} requests failed "
+                    f"({', '.join(f'{k} ×{c}' for k, c in kinds)}), more than "
+                    f"--max-error-rate {max_error_rate:.0%}")
+                level.window_start, level.window_end = started, now
+                break
             live.inflight = fleet.inflight
             if not measuring:
                 level.window_start = level.window_end = now
@@ -156,9 +180,8 @@ async def measure(
                 live.phase = "ramp" if now < ramp_end else "warm-up"
                 span = timing.stable_span
                 if warm >= timing.warmup_min:
-                    a = _rate(got, now - 2 * span, now - span)
-                    b = _rate(got, now - span, now)
-                    stable = a > 0 and b > 0 and abs(a - b) <= timing.stable_tolerance * max(a, b)
+                    stable = steady(_done(got, now - 2 * span, now - span),
+                                    _done(got, now - span, now), timing.stable_tolerance)
                     if stable or warm >= timing.warmup_max:
                         measuring = True
                         level.stable = stable
@@ -192,7 +215,7 @@ async def measure(
     if on_tick is not None:
         on_tick(live)
     before = ns(level.window_end)
-    got.extend(await fleet.finish(before, timing.drain * scale))
+    got.extend(await fleet.finish(before, 0.0 if level.stopped else timing.drain * scale))
     level.partial = False
     done = sum(1 for s in in_window(got, level.window_start, level.window_end)
                if not s.error and not s.cut)
@@ -210,8 +233,12 @@ def power_summary(recorder: Recorder, epoch: int, level: Level, scale: float = 1
     b = epoch + int(level.window_end * scale * 1e9)
     wp = window_mean(recorder.between(a, b), a, b, max_gap_s=max(5.0, 4 * recorder.interval))
     energy = None if wp.energy_j is None else wp.energy_j / scale
+    problem = wp.problem
+    if recorder.last_error and (wp.mean_w is None or not wp.ok):
+        # the read error names the cause (a missing metric, no GPU): say it first
+        problem = f"{recorder.failures} reads failed, last: {recorder.last_error}" + (
+            f" ({problem})" if problem else "")
     return Power(
         source=recorder.sampler.name, mode=wp.mode, mean_w=wp.mean_w, energy_j=energy,
-        coverage=wp.coverage, readings=wp.readings, ok=wp.ok,
-        problem=wp.problem or (recorder.last_error if wp.mean_w is None else ""),
+        coverage=wp.coverage, readings=wp.readings, ok=wp.ok, problem=problem,
     )

@@ -150,7 +150,8 @@ async def run_open(
             floor=tier.floor, ttft=tier.ttft, agents=level.agents if verdict.passed else 0,
             level=0, p25_speed=level.p25_speed, p95_ttft=level.p95_ttft, errors=level.errors,
             agent_share=verdict.agent_share, attainment=verdict.attainment,
-            inconclusive=verdict.inconclusive,
+            status="not measured" if verdict.inconclusive else "measured",
+            reason=verdict.reason if verdict.inconclusive else "",
             cache_hit_ratio=level.fidelity.cache_counters
             if level.fidelity.cache_counters is not None else level.fidelity.cache_server,
         )

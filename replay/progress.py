@@ -5,35 +5,52 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from rich import box
 from rich.console import Console
 from rich.live import Live as RichLive
 from rich.table import Table
 from rich.text import Text
 
+from replay.explain import cell, hint, label, where, whys
 from replay.level import Live
 from replay.results import Level, Run
+
+PLAIN_EVERY = 30.0
+"""Seconds (reported) between progress lines when the output is not a terminal."""
 
 
 def _f(value: float | None, fmt: str, unit: str = "") -> str:
     return "—" if value is None else f"{value:{fmt}}{unit}"
 
 
+def _agents(n: int) -> str:
+    return "agent" if n == 1 else "agents"
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
 
+LEGEND = "agents · P25 output speed · P95 time to first token · done · power · tier ✓/✗"
+"""What the level lines show, printed once above them (≤ 80 columns)."""
+
+
 class View:
-    """Live progress on a terminal; plain lines otherwise. Use as a context manager."""
+    """Live progress on a terminal: one status line that stays a single line (cut, never
+    wrapped) above the level lines; without a terminal, a plain progress line when a phase
+    starts and every `PLAIN_EVERY` seconds, and one line per finished level. Use as a context
+    manager."""
 
     def __init__(
-        self, console: Console, *, label: str, enabled: bool = True, mode: str = ""
+        self, console: Console, *, label: str, enabled: bool = True, simulated: bool = False
     ) -> None:
-        """`mode` ("simulated", "forecast" or "") starts every level line."""
         self.console = console
         self.label = label
         self.enabled = enabled
-        self.prefix = f"[dim]{mode}[/] " if mode else ""
         self._live: RichLive | None = None
+        self._legend = False
+        self._phase: tuple[int, str] | None = None
+        self._said = 0.0
 
     def __enter__(self) -> View:
         if self.enabled and self.console.is_terminal:
@@ -54,56 +71,106 @@ class View:
 
     def tick(self, live: Live) -> None:
         if self._live is None:
+            if self.enabled:
+                self._plain(live)
             return
+        # the figures first; the label (printed above the level lines) only where it fits
         text = Text.assemble(
-            (f"{self.label}  ", "dim"),
-            (f"level {live.level + 1}: {live.agents} agents ", "bold"),
-            (f"[{live.phase} {live.elapsed:5.1f} s]  ", "cyan"),
-            f"done {live.completed}  in flight {live.inflight}  errors {live.errors}  ",
-            f"P25 speed {_f(live.p25_speed, '.1f', ' tok/s')}  ",
-            f"P95 TTFT {_f(live.p95_ttft, '.2f', ' s')}",
-            (f"  window requests {live.window_requests}" if live.phase == "window" else ""),
+            (f"level {live.level + 1}: {live.agents} {_agents(live.agents)}  ", "bold"),
+            (f"{live.phase} {live.elapsed:.0f} s  ", "cyan"),
+            f"{live.completed} done  {live.inflight} in flight  ",
+            (f"{live.errors} err  ", "red") if live.errors else "",
+            f"P25 {_f(live.p25_speed, '.1f', ' tok/s')}  P95 {_f(live.p95_ttft, '.2f', ' s')}",
+            no_wrap=True, overflow="ellipsis",
         )
+        if text.cell_len + 2 + len(self.label) <= self.console.width:
+            text.append(f"  {self.label}", "dim")
         self._live.update(text)
 
-    def level(self, level: Level) -> None:
-        marks = " ".join(
-            f"[yellow]? {v.floor:g}[/]" if v.inconclusive
-            else f"[green]✓ {v.floor:g}[/]" if v.passed else f"[red]✗ {v.floor:g}[/]"
-            for v in level.verdicts
-        )
-        power = ""
-        if level.power is not None and level.power.mean_w is not None:
-            power = f"  {level.power.mean_w:,.0f} W"
-        flags = (" [yellow](short window)[/]" if level.short else "") + (
-            "" if level.stable else " [yellow](not stable)[/]"
-        )
+    def _plain(self, live: Live) -> None:
+        """Off a terminal: one line when a phase starts and every `PLAIN_EVERY` seconds, so a
+        log shows the run is alive (and its errors) long before a level ends."""
+        key = (live.level, live.phase)
+        if key == self._phase and live.elapsed - self._said < PLAIN_EVERY:
+            return
+        self._phase, self._said = key, live.elapsed
         self.console.print(
-            f"{self.prefix}level {level.index + 1}: [bold]{level.agents}[/] agents  "
-            f"P25 {_f(level.p25_speed, '.1f', ' tok/s')}  "
-            f"P95 TTFT {_f(level.p95_ttft, '.2f', ' s')}"
-            f"  {level.completed} ok / {level.errors} errors{power}  {marks}{flags}"
-        )
+            f"level {live.level + 1}: {live.agents} {_agents(live.agents)}  {live.phase} "
+            f"{live.elapsed:.0f} s  done {live.completed}  in flight {live.inflight}  "
+            f"err {live.errors}", highlight=False)
+
+    def level(self, level: Level) -> None:
+        if not self._legend:
+            self._legend = True
+            self.console.print(f"{self.label}: one line per measured level", highlight=False,
+                               style="dim", soft_wrap=True)
+            self.console.print(LEGEND, highlight=False, style="dim")
+        self.console.print(level_line(level), highlight=False, soft_wrap=True)
+
+
+def level_line(level: Level) -> str:
+    """One finished level in ≤ 80 columns (rich markup): agents, P25 speed, P95 TTFT,
+    requests, errors when any, power, a mark per tier (✓ met, ✗ missed, ? could not judge),
+    and why the level cannot pass a tier (short, unstable, empty) or stopped early."""
+    marks = " ".join(
+        f"[yellow]?{v.floor:g}[/]" if v.inconclusive
+        else f"[green]✓{v.floor:g}[/]" if v.passed else f"[red]✗{v.floor:g}[/]"
+        for v in level.verdicts
+    )
+    power = ""
+    if level.power is not None and level.power.mean_w is not None:
+        power = f"  {level.power.mean_w:,.0f} W"
+    errors = f" [red]{level.errors} err[/]" if level.errors else ""
+    flags = (" [red]stopped[/]" if level.stopped else "") + (
+        f" [yellow]{_flag(level.problem)}[/]" if level.problem else "")
+    return (
+        f"level {level.index + 1}: [bold]{level.agents}[/] {_agents(level.agents)}  "
+        f"P25 {_f(level.p25_speed, '.1f', ' tok/s')}  "
+        f"P95 {_f(level.p95_ttft, '.1f' if (level.p95_ttft or 0) >= 10 else '.2f', ' s')}  "
+        f"{level.completed} ok{errors}{power}  {marks}{flags}"
+    )
+
+
+def _flag(problem: str) -> str:
+    """A level's problem as one word for its line (the notes say it in full)."""
+    for word, flag in (("short", "short"), ("stable", "unstable"), ("no request", "empty"),
+                       ("interrupted", "partial")):
+        if word in problem:
+            return flag
+    return "unjudged"
+
+
+def columns(run: Run) -> tuple[tuple[str, str], ...]:
+    """Two-line headers, so the table fits 80 columns with every header whole; the speed and
+    TTFT columns name the statistics the tiers checked (P25 and P95 by default)."""
+    first = run.tiers[0] if run.tiers else None
+    sp, tp = (first.speed_pct, first.ttft_pct) if first is not None else (25.0, 95.0)
+    return (
+        ("tier", "tok/s, TTFT"),
+        ("agents", ""),
+        ("agents", "per MW"),
+        (f"P{sp:g}", "tok/s"),
+        (f"P{tp:g}", "TTFT"),
+        ("cache", "hits"),
+        ("errors", ""),
+        ("per-", "agent"),
+    )
 
 
 def table(run: Run) -> Table:
-    """The final table: one row per tier."""
-    where = f"simulated engine, profile {run.profile}" if run.simulated else run.endpoint
-    title = f"replay {run.corpus.path} — {where} ({run.api}, model {run.model})"
-    if run.forecast:
-        title = f"forecast {run.corpus.path} — {run.endpoint.removeprefix('forecast: ')}"
-    t = Table(title=title, title_justify="left",
-              caption="forecast: modelled engine in virtual time, not a measurement"
-              if run.forecast else None, caption_justify="left")
-    for name in ("tier", "agents", "agents/MW", "P25 tok/s", "P95 TTFT", "cache",
-                 "errors", "per-agent"):
-        t.add_column(name, justify="left" if name == "tier" else "right")
+    """The final table: one row per tier, at most 80 columns wide, headers never cut."""
+    title = f"replay {run.corpus.path} — {where(run)} ({run.api}, model {run.model})"
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+              padding=(0, 1))
+    for top, bottom in columns(run):
+        header = f"{top}\n{bottom}" if bottom else top
+        left = top == "tier"
+        t.add_column(header, justify="left" if left else "right", no_wrap=True,
+                     min_width=max(len(top), len(bottom)))
     for r in run.tiers:
-        agents = f"{r.agents}" + ("+" if r.capped else "") + (
-            "" if r.resolved and not r.inconclusive else " ?")
         t.add_row(
-            f"{r.floor:g} tok/s · {r.ttft:g} s",
-            agents,
+            label(r),
+            cell(r),
             _f(r.agents_per_mw, ",.0f"),
             _f(r.p25_speed, ".1f"),
             _f(r.p95_ttft, ".2f", " s"),
@@ -114,11 +181,47 @@ def table(run: Run) -> Table:
     return t
 
 
+def legend(run: Run) -> list[str]:
+    """One line per symbol the table and the level lines use, so none goes unexplained."""
+    cells = [cell(r) for r in run.tiers]
+    out = ["agents: the most concurrent agents whose steady window met the tier, judged only "
+           "on complete, stable levels with enough completed requests"]
+    if any(c.endswith("+") for c in cells):
+        out.append("N+: met at the largest level tried; the capacity may be higher")
+    if any(c.endswith("?") for c in cells):
+        out.append("N?: unresolved: met at N, but no level close enough above it failed")
+    if any("–" in c for c in cells):
+        out.append("N–M: the capacity lies between N and M (the levels either side of the "
+                   "boundary were measured repeatedly; N met the tier every time)")
+    if "not measured" in cells:
+        out.append("not measured: no level met the tier and none failed it at 1 agent, so "
+                   "there is no answer (not 0)")
+    levels = run.levels
+    if any(v.inconclusive for lv in levels for v in lv.verdicts):
+        out.append("?60 in a level line: that level could not judge the 60 tok/s tier "
+                   "(short, unstable, empty): measured again with longer windows, or left out")
+    if any(lv.stopped for lv in levels):
+        out.append("stopped: the level's error rate passed --max-error-rate and it stopped "
+                   "early (see the notes)")
+    out.append("a row's figures come from the level that gave its answer (for a tier without "
+               "one: the smallest level that failed it); —: no figure; errors: failed requests "
+               "in that level's window; per-agent: share of agents whose own requests met the "
+               "tier")
+    return out
+
+
+def reasons(run: Run) -> list[str]:
+    """One line per tier whose answer needs a reason (no level met it, or capped)."""
+    out = [f"{name}: {line}" for name, line in whys(run)]
+    tip = hint(run)
+    return [*out, tip] if tip else out
+
+
 def notes(run: Run) -> list[str]:
     """Caveats to print under the table (simulated, short windows, interrupted, power)."""
     out = list(run.notes)
     if run.interrupted:
-        out.append("interrupted: results cover the levels measured before Ctrl-C")
-    if run.forecast:  # every line of a forecast says so
+        out.append("interrupted: results cover the levels measured before the stop")
+    if getattr(run, "forecast", False):  # every line of a forecast says so
         out = [n if n.startswith("forecast") else f"forecast: {n}" for n in out]
     return out

@@ -24,8 +24,8 @@ from typing import Literal
 
 import numpy as np
 
-from corpus.errors import CorpusError
-from corpus.tokenizer import DEFAULT, encoding
+from corpus import CorpusError
+from corpus import tokenizer as bpe
 from replay.errors import ConfigError
 
 ID_LIMIT = 32_000
@@ -37,7 +37,7 @@ Form = Literal["text", "ids", "blocks"]
 (`blocks`: a modelled engine needs the prefix structure, not the tokens)."""
 
 USER_MARKER = "<|user|>"
-"""How `corpus.linearize` renders a user message's role; a single-message chat request costs
+"""How `corpus.wire.linearize` renders a user message's role; a single-message chat request costs
 this many tokens beyond its text in the recorded counts (5 with cl100k_base)."""
 
 _WORD = re.compile(rb"^ [a-z]{2,}$")
@@ -88,10 +88,10 @@ class Vocabulary:
 
 
 @functools.cache
-def vocabulary(tokenizer: str = DEFAULT) -> Vocabulary:
+def vocabulary(tokenizer: str = bpe.DEFAULT) -> Vocabulary:
     """The synthesis vocabulary of `tokenizer` (about 8,600 words for cl100k_base)."""
     try:
-        enc = encoding(tokenizer)
+        enc = bpe.encoding(tokenizer)
     except CorpusError as exc:
         raise ConfigError(str(exc)) from exc
     ids: list[int] = []
@@ -133,7 +133,7 @@ class Synth:
         *,
         block_size: int,
         tag: str,
-        tokenizer: str = DEFAULT,
+        tokenizer: str = bpe.DEFAULT,
         shared: Collection[int] | None = None,
     ) -> None:
         if block_size < 1:
@@ -144,7 +144,7 @@ class Synth:
         self._tag = np.uint64(tag_key(tag))
         self._shared: frozenset[int] | None = None if shared is None else frozenset(shared)
         self._pos = np.arange(block_size, dtype=np.uint64) * _GOLD
-        self.template = len(encoding(tokenizer).encode(USER_MARKER, disallowed_special=()))
+        self.template = len(bpe.encoding(tokenizer).encode(USER_MARKER, disallowed_special=()))
         self._cache: dict[int, tuple[np.ndarray, str | None]] = {}
         self._tag_int = tag_key(tag)
         self._words: list[str] = self.vocab.words.tolist()

@@ -36,6 +36,10 @@ class Sample(msgspec.Struct, array_like=True, frozen=True):
     status: int
     error: str
     cut: bool = False
+    recorded: float = -1.0
+    """The turn's recorded duration (seconds, from the corpus), -1 when unknown."""
+    gap: float = -1.0
+    """Longest pause between two token events (seconds), -1 when unknown."""
 
 
 SAMPLE_FIELDS: tuple[str, ...] = Sample.__struct_fields__
@@ -49,9 +53,16 @@ class TierVerdict(msgspec.Struct, kw_only=True):
     passed: bool
     reason: str = ""
     inconclusive: bool = False
-    """No request to judge (agents all waiting): counted as a pass by the search."""
+    """The level could not judge the tier (`Level.problem` says why): neither a pass nor a
+    failure; the search measures it again or leaves the tier unresolved."""
     agent_share: float | None = None
     """Share of the level's agents whose own window requests met the tier."""
+    speed: float | None = None
+    """Output speed at the tier's speed statistic (P25 unless --slo-stat says otherwise)."""
+    ttft_at: float | None = None
+    """TTFT at the tier's TTFT statistic (P95 unless --slo-stat says otherwise)."""
+    limits: dict[str, float] = {}
+    """Each further constraint's figure by its name (e.g. `P95 e2e ≤ 60 s`)."""
     attainment: float | None = None
     """SLO attainment: share of the window's requests that met the tier on their own (speed
     at least the floor, TTFT at most the ceiling; failed requests miss)."""
@@ -109,6 +120,11 @@ class Level(msgspec.Struct, kw_only=True):
     """The window ended before it held `--min-requests` requests."""
     partial: bool = False
     """Interrupted (Ctrl-C) before the window was complete."""
+    problem: str = ""
+    """Why the level's figures cannot answer a tier (not stable, short window, no completed
+    request, interrupted); "" when they can. A level failed for its error rate has none."""
+    stopped: str = ""
+    """Why the level stopped before its window's end (e.g. the error rate over the limit)."""
     requests: int = 0
     completed: int = 0
     cut: int = 0
@@ -133,17 +149,38 @@ class Level(msgspec.Struct, kw_only=True):
     """Open population: (seconds since the run's epoch, agents in flight) through the level."""
 
 
+STATUSES = ("measured", "at limit", "unresolved", "not measured")
+"""`TierResult.status`: bracketed to the resolution; passed at the largest level tried (the
+capacity may be higher); a pass without a failure close enough above it; no level passed and
+none failed at 1 agent (so there is no answer, not 0)."""
+
+
 class TierResult(msgspec.Struct, kw_only=True):
-    """The answer for one tier: the most agents that met it, and its cost in power."""
+    """The answer for one tier: the most agents that met it, and its cost in power. Only a
+    level that could judge (stable, enough completed requests) answers a tier."""
 
     floor: float
     ttft: float
-    agents: int
+    speed_pct: float = 25.0
+    """The percentile of per-request speeds checked against `floor` (`p25_speed` holds it)."""
+    ttft_pct: float = 95.0
+    """The percentile of TTFTs checked against `ttft` (`p95_ttft` holds it)."""
+    limits: list[str] = []
+    """Further constraints the tier carries (`P95 e2e ≤ 60 s`, `P95 task ≤ 1.5×`)."""
+    agents: int | None
+    """Most agents that met the tier; 0 when one agent failed it; None when not measured."""
+    status: str = "measured"
+    """One of `STATUSES`."""
+    reason: str = ""
+    """Why the status is not `measured` (e.g. the lowest level tried failed)."""
     capped: bool = False
     """Passed at --max-agents: the capacity may be higher."""
     resolved: bool = True
-    inconclusive: bool = False
-    """The level that gave `agents` had no request to judge for this tier."""
+    interval: tuple[int, int | None] | None = None
+    """The capacity lies in [low, high]: `agents`, and one below the lowest level that failed
+    every time it was measured (None: no level failed)."""
+    repeats: int = 0
+    """How many times the level that gave `agents` was judged (see --repeats)."""
     level: int | None = None
     """Index into `levels` of the level that gave `agents`."""
     mean_w: float | None = None

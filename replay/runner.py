@@ -6,6 +6,7 @@ cancellation (Ctrl-C) has every completed level plus the interrupted one, flagge
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ class Plan:
     agents: int | None = None
     """Measure this one level instead of searching."""
     max_error_rate: float = 0.05
+    repeats: int = 1
+    """Judge the levels either side of each tier's boundary this many times."""
 
 
 def finish_level(raw: Raw, plan: Plan) -> Level:
@@ -44,37 +47,89 @@ def finish_level(raw: Raw, plan: Plan) -> Level:
     return level
 
 
+def _figures(res: TierResult, lv: Level, t: int) -> None:
+    """Copy `lv`'s window figures for tier `t` into `res`."""
+    res.p25_speed, res.p95_ttft = lv.p25_speed, lv.p95_ttft
+    res.errors = lv.errors
+    if lv.verdicts:
+        v = lv.verdicts[t]
+        res.agent_share = v.agent_share
+        res.attainment = v.attainment
+        if v.speed is not None or v.ttft_at is not None:  # the tier's own statistics
+            res.p25_speed, res.p95_ttft = v.speed, v.ttft_at
+    f = lv.fidelity
+    res.cache_hit_ratio = f.cache_counters if f.cache_counters is not None else f.cache_server
+    if res.agents and lv.power is not None and lv.power.ok and lv.power.mean_w:
+        res.mean_w = lv.power.mean_w
+        res.agents_per_mw = res.agents / (lv.power.mean_w / 1e6)
+        res.j_per_token = lv.power.j_per_token
+
+
+def _judged(run: Run, agents: int | None, t: int, passed: bool) -> int | None:
+    """Index of the last complete level of `agents` that judged tier `t` as `passed`."""
+    for i in range(len(run.levels) - 1, -1, -1):
+        lv = run.levels[i]
+        if (lv.agents == agents and not lv.partial and lv.verdicts
+                and not lv.verdicts[t].inconclusive and lv.verdicts[t].passed == passed):
+            return i
+    return None
+
+
+def _status(search: Search, t: int, plan: Plan, run: Run) -> tuple[str, str]:
+    """(status, reason) of tier `t`; see `results.STATUSES`."""
+    n = search.answer(t)
+    lo, hi = search.bounds(t)
+    failed = _judged(run, hi, t, False) if hi is not None else None
+    why = f": {run.levels[failed].verdicts[t].reason}" if failed is not None else ""
+    if n is None:
+        if hi is not None:
+            return "not measured", (
+                f"the smallest level judged, {hi} agents, failed it{why}; no smaller level "
+                "was measured" + (" (give a smaller --agents)" if plan.agents else ""))
+        return "not measured", "no level could judge it (see the level notes)"
+    if search.capped(t):
+        if plan.agents is not None:
+            return "at limit", f"passed at {n} agents, the only level measured"
+        return "at limit", f"passed at --max-agents {search.max_agents}"
+    if search.resolved(t):
+        return "measured", "" if n else f"fails at 1 agent{why}"
+    if hi is None:
+        return "unresolved", f"passed at {n} agents; no larger level could judge it"
+    return "unresolved", (f"between {n} and {hi} agents, wider than the resolution: the "
+                          "levels in between could not judge it, or the run stopped")
+
+
 def answers(run: Run, search: Search, plan: Plan) -> list[TierResult]:
-    """One `TierResult` per tier from the levels measured so far."""
+    """One `TierResult` per tier from the levels measured so far. Only a level that judged
+    a tier (complete, stable, enough completed requests) answers it; a tier without an answer
+    carries the figures of the level that failed it, so its errors show."""
     out: list[TierResult] = []
-    by_agents = {lv.agents: i for i, lv in enumerate(run.levels) if not lv.partial}
     for t, tier in enumerate(plan.tiers):
         n = search.answer(t)
-        lo, hi = search.bounds(t)
+        status, reason = _status(search, t, plan, run)
         res = TierResult(
-            floor=tier.floor, ttft=tier.ttft, agents=n, capped=search.capped(t),
-            resolved=hi is None or search.resolution.resolved(lo, hi) or plan.agents is not None,
+            floor=tier.floor, ttft=tier.ttft, speed_pct=tier.speed_pct, ttft_pct=tier.ttft_pct,
+            limits=[limit.name for limit in tier.limits], agents=n, status=status, reason=reason,
+            capped=search.capped(t), resolved=status in ("measured", "at limit"),
+            interval=search.interval(t), repeats=search.judged(n, t) if n else 0,
         )
-        i = by_agents.get(n)
-        if i is not None:
-            lv = run.levels[i]
+        i = _judged(run, n, t, True) if n else None
+        if i is None:
+            i = _judged(run, search.bounds(t)[1], t, False)
+        else:
             res.level = i
-            res.p25_speed, res.p95_ttft = lv.p25_speed, lv.p95_ttft
-            res.errors = lv.errors
-            if lv.verdicts:
-                res.agent_share = lv.verdicts[t].agent_share
-                res.attainment = lv.verdicts[t].attainment
-                res.inconclusive = lv.verdicts[t].inconclusive
-            f = lv.fidelity
-            res.cache_hit_ratio = (
-                f.cache_counters if f.cache_counters is not None else f.cache_server
-            )
-            if lv.power is not None and lv.power.ok and lv.power.mean_w:
-                res.mean_w = lv.power.mean_w
-                res.agents_per_mw = n / (lv.power.mean_w / 1e6)
-                res.j_per_token = lv.power.j_per_token
+        if i is not None:
+            _figures(res, run.levels[i], t)
         out.append(res)
     return out
+
+
+def longer(timing: Timing) -> Timing:
+    """Twice the window, window limit and warm-up limit: for a level measured again because
+    its first measurement could not judge any tier."""
+    return dataclasses.replace(timing, duration=2 * timing.duration,
+                               max_window=2 * timing.max_window,
+                               warmup_max=2 * timing.warmup_max)
 
 
 async def run(
@@ -96,20 +151,22 @@ async def run(
         max_agents=plan.max_agents if plan.agents is None else max(plan.agents, 1),
         resolution=plan.resolution,
         fixed=None if plan.agents is None else [plan.agents],
+        repeats=plan.repeats,
     )
     current: list[Raw] = []
     try:
         while (n := search.next()) is not None:
             current.clear()
+            timing = longer(plan.timing) if search.needs_longer(n) else plan.timing
             raw = await measure(
-                fleet, index=len(record.levels), agents=n, timing=plan.timing, epoch=epoch,
+                fleet, index=len(record.levels), agents=n, timing=timing, epoch=epoch,
                 clock=clock, scale=scale, recorder=recorder, counters=counters, on_tick=on_tick,
-                on_start=current.append,
+                on_start=current.append, max_error_rate=plan.max_error_rate,
             )
             current.clear()
             level = finish_level(raw, plan)
             record.levels.append(level)
-            search.record(n, [v.passed for v in level.verdicts])
+            search.record(n, [None if v.inconclusive else v.passed for v in level.verdicts])
             record.tiers = answers(record, search, plan)
             if on_level is not None:
                 on_level(level)

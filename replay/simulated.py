@@ -25,6 +25,16 @@ def available() -> bool:
         return False
 
 
+def error_band(profile: str) -> str:
+    """The named engine profile's error band, as every simulated run must state it."""
+    try:
+        from replay.engine.profiles import PROFILES
+    except ImportError:
+        return "uncalibrated"
+    chosen = PROFILES.get(profile)
+    return chosen.error_band if chosen is not None else "uncalibrated"
+
+
 class Simulated:
     """`async with Simulated("h100") as root:` yields `http://127.0.0.1:PORT` (no `/v1`)."""
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from replay import fidelity
+from replay import fidelity, slo
 from replay.results import Level, Sample, TierVerdict
 from replay.tiers import Tier, agent_shares, judge, p25_speed, p95_ttft, speeds
 
@@ -50,6 +50,52 @@ def attainment(tier: Tier, speed: np.ndarray, ttft: np.ndarray, requests: int) -
     return int(np.count_nonzero(met)) / requests
 
 
+def problem(level: Level) -> str:
+    """Why `level`'s window cannot pass a tier, or "" when it can: it must be complete,
+    stable, and hold enough completed requests (`short` is set by the level's timing). A
+    failure on such a level still counts: it can only lower an answer, never raise it."""
+    if level.partial:
+        return "interrupted before its window ended"
+    if level.completed == 0:
+        return "no request completed in its window"
+    if level.short:
+        return f"short window: {level.completed} completed requests, fewer than --min-requests"
+    if not level.stable:
+        return "not stable: its rate still changed at the end of the warm-up"
+    return ""
+
+
+class Figures:
+    """A window's per-request figures by metric (see `replay.slo.METRICS`), each computed
+    once, and their percentiles. Task ratios use every sample of the level (a task spans
+    more than the window)."""
+
+    def __init__(self, window: Sequence[Sample], samples: Sequence[Sample], speed: np.ndarray,
+                 ttft: np.ndarray) -> None:
+        self.window, self.samples = window, samples
+        self.values: dict[str, np.ndarray] = {"speed": speed, "ttft": ttft}
+
+    def _values(self, metric: str) -> np.ndarray:
+        if metric not in self.values:
+            ok = [s for s in self.window if not s.error]
+            if metric == "e2e":  # a cut request has taken at least end − start so far
+                v = np.array([s.end - s.start for s in ok], dtype=np.float64)
+            elif metric == "tpot":  # MLPerf's time per output token: 1 / speed
+                with np.errstate(divide="ignore"):
+                    v = np.where(self.values["speed"] > 0, 1.0 / self.values["speed"], np.nan)
+            elif metric == "gap":
+                v = np.array([s.gap if s.gap >= 0 else np.nan for s in ok], dtype=np.float64)
+            elif metric == "task":
+                v = slo.task_ratios(self.samples)
+            else:
+                raise KeyError(metric)
+            self.values[metric] = v
+        return self.values[metric]
+
+    def stat(self, metric: str, pct: float) -> float | None:
+        return slo.percentile(self._values(metric), pct)
+
+
 def fill(
     level: Level,
     samples: Sequence[Sample],
@@ -77,13 +123,29 @@ def fill(
     level.p50_speed = float(np.percentile(sp, 50)) if sp.size else None
     level.p50_ttft = float(np.percentile(tt, 50)) if tt.size else None
     shares, level.agents_measured = agent_shares(tiers, agent, speed, ttft)
+    failing = level.error_rate > max_error_rate
+    level.problem = "" if failing else problem(level)
     level.verdicts = []
+    figures = Figures(window, samples, speed, ttft)
     for tier, share in zip(tiers, shares, strict=True):
-        v = judge(tier, level.p25_speed, level.p95_ttft, error_rate=level.error_rate,
-                  max_error_rate=max_error_rate)
+        at_speed = figures.stat("speed", tier.speed_pct)
+        at_ttft = figures.stat("ttft", tier.ttft_pct)
+        extra = [(limit, figures.stat(limit.metric, limit.pct)) for limit in tier.limits]
+        v = judge(tier, at_speed, at_ttft, error_rate=level.error_rate,
+                  max_error_rate=max_error_rate, extra=extra)
+        if level.problem and (v.passed or v.inconclusive):  # its failures still count
+            level.verdicts.append(
+                TierVerdict(floor=tier.floor, ttft=tier.ttft, passed=False,
+                            reason=level.problem, inconclusive=True, agent_share=share,
+                            speed=at_speed, ttft_at=at_ttft,
+                            attainment=attainment(tier, speed, ttft, level.requests)))
+            continue
         level.verdicts.append(
             TierVerdict(floor=tier.floor, ttft=tier.ttft, passed=v.passed, reason=v.reason,
-                        inconclusive=v.inconclusive, agent_share=share,
+                        inconclusive=v.inconclusive, agent_share=share, speed=at_speed,
+                        ttft_at=at_ttft,
+                        limits={limit.name: value for limit, value in extra
+                                if value is not None},
                         attainment=attainment(tier, speed, ttft, level.requests))
         )
     level.fidelity = fidelity.measure(window, counters)

@@ -15,14 +15,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from replay.errors import ConfigError
+from replay.slo import Limit, percentile
 
 
 @dataclass(frozen=True, order=True)
 class Tier:
-    """Minimum P25 output speed (tokens/s) and maximum P95 time to first token (s)."""
+    """Minimum output speed (tokens/s) at percentile `speed_pct` of the window's requests and
+    maximum time to first token (s) at percentile `ttft_pct` (P25 and P95 by default), plus
+    any further `limits` (see `replay.slo`)."""
 
     floor: float
     ttft: float
+    speed_pct: float = 25.0
+    ttft_pct: float = 95.0
+    limits: tuple[Limit, ...] = ()
 
     @property
     def name(self) -> str:
@@ -68,8 +74,8 @@ def p95_ttft(values: np.ndarray) -> float | None:
 @dataclass(frozen=True)
 class Verdict:
     """Whether a set of requests meets `tier`, and why not. An `inconclusive` verdict (no
-    request to judge: every agent was waiting through the window) passes, since nothing
-    failed; the search then learns from the larger levels, which do carry requests."""
+    request to judge: every agent was waiting through the window) is not a pass: the
+    search measures the level again with a longer window, or leaves the tier unresolved."""
 
     tier: Tier
     passed: bool
@@ -79,37 +85,46 @@ class Verdict:
 
 def judge(
     tier: Tier, p25: float | None, p95: float | None, *, error_rate: float = 0.0,
-    max_error_rate: float = 1.0,
+    max_error_rate: float = 1.0, extra: Sequence[tuple[Limit, float | None]] = (),
 ) -> Verdict:
-    """Judge percentiles already computed over a level's window."""
+    """Judge statistics already computed over a level's window: `p25` is the speed at the
+    tier's `speed_pct`, `p95` the TTFT at its `ttft_pct`, `extra` each further limit with its
+    figure (None: nothing to judge it on, which does not fail it)."""
     if error_rate > max_error_rate:
         return Verdict(tier, False, f"error rate {error_rate:.1%} > {max_error_rate:.1%}")
     if p25 is None and p95 is None:
-        return Verdict(tier, True, "no request to judge in the window", inconclusive=True)
+        return Verdict(tier, False, "no request to judge in the window", inconclusive=True)
     if p25 is not None and p25 < tier.floor:
-        return Verdict(tier, False, f"P25 speed {p25:.1f} < {tier.floor:g} tok/s")
+        return Verdict(tier, False, f"P{tier.speed_pct:g} speed {p25:.1f} < {tier.floor:g} tok/s")
     if p95 is not None and p95 > tier.ttft:
-        return Verdict(tier, False, f"P95 TTFT {p95:.2f} s > {tier.ttft:g} s")
+        return Verdict(tier, False, f"P{tier.ttft_pct:g} TTFT {p95:.2f} s > {tier.ttft:g} s")
+    for limit, value in extra:
+        if value is not None and not limit.met(value):
+            return Verdict(tier, False, limit.reason(value))
     return Verdict(tier, True)
 
 
 def agent_shares(
     tiers: Sequence[Tier], agent: np.ndarray, speed: np.ndarray, ttft: np.ndarray
 ) -> tuple[list[float | None], int]:
-    """Per-agent view: for each tier, the share of agents whose own requests meet it (P25 of
-    their speeds, P95 of their TTFTs), and how many agents had requests to judge."""
+    """Per-agent view: for each tier, the share of agents whose own requests meet it (the
+    tier's statistics of their own speeds and TTFTs, P25 and P95 by default), and how many
+    agents had requests to judge."""
     if agent.size == 0:
         return [None for _ in tiers], 0
     order = np.argsort(agent, kind="stable")
     a, s, t = agent[order], speed[order], ttft[order]
     cuts = np.flatnonzero(np.diff(a)) + 1
     groups = list(zip(np.split(s, cuts), np.split(t, cuts), strict=True))
-    stats = [(p25_speed(gs), p95_ttft(gt)) for gs, gt in groups]
-    judged = [(p, q) for p, q in stats if p is not None and q is not None]
-    if not judged:
+    groups = [(gs, gt) for gs, gt in groups
+              if np.any(~np.isnan(gs)) and np.any(~np.isnan(gt))]
+    if not groups:
         return [None for _ in tiers], 0
-    shares: list[float | None] = [
-        sum(1 for p, q in judged if p >= tier.floor and q <= tier.ttft) / len(judged)
-        for tier in tiers
-    ]
-    return shares, len(judged)
+    shares: list[float | None] = []
+    for tier in tiers:
+        met = 0
+        for gs, gt in groups:
+            p, q = percentile(gs, tier.speed_pct), percentile(gt, tier.ttft_pct)
+            met += p is not None and q is not None and p >= tier.floor and q <= tier.ttft
+        shares.append(met / len(groups))
+    return shares, len(groups)

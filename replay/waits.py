@@ -40,6 +40,13 @@ class Wait:
         value = self._policy(max(0.0, recorded), rng)
         return value if self.limit is None else min(value, self.limit)
 
+    def clips(self, recorded: float) -> bool:
+        """Whether `limit` shortens the wait this policy gives for a recorded wait (only
+        the deterministic policies are counted; `aa` draws stay within 0.1–5 s)."""
+        if self.limit is None or self.kind == "aa":
+            return False
+        return self._policy(max(0.0, recorded), random.Random(0)) > self.limit
+
     def _policy(self, recorded: float, rng: random.Random) -> float:
         match self.kind:
             case "recorded":

@@ -1,14 +1,22 @@
 """`compare`: a corpus beside a reference, metric by metric, with verdicts and what they mean.
 
-Verdicts (`match` < `differs` < `far`), thresholds in `THRESHOLDS`:
-- against a reference corpus: KS statistic D and the ratio of medians (yours / reference,
-  checked only when both medians are > 0): `match` when D ≤ 0.15 and the ratio is within
-  1.5× either way; `far` when D > 0.40 or the ratio is beyond 3× either way; else `differs`.
-- against published figures: each figure is a check — a point value (median, mean, p95) by its
-  ratio (1.5× / 3×, as above), a range by the share of your values inside it (match ≥ 80 %,
-  far < 50 %), a floor by your maximum (match ≥ floor, far < floor / 2) — and the metric gets
-  the worst of its checks. Where a reference has both, the published figures decide.
-- the prefix hit ratio, a single number: match within 5 points, far beyond 15 points.
+Every compared figure carries a 90 % interval from resampling sessions (`stats.bootstrap`), and
+verdicts (`match` < `differs` < `far`; thresholds in `THRESHOLDS`) judge only what the sample
+can tell:
+- a ratio (yours / reference, of medians; or yours / a published figure): `match` when its
+  interval reaches into 1/1.5–1.5×, `far` when the whole interval lies beyond 3× either way,
+  else `differs`. The KS distance is reported as the difference in shape; beyond 0.40 it turns
+  a `match` into `differs`, never into `far` (turns of a session are not independent draws, so
+  KS over thousands of turns flags trivial differences).
+- a published range by the share of your values inside it (match when the interval of that
+  share reaches 80 %, far when it stays below 50 %); a published floor ("sequences beyond
+  100K") by your maximum: `match` from half the floor on, else `differs` (a maximum depends on
+  the sample size: 30 sessions drawn like AA's rarely reach 100K, so never `far`).
+- the prefix hit ratio, a difference in points: `match` when its interval reaches within 5
+  points, `far` when it stays beyond 15 points.
+Where a reference has both a corpus and published figures, a metric takes the worse of the two.
+With fewer than `min_sessions` sessions (yours, or a reference corpus without published
+figures) a verdict is `too-few` ("too few sessions to judge").
 Overall: `far` when any key metric (input, output, new tokens, tool waits, prefix hit ratio)
 is far; `match` when every key metric matches and no metric is far; else `differs`.
 """
@@ -23,15 +31,21 @@ from typing import Any
 
 import numpy as np
 
-from corpus import Table
+from corpus import AFTER, Table, synth
+from stats.bootstrap import Resampler, interval
+from stats.capacity import HALVES, Answer, Forecaster, workload_factor
+from stats.checklist import Facility, checklist
 from stats.distributions import finite, ks, share_within, summary
 from stats.errors import StatsError
-from stats.profiles import Profile, Source, profile
+from stats.profiles import Profile, Source, notes, profile
 from stats.reference import Figure, Reference, resolve
 
 SCHEMA = "agentload.stats.compare/1"
 VERDICTS = ("match", "differs", "far")
-THRESHOLDS = {
+TOO_FEW = "too-few"
+TOO_FEW_TEXT = "too few sessions to judge"
+MIN_SESSIONS = 20
+THRESHOLDS: dict[str, float] = {
     "ks_match": 0.15,
     "ks_far": 0.40,
     "ratio_match": 1.5,
@@ -40,45 +54,87 @@ THRESHOLDS = {
     "range_far": 0.50,
     "points_match": 0.05,
     "points_far": 0.15,
+    "min_sessions": MIN_SESSIONS,
 }
+
+
+Values = tuple[np.ndarray, np.ndarray]  # values, and the session (layout index) of each
+
+
+def _per_turn(p: Profile, values: np.ndarray) -> Values:
+    return values, p.layout.session
+
+
+def _waits(p: Profile, after: str) -> Values:
+    mask = p.turns.after == AFTER.index(after)
+    return p.turns.wait[mask], p.layout.session[mask]
+
+
+def _per_session(p: Profile, values: np.ndarray) -> Values:
+    has = np.bincount(p.layout.session, minlength=p.layout.session_id.size) > 0
+    return values, np.flatnonzero(has)
 
 
 @dataclass(frozen=True)
 class Metric:
-    """A compared distribution: how to get its values from a profile."""
+    """A compared distribution: how to get its values (and their sessions) from a profile."""
 
     name: str
     label: str
     unit: str
     per: str  # turn | session
     key: bool
-    values: Callable[[Profile], np.ndarray]
+    get: Callable[[Profile], Values]
+
+    def values(self, p: Profile) -> np.ndarray:
+        return self.get(p)[0]
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("input", "input tokens per turn", "tokens", "turn", True, lambda p: p.turns.input),
-    Metric("output", "output tokens per turn", "tokens", "turn", True, lambda p: p.turns.output),
-    Metric("new", "new tokens per turn", "tokens", "turn", True, lambda p: p.turns.new),
+    Metric(
+        "input",
+        "input tokens per turn",
+        "tokens",
+        "turn",
+        True,
+        lambda p: _per_turn(p, p.turns.input),
+    ),
+    Metric(
+        "output",
+        "output tokens per turn",
+        "tokens",
+        "turn",
+        True,
+        lambda p: _per_turn(p, p.turns.output),
+    ),
+    Metric(
+        "new", "new tokens per turn", "tokens", "turn", True, lambda p: _per_turn(p, p.turns.new)
+    ),
     Metric(
         "reuse_ratio",
         "reused share of input",
         "ratio",
         "turn",
         False,
-        lambda p: p.turns.reuse_ratio,
+        lambda p: _per_turn(p, p.turns.reuse_ratio),
     ),
+    Metric("tool_wait", "wait after tool calls", "s", "turn", True, lambda p: _waits(p, "tool")),
+    Metric("user_wait", "wait for the user", "s", "turn", False, lambda p: _waits(p, "user")),
     Metric(
-        "tool_wait", "wait after tool calls", "s", "turn", True, lambda p: p.turns.waits("tool")
+        "turns",
+        "turns per session",
+        "turns",
+        "session",
+        False,
+        lambda p: _per_session(p, p.sessions.turns),
     ),
-    Metric("user_wait", "wait for the user", "s", "turn", False, lambda p: p.turns.waits("user")),
-    Metric("turns", "turns per session", "turns", "session", False, lambda p: p.sessions.turns),
     Metric(
         "final_context",
         "final context per session",
         "tokens",
         "session",
         False,
-        lambda p: p.sessions.final_context,
+        lambda p: _per_session(p, p.sessions.final_context),
     ),
     Metric(
         "session_tokens",
@@ -86,25 +142,34 @@ METRICS: tuple[Metric, ...] = (
         "tokens",
         "session",
         False,
-        lambda p: p.sessions.tokens,
+        lambda p: _per_session(p, p.sessions.tokens),
     ),
 )
 KEY = tuple(m.name for m in METRICS if m.key) + ("prefix_hit_ratio",)
 
 
 def worst(verdicts: list[str]) -> str:
-    """The worst of `verdicts` (`match` for none)."""
-    return max(verdicts, key=VERDICTS.index, default="match")
+    """The worst of `verdicts`, `too-few` ignored (`match` for none; `too-few` when every
+    verdict is `too-few`)."""
+    judged = [v for v in verdicts if v != TOO_FEW]
+    if verdicts and not judged:
+        return TOO_FEW
+    return max(judged, key=VERDICTS.index, default="match")
 
 
-def ratio_verdict(ratio: float) -> str:
-    """Verdict of a ratio of two positive values (symmetric: 2× and ½× are alike)."""
+def ratio_verdict(ratio: float, lo: float | None = None, hi: float | None = None) -> str:
+    """Verdict of a ratio of two positive values (symmetric: 2× and ½× are alike), judged on
+    its interval [lo, hi] when given (module docstring)."""
     if not math.isfinite(ratio) or ratio <= 0:
         return "far"
-    spread = max(ratio, 1 / ratio)
-    if spread <= THRESHOLDS["ratio_match"]:
+    a = min(lo, ratio) if lo is not None and math.isfinite(lo) and lo > 0 else ratio
+    b = max(hi, ratio) if hi is not None and math.isfinite(hi) and hi > 0 else ratio
+    m, f = THRESHOLDS["ratio_match"], THRESHOLDS["ratio_far"]
+    if a > f or b < 1 / f:
+        return "far"
+    if a <= m and b >= 1 / m:
         return "match"
-    return "far" if spread > THRESHOLDS["ratio_far"] else "differs"
+    return "differs"
 
 
 def ks_verdict(d: float) -> str:
@@ -113,11 +178,16 @@ def ks_verdict(d: float) -> str:
     return "far" if d > THRESHOLDS["ks_far"] else "differs"
 
 
-def points_verdict(diff: float) -> str:
-    a = abs(diff)
-    if a <= THRESHOLDS["points_match"]:
+def points_verdict(diff: float, lo: float | None = None, hi: float | None = None) -> str:
+    """Verdict of a difference of two shares, judged on its interval when given."""
+    a = min(lo, diff) if lo is not None and math.isfinite(lo) else diff
+    b = max(hi, diff) if hi is not None and math.isfinite(hi) else diff
+    m, f = THRESHOLDS["points_match"], THRESHOLDS["points_far"]
+    if a > f or b < -f:
+        return "far"
+    if a <= m and b >= -m:
         return "match"
-    return "far" if a > THRESHOLDS["points_far"] else "differs"
+    return "differs"
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -126,87 +196,147 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
-def distribution_check(yours: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
-    """KS distance and median/mean ratios of two samples, with the verdict."""
-    y, r = summary(yours), summary(ref)
-    d = ks(yours, ref)
-    med = _ratio(y["p50"], r["p50"])
-    both_zero = y["p50"] == 0 and r["p50"] == 0
-    verdicts = [ks_verdict(d)]
+def _pair(x: tuple[float, float]) -> list[float | None]:
+    return [v if math.isfinite(v) else None for v in x]
+
+
+@dataclass(frozen=True)
+class Side:
+    """One corpus's values of a metric, with what resampling needs."""
+
+    values: np.ndarray
+    session: np.ndarray
+    resampler: Resampler
+
+    def reps(self, stat: str) -> np.ndarray:
+        return self.resampler.replicates(self.values, self.session, stat)
+
+
+def _ratio_interval(y: Side, r: Side, stat: str, point: float) -> tuple[float, float]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return interval(y.reps(stat) / r.reps(stat), point)
+
+
+def distribution_check(y: Side, r: Side) -> dict[str, Any]:
+    """KS distance and median/mean ratios (with intervals) of two samples, and the verdict."""
+    ys, rs = summary(y.values), summary(r.values)
+    d = ks(y.values, r.values)
+    med = _ratio(ys["p50"], rs["p50"])
+    mean = _ratio(ys["mean"], rs["mean"])
+    med_iv = _ratio_interval(y, r, "p50", med) if med is not None else (math.nan, math.nan)
+    mean_iv = _ratio_interval(y, r, "mean", mean) if mean is not None else (math.nan, math.nan)
     if med is not None:
-        verdicts.append(ratio_verdict(med))
-    elif not both_zero:
-        verdicts.append("far")  # one median is 0, the other is not
+        verdict = ratio_verdict(med, *med_iv)
+    elif ys["p50"] == 0 and rs["p50"] == 0:
+        verdict = "match" if mean is None else ratio_verdict(mean, *mean_iv)
+    else:
+        verdict = "far"  # one median is 0, the other is not
+    if verdict == "match" and math.isfinite(d) and d > THRESHOLDS["ks_far"]:
+        verdict = "differs"
     return {
         "ks": d,
         "median_ratio": med,
-        "mean_ratio": _ratio(y["mean"], r["mean"]),
-        "verdict": worst(verdicts),
+        "median_ratio_interval": _pair(med_iv) if med is not None else None,
+        "mean_ratio": mean,
+        "mean_ratio_interval": _pair(mean_iv) if mean is not None else None,
+        "verdict": verdict,
     }
 
 
-def published_check(yours: np.ndarray, fig: Figure) -> dict[str, Any]:
+def published_check(y: Side, fig: Figure) -> dict[str, Any]:
     """Your values against one published figure: one entry per stated fact."""
-    y = summary(yours)
+    ys = summary(y.values)
     checks: list[dict[str, Any]] = []
     for key, stat in (("median", "p50"), ("mean", "mean"), ("p95", "p95")):
         want = getattr(fig, key)
         if want is None:
             continue
-        got = y[stat]
+        got = ys[stat]
         r = _ratio(got, want)
+        iv = interval(y.reps(stat) / want, r) if r is not None else (math.nan, math.nan)
         checks.append(
             {
                 "check": key,
                 "published": want,
                 "yours": got,
                 "ratio": r,
-                "verdict": ratio_verdict(r) if r is not None else "far",
+                "interval": _pair(iv) if r is not None else None,
+                "verdict": ratio_verdict(r, *iv) if r is not None else "far",
             }
         )
     if fig.lo is not None and fig.hi is not None:
-        share = share_within(yours, fig.lo, fig.hi)
+        share = share_within(y.values, fig.lo, fig.hi)
+        inside = (y.values >= fig.lo) & (y.values <= fig.hi)
+        ok = np.isfinite(y.values)
+        lo, hi = interval(y.resampler.share(inside[ok], y.session[ok]), share)
+        top = max(share, hi) if math.isfinite(hi) else share
         v = (
             "match"
-            if share >= THRESHOLDS["range_match"]
-            else "differs"
-            if share >= THRESHOLDS["range_far"]
+            if top >= THRESHOLDS["range_match"]
             else "far"
+            if top < THRESHOLDS["range_far"]
+            else "differs"
         )
         checks.append(
-            {"check": "range", "published": [fig.lo, fig.hi], "share_within": share, "verdict": v}
+            {
+                "check": "range",
+                "published": [fig.lo, fig.hi],
+                "share_within": share,
+                "interval": _pair((lo, hi)),
+                "verdict": v,
+            }
         )
     if fig.floor is not None:
-        top = y["max"]
-        v = (
-            "far"
-            if top is None or top < fig.floor / 2
-            else "match"
-            if top >= fig.floor
-            else "differs"
-        )
-        over = float(np.mean(finite(yours) > fig.floor)) if y["n"] else math.nan
+        top_value = ys["max"]
+        over = float(np.mean(finite(y.values) > fig.floor)) if ys["n"] else math.nan
         checks.append(
             {
                 "check": "floor",
                 "published": fig.floor,
-                "yours_max": top,
+                "yours_max": top_value,
                 "share_above": over,
-                "verdict": v,
+                "verdict": "match"
+                if top_value is not None and top_value >= fig.floor / 2
+                else "differs",
             }
         )
     return {"quote": fig.quote, "checks": checks, "verdict": worst([c["verdict"] for c in checks])}
 
 
+def _summary_with_interval(side: Side) -> dict[str, Any]:
+    out: dict[str, Any] = dict(summary(side.values))
+    out["p50_interval"] = _pair(interval(side.reps("p50"), out["p50"]))
+    out["mean_interval"] = _pair(interval(side.reps("mean"), out["mean"]))
+    return out
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A profile with its resampler and whether it has enough sessions to judge."""
+
+    profile: Profile
+    resampler: Resampler
+    enough: bool
+
+    @classmethod
+    def of(cls, p: Profile, *, seed: int, min_sessions: int) -> Corpus:
+        n = int(p.sessions.turns.size)
+        return cls(p, Resampler(p.layout.session_id.size, seed=seed), n >= min_sessions)
+
+    def side(self, m: Metric) -> Side:
+        values, session = m.get(self.profile)
+        return Side(np.asarray(values, dtype=np.float64), session, self.resampler)
+
+
 def _metric(
-    m: Metric, mine: Profile, ref: Profile | None, fig: Figure | None
+    m: Metric, mine: Corpus, ref: Corpus | None, fig: Figure | None
 ) -> dict[str, Any] | str:
     """The comparison of one metric, or the reason it was skipped."""
-    yours = m.values(mine)
-    if not finite(yours).size:
+    yours = mine.side(m)
+    if not finite(yours.values).size:
         return "no values in your corpus"
-    theirs = m.values(ref) if ref is not None else None
-    if theirs is not None and not finite(theirs).size:
+    theirs = ref.side(m) if ref is not None else None
+    if theirs is not None and not finite(theirs.values).size:
         theirs = None
     if theirs is None and fig is None:
         return "no values in the reference"
@@ -215,35 +345,47 @@ def _metric(
         "unit": m.unit,
         "per": m.per,
         "key": m.key,
-        "yours": summary(yours),
-        "reference": summary(theirs) if theirs is not None else None,
+        "yours": _summary_with_interval(yours),
+        "reference": _summary_with_interval(theirs) if theirs is not None else None,
         "ks": None,
         "median_ratio": None,
+        "median_ratio_interval": None,
         "mean_ratio": None,
+        "mean_ratio_interval": None,
         "published": None,
     }
-    verdict = None
-    if theirs is not None:
+    verdicts: list[str] = []
+    if theirs is not None and ref is not None:
         dist = distribution_check(yours, theirs)
-        verdict = dist.pop("verdict")
+        v = dist.pop("verdict")
         out.update(dist)
-        out["basis"] = "corpus"
+        verdicts.append(v if ref.enough else TOO_FEW)
     if fig is not None:
         pub = published_check(yours, fig)
         out["published"] = pub
-        verdict = pub["verdict"]
-        out["basis"] = "published"
-    out["verdict"] = verdict
+        verdicts.append(pub["verdict"])
+    out["basis"] = (
+        "both" if theirs is not None and fig is not None else "published" if fig else "corpus"
+    )
+    out["verdict"] = worst(verdicts) if mine.enough else TOO_FEW
     return out
 
 
-def _hit_ratio(mine: Profile, ref: Profile | None) -> dict[str, Any] | str:
-    y = mine.hits.ratio
+def _hit_ratio(mine: Corpus, ref: Corpus | None) -> dict[str, Any] | str:
+    p = mine.profile
+    y = p.hits.ratio
     if math.isnan(y):
         return "no input tokens in your corpus"
-    if ref is None or math.isnan(ref.hits.ratio):
+    if ref is None or math.isnan(ref.profile.hits.ratio):
         return "no prefix hit ratio for the reference"
-    r = ref.hits.ratio
+    q = ref.profile
+    r = q.hits.ratio
+    with np.errstate(invalid="ignore"):
+        diffs = mine.resampler.ratio(
+            p.hits.per_turn, p.turns.input, p.layout.session
+        ) - ref.resampler.ratio(q.hits.per_turn, q.turns.input, q.layout.session)
+    iv = interval(diffs, y - r)
+    verdict = points_verdict(y - r, *iv)
     return {
         "label": "prefix-cache hit ratio (infinite cache)",
         "unit": "ratio",
@@ -252,8 +394,9 @@ def _hit_ratio(mine: Profile, ref: Profile | None) -> dict[str, Any] | str:
         "yours": y,
         "reference": r,
         "difference": y - r,
+        "difference_interval": _pair(iv),
         "basis": "corpus",
-        "verdict": points_verdict(y - r),
+        "verdict": verdict if mine.enough and ref.enough else TOO_FEW,
     }
 
 
@@ -261,8 +404,9 @@ def overall(metrics: dict[str, dict[str, Any]]) -> str:
     """The trace-match verdict over the compared metrics (see the module docstring)."""
     key = [m["verdict"] for name, m in metrics.items() if name in KEY]
     every = [m["verdict"] for m in metrics.values()]
-    if not key:
-        key = every
+    if every and all(v == TOO_FEW for v in every):
+        return TOO_FEW
+    key = [v for v in key if v != TOO_FEW] or [v for v in every if v != TOO_FEW]
     if "far" in key:
         return "far"
     if all(v == "match" for v in key) and "far" not in every:
@@ -352,13 +496,12 @@ def _value(x: float, unit: str) -> str:
 
 def _contrast(m: dict[str, Any]) -> tuple[float, float, str] | None:
     """(yours, reference, where) of the point statistic that differs most: a published one
-    when the metric was judged on published figures, else the reference corpus's median."""
+    or the reference corpus's median."""
     cands: list[tuple[Any, Any, str]] = []
-    if m.get("basis") == "published":
-        for c in m["published"]["checks"]:
-            if c["check"] in WHERE:
-                cands.append((c["yours"], c["published"], WHERE[c["check"]]))
-    elif m.get("reference"):
+    for c in (m.get("published") or {}).get("checks", []):
+        if c["check"] in WHERE:
+            cands.append((c["yours"], c["published"], WHERE[c["check"]]))
+    if m.get("reference"):
         cands.append((m["yours"]["p50"], m["reference"]["p50"], "at the median"))
     ok = [(y, r, w) for y, r, w in cands if y is not None and r is not None and y > 0 and r > 0]
     if not ok:
@@ -437,52 +580,158 @@ def implications(metrics: dict[str, dict[str, Any]], reference: str) -> list[str
     return out
 
 
-def comparison(mine: Profile, ref: Reference, theirs: Profile | None) -> dict[str, Any]:
-    """The JSON-ready comparison of a profile with a resolved reference."""
+def ranked(comp: dict[str, Any], answer: Answer | None) -> dict[str, Any]:
+    """`comp` with the workload factor (`capacity`: null without one) and, when the factor has
+    sensitivities, its metrics ranked by the effect of the feature behind them (each metric
+    gets `effect`, agents/MW with the reference's feature ÷ with yours)."""
+    comp["capacity"] = answer.json() if answer is not None else None
+    if answer is None or not answer.effects:
+        return comp
+    effect: dict[str, float | None] = {}
+    for e in answer.effects:
+        for name in e.metrics:
+            effect.setdefault(name, e.effect)
+    effect.setdefault("prefix_hit_ratio", effect.get("reuse_ratio"))
+
+    def weight(name: str) -> float:
+        e = effect.get(name)
+        return abs(math.log(e)) if e else -1.0
+
+    order = sorted(comp["metrics"], key=lambda n: -weight(n))
+    comp["metrics"] = {n: {**comp["metrics"][n], "effect": effect.get(n)} for n in order}
+    return comp
+
+
+def comparison(
+    mine: Profile,
+    ref: Reference,
+    theirs: Profile | None,
+    *,
+    min_sessions: int = MIN_SESSIONS,
+) -> dict[str, Any]:
+    """The JSON-ready comparison of a profile with a resolved reference (no `capacity`; see
+    `ranked`)."""
+    me = Corpus.of(mine, seed=1, min_sessions=min_sessions)
+    them = Corpus.of(theirs, seed=2, min_sessions=min_sessions) if theirs is not None else None
     metrics: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     for m in METRICS:
-        got = _metric(m, mine, theirs, ref.published.get(m.name))
+        got = _metric(m, me, them, ref.published.get(m.name))
         if isinstance(got, str):
             skipped[m.name] = got
         else:
             metrics[m.name] = got
-    hit = _hit_ratio(mine, theirs)
+    hit = _hit_ratio(me, them)
     if isinstance(hit, str):
         skipped["prefix_hit_ratio"] = hit
     else:
         metrics["prefix_hit_ratio"] = hit
     if not metrics:
         raise StatsError(f"{mine.name}: no turns with input to compare with {ref.name}")
+    sessions = int(mine.sessions.turns.size)
     return {
         "schema": SCHEMA,
         "file": mine.name,
+        "sessions": sessions,
+        "notes": notes(mine),
         "reference": {
             "name": ref.name,
             "corpus": ref.corpus,
+            "sessions": int(theirs.sessions.turns.size) if theirs is not None else None,
             "published": (
                 {"source": ref.source, "figures": {k: f.quote for k, f in ref.published.items()}}
                 if ref.published
                 else None
             ),
-            "notes": list(ref.notes),
+            "notes": list(ref.notes) + (notes(theirs) if theirs is not None else []),
         },
         "verdict": overall(metrics),
         "metrics": metrics,
         "skipped": skipped,
-        "implications": implications(metrics, ref.name),
-        "thresholds": dict(THRESHOLDS),
+        "implications": implications(metrics, ref.name)
+        if me.enough
+        else [f"{TOO_FEW_TEXT}: {sessions} sessions, at least {min_sessions} needed"],
+        "thresholds": {**THRESHOLDS, "min_sessions": min_sessions},
+        "interval": "90 % interval from resampling sessions",
+        "capacity": None,
     }
 
 
-def compare(source: Source, reference: str | os.PathLike[str] | Table = "coding") -> dict[str, Any]:
+def factor_for(
+    source: str | os.PathLike[str],
+    ref: Reference,
+    forecaster: Forecaster,
+    *,
+    halves: int = HALVES,
+    why: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Answer:
+    """The workload factor of the corpus at `source` against `ref` (which needs a corpus)."""
+    if ref.corpus is None:
+        raise StatsError(
+            f"reference '{ref.name}' has no corpus to forecast; the workload factor needs one "
+            "(use --reference coding or a corpus path, or --no-factor)"
+        )
+    model = synth.coding() if ref.name == "coding" else None
+    return workload_factor(
+        source,
+        ref.corpus,
+        forecaster,
+        reference_model=model,
+        reference_name=ref.name,
+        halves=halves,
+        why=why,
+        progress=progress,
+    )
+
+
+def compare(
+    source: Source,
+    reference: str | os.PathLike[str] | Table = "coding",
+    *,
+    top_level: bool = False,
+    min_sessions: int = MIN_SESSIONS,
+    forecaster: Forecaster | None = None,
+    halves: int = HALVES,
+    why: bool = True,
+    facility: Facility | None = None,
+    usd_per_gpu_hour: float | None = None,
+) -> dict[str, Any]:
     """Compare a corpus (path or `corpus.Table`) with a reference: a bundled name, a corpus
-    path, or a `corpus.Table`."""
-    mine = profile(source)
+    path, or a `corpus.Table`. `top_level` leaves sub-agent sessions out of both. With a
+    `forecaster` (and a corpus path on both sides) the document leads with the workload
+    factor (`capacity`) and its metrics are ranked by effect; `checklist` is always there."""
+    mine = profile(source, top_level=top_level)
     if isinstance(reference, Table):
         ref = Reference("reference", None)
-        theirs: Profile | None = profile(reference, name="reference")
+        theirs: Profile | None = profile(reference, name="reference", top_level=top_level)
     else:
         ref = resolve(reference)
-        theirs = profile(ref.corpus, name=ref.name) if ref.corpus is not None else None
-    return comparison(mine, ref, theirs)
+        theirs = (
+            profile(ref.corpus, name=ref.name, top_level=top_level)
+            if ref.corpus is not None
+            else None
+        )
+    comp = comparison(mine, ref, theirs, min_sessions=min_sessions)
+    answer = None
+    if forecaster is not None:
+        if isinstance(source, Table):
+            raise StatsError("the workload factor forecasts a corpus file; pass its path")
+        answer = factor_for(source, ref, forecaster, halves=halves, why=why)
+    return finish(comp, mine, answer, facility=facility, usd_per_gpu_hour=usd_per_gpu_hour)
+
+
+def finish(
+    comp: dict[str, Any],
+    mine: Profile,
+    answer: Answer | None,
+    *,
+    facility: Facility | None = None,
+    usd_per_gpu_hour: float | None = None,
+) -> dict[str, Any]:
+    """`comp` with the workload factor, metrics ranked by effect, and the buyer's checklist."""
+    comp = ranked(comp, answer)
+    comp["checklist"] = checklist(
+        mine, comp, answer, facility=facility, usd_per_gpu_hour=usd_per_gpu_hour
+    )
+    return comp

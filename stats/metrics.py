@@ -13,12 +13,11 @@ Definitions (the README's "describe" section repeats them):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from corpus import Table
-from corpus.records import AFTER
+from corpus import AFTER, Table
 
 
 @dataclass(frozen=True)
@@ -164,6 +163,13 @@ def turn_metrics(table: Table) -> TurnMetrics:
         speed=speed,
         stop=c["stop"].astype(np.int64),
     )
+
+
+def recount(turns: TurnMetrics, input: np.ndarray, reused: np.ndarray) -> TurnMetrics:
+    """`turns` with other input and reused counts (the provider's; see `corpus.counts`)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(input > 0, reused / np.maximum(input, 1), np.nan)
+    return replace(turns, input=input, reused=reused, new=input - reused, reuse_ratio=ratio)
 
 
 @dataclass(frozen=True)

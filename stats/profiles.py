@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from corpus import CorpusError, Header, Reader, Table
-from corpus.records import AFTER
+from corpus import AFTER, CorpusError, Counts, Header, Reader, Table, counts
 from stats import cache as _cache
 from stats import metrics as _metrics
 from stats import prefix as _prefix
+from stats import select
 from stats.distributions import summary
 from stats.errors import StatsError
 
@@ -42,8 +42,10 @@ class Profile:
     arrivals: _metrics.Arrivals
     hits: _cache.Hits
     lru: _cache.LRU
+    counts: Counts | None = None  # which input counts the figures use (None: local, unchecked)
     split: bool = False  # block ids broke the prefix rule and were split by prefix
     damage: str | None = None
+    left_out: int = 0  # sub-agent sessions left out (top_level)
 
     @property
     def prefix_hit_ratio(self) -> float:
@@ -65,11 +67,30 @@ def read(path: str | os.PathLike[str]) -> tuple[Table, str | None]:
     return table, damage
 
 
+def _hits(hits: _cache.Hits, local: np.ndarray, c: Counts, first: np.ndarray) -> _cache.Hits:
+    """Infinite-cache hits on the chosen counts: scaled with the tokenizer; with missing
+    content, the missing prefix hits on every turn after a session's first."""
+    if c.basis == "local":
+        return hits
+    if c.reason == "missing":
+        per_turn = hits.per_turn + np.where(first, 0, np.maximum(c.input - local, 0))
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_turn = hits.per_turn * np.where(local > 0, c.input / np.maximum(local, 1), 1.0)
+    per_turn = np.minimum(per_turn, c.input)
+    return _cache.Hits(per_turn, int(per_turn.sum()), int(c.input.sum()))
+
+
 def profile(
-    source: Source, *, name: str | None = None, progress: Callable[[str], None] | None = None
+    source: Source,
+    *,
+    name: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    top_level: bool = False,
 ) -> Profile:
     """Compute the arrays of `source` (a corpus path or an already-read `corpus.Table`);
-    `progress` is told each step as it starts."""
+    `progress` is told each step as it starts; `top_level` leaves sub-agent sessions out.
+    Token counts are the provider's where `corpus.counts` says the local ones are off."""
     step = progress or (lambda _msg: None)
     damage = None
     if isinstance(source, Table):
@@ -81,9 +102,16 @@ def profile(
         label = name or os.fspath(source)
     if table.header.block_size < 1:
         raise StatsError(f"{label}: block_size {table.header.block_size} in the header; need ≥ 1")
+    left_out = 0
+    if top_level:
+        table, left_out = select.top_level(table)
     step(f"{label}: per-turn and per-session metrics")
     lay = _metrics.layout(table)
     turns = _metrics.turn_metrics(table)
+    local = turns.input
+    basis = counts(local, turns.reused, table.turns["usage_input"], lay.prev < 0)
+    if basis.basis == "provider":
+        turns = _metrics.recount(turns, basis.input, basis.reused)
     sessions = _metrics.session_metrics(table, lay, turns)
     step(f"{label}: prefix tree of {table.blocks.size:,} new blocks")
     tree = _prefix.tree(table, lay)
@@ -96,10 +124,12 @@ def profile(
         turns=turns,
         sessions=sessions,
         arrivals=_metrics.arrivals(sessions),
-        hits=_cache.infinite(table, lay, tree),
+        hits=_hits(_cache.infinite(table, lay, tree), local, basis, lay.prev < 0),
         lru=_cache.lru(table, lay, tree),
+        counts=basis,
         split=tree.split,
         damage=damage,
+        left_out=left_out,
     )
 
 
@@ -150,6 +180,7 @@ def description(p: Profile, *, cache_tokens: int | None = None) -> dict[str, Any
             "created": h.created,
             "producer": h.producer,
         },
+        "tokens": _tokens(p),
         "counts": {
             "sessions": int(s.turns.size),
             "subagent_sessions": int(np.count_nonzero(s.is_subagent)),
@@ -193,18 +224,47 @@ def description(p: Profile, *, cache_tokens: int | None = None) -> dict[str, Any
             },
         },
         "context_growth": _growth(p),
-        "notes": (
-            ["block ids broke the prefix rule; blocks were split by prefix"] if p.split else []
+        "notes": notes(p),
+    }
+
+
+def _tokens(p: Profile) -> dict[str, Any]:
+    """Which token counts the figures use (`corpus.counts`) and the tokenizer behind them."""
+    c = p.counts
+    return {
+        "tokenizer": p.header.tokenizer,
+        "basis": c.basis if c else "local",
+        "reason": c.reason if c else "",
+        "provider_ratio": _num(c.ratio) if c else None,
+        "provider_covered": c.covered if c else 0.0,
+        "note": c.sentence(p.header.tokenizer) if c else f"token counts: {p.header.tokenizer}",
+    }
+
+
+def notes(p: Profile) -> list[str]:
+    """What a reader of this profile's figures should know."""
+    out = [_tokens(p)["note"]]
+    if p.counts is not None and p.counts.basis == "provider":
+        out.append(
+            "the prefix-cache hit ratio adds the provider's extra tokens to the recorded "
+            "blocks; the LRU curve is over the recorded blocks only"
         )
+    if p.left_out:
+        out.append(f"top-level sessions only: {p.left_out} sub-agent sessions left out")
+    return (
+        out
+        + (["block ids broke the prefix rule; blocks were split by prefix"] if p.split else [])
         + (
             ["no timings recorded (every t and wait is 0): waits are reported as missing"]
             if _metrics.untimed(p.table)
             else []
-        ),
-    }
+        )
+    )
 
 
-def describe(source: Source, *, cache_tokens: int | None = None) -> dict[str, Any]:
+def describe(
+    source: Source, *, cache_tokens: int | None = None, top_level: bool = False
+) -> dict[str, Any]:
     """The description of one corpus (a path or a `corpus.Table`); `cache_tokens` also
-    reports the LRU hit ratio of a cache that size."""
-    return description(profile(source), cache_tokens=cache_tokens)
+    reports the LRU hit ratio of a cache that size; `top_level` leaves sub-agents out."""
+    return description(profile(source, top_level=top_level), cache_tokens=cache_tokens)

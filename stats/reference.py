@@ -1,11 +1,11 @@
 """Reference workloads for `compare`: AA-AgentPerf's published figures and bundled corpora.
 
-`coding` (the default) is the reference coding set: AA-AgentPerf's published figures together
-with the bundled `agentperf-local` corpus, built from the agent traces Artificial Analysis ships
-in its own public `agentperf-local` tool — the recordings closest to the private trajectories
-AgentPerf replays (same publisher, same harness, recorded tool delays). The published figures
-decide the verdict of the metrics they cover; the corpus gives full distributions for the KS
-distance and the metrics AA did not publish (new tokens, reuse, prefix hit ratio, …).
+`coding` (the default) is the reference coding workload: AA-AgentPerf's published figures
+together with the bundled `coding` corpus, synthesized by `corpus synth --like coding` from those
+figures and AA's own public recordings (the `agentperf-local` corpus: the recordings closest to
+the private trajectories AgentPerf replays) — a corpus that meets every published figure, with
+full distributions for what AA did not publish (new tokens, reuse, prefix hit ratio, …). A
+metric with a published figure takes the worse of the two verdicts.
 
 Other names (`claude-code`, `swe-bench`, `agentperf-local`, `support`, `example`) are bundled
 corpora (`corpus.reference.path(name)`), `agentperf-published` is the published figures alone,
@@ -58,7 +58,7 @@ AGENTPERF: dict[str, Figure] = {
 }
 
 BUNDLED = ("claude-code", "swe-bench", "agentperf-local", "support", "example")
-CODING_CORPUS = "agentperf-local"
+CODING_CORPUS = "coding"
 
 
 @dataclass(frozen=True)

@@ -8,34 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from stats import svg
+from replay import svg
+from replay.html import page
 from stats.profiles import Profile
 from stats.report_text import FORMAT, published, seconds, share, tokens
-
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1340px;
-color:#222;padding:0 16px}
-h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
-.grid{stroke:#eee}.axis{stroke:#888}.ref{stroke:#555;stroke-dasharray:3 3}
-.span{fill:#2a9d4b;fill-opacity:.10}
-svg text{font-size:11px;fill:#444}svg .title{font-size:13px;font-weight:600;fill:#222}
-svg .label{font-size:12px}svg .muted{fill:#777}
-.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{border:1px solid #eee;background:#fff}
-table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 10px;text-align:right;
-border-bottom:1px solid #eee}td:first-child,th:first-child{text-align:left}
-.verdict{font-weight:700;padding:1px 6px;border-radius:3px;color:#fff}
-.match{background:#2a9d4b}.differs{background:#c99a06}.far{background:#b8392f}
-.note{color:#8a6d00}.muted{color:#777}
-"""
-
-
-def _page(title: str, body: list[str]) -> str:
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}'
-        f"</title><style>{CSS}</style></head><body><h1>{escape(title)}</h1>"
-        + "".join(body)
-        + "</body></html>\n"
-    )
+from stats.report_text import ratio as ratio_text
 
 
 def _badge(v: str) -> str:
@@ -199,7 +176,7 @@ def describe(items: list[tuple[Profile, dict[str, Any]]]) -> str:
     body: list[str] = []
     for p, d in items:
         body += _describe_one(p, d)
-    return _page("agentload · stats describe", body)
+    return page("agentload · stats describe", body)
 
 
 def _compare_chart(
@@ -237,6 +214,68 @@ def _compare_chart(
     return svg.render(chart)
 
 
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.0f}"
+
+
+def _capacity(cap: dict[str, Any] | None, check: dict[str, Any] | None) -> list[str]:
+    """The workload factor, why, and the buyer's checklist."""
+    out: list[str] = []
+    if cap:
+        out.append(f"<h2>Workload factor</h2><p><b>{escape(cap['answer'])}</b></p>")
+        out.append(
+            "<table><tr><th>tier</th><th>your agents</th><th>agents/MW</th>"
+            "<th>reference agents</th><th>agents/MW</th><th>factor (90 %)</th></tr>"
+        )
+        for t in cap["tiers"]:
+            f = "–" if t["factor"] is None else f"{t['factor']:.2g}×"
+            if t["low"] is not None and t["high"] is not None:
+                f += f" ({t['low']:.2g}–{t['high']:.2g})"
+            out.append(
+                f"<tr><td>{t['floor']:g} tok/s · {t['ttft']:g} s</td>"
+                f"<td>{t['yours']['agents']}</td><td>{_num(t['yours']['agents_per_mw'])}</td>"
+                f"<td>{t['reference']['agents']}</td>"
+                f"<td>{_num(t['reference']['agents_per_mw'])}</td><td>{f}</td></tr>"
+            )
+        out.append("</table>")
+        if cap["why"]:
+            out.append(
+                "<h3>Why</h3><ul>"
+                + "".join(f"<li>{escape(w['sentence'])}</li>" for w in cap["why"])
+                + "</ul>"
+            )
+        out.append(f'<p class="muted">{escape(cap["interval"])}</p>')
+        out += [f'<p class="note">{escape(n)}</p>' for n in cap["notes"]]
+    if check:
+        out.append("<h2>Buyer's checklist</h2>")
+        if check["tiers"]:
+            out.append(
+                "<table><tr><th>tier</th><th>agents</th><th>P95 TTFT</th><th>J/session</th>"
+                "<th>$/session</th><th>tok/s per MW</th><th>agents/MW GPU</th>"
+                "<th>agents/MW facility</th></tr>"
+            )
+            for t in check["tiers"]:
+                usd = "–" if t["usd_per_session"] is None else f"{t['usd_per_session']:.3g}"
+                out.append(
+                    f"<tr><td>{t['floor']:g} tok/s · {t['ttft']:g} s</td><td>{t['agents']}</td>"
+                    f"<td>{seconds(t['p95_ttft'])}</td><td>{tokens(t['joules_per_session'])}</td>"
+                    f"<td>{usd}</td><td>{tokens(t['tokens_per_s_per_mw'])}</td>"
+                    f"<td>{_num(t['agents_per_mw_gpu'])}</td>"
+                    f"<td>{_num(t['agents_per_mw_facility'])}</td></tr>"
+                )
+            out.append("</table>")
+        m, tr, f = check["model_match"], check["trace_match"], check["facility_match"]
+        models = ", ".join(f"{k} ×{v}" for k, v in m["your_models"].items())
+        out.append(
+            f"<p>Model match: the forecast assumes {escape(m['forecast_assumes'] or '–')}; "
+            f"your corpus names {escape(models)}.</p>"
+            f"<p>Trace match: {escape(tr['answer'] or 'no factor')}; verdict "
+            f"{_badge(tr['verdict'])}.</p>"
+            f"<p>Facility match: {escape(f['note'])}.</p>"
+        )
+    return out
+
+
 def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
     """The HTML report of one comparison."""
     from stats.comparison import METRICS
@@ -250,7 +289,8 @@ def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
     ]
     if ref["published"]:
         body.append(f'<p class="muted">Published figures: {escape(ref["published"]["source"])}</p>')
-    body += [f'<p class="note">{escape(n)}</p>' for n in ref["notes"]]
+    body += _capacity(comp.get("capacity"), comp.get("checklist"))
+    body += [f'<p class="note">{escape(n)}</p>' for n in comp.get("notes", []) + ref["notes"]]
     body.append(
         "<h2>What it means</h2><ul>"
         + "".join(f"<li>{escape(line)}</li>" for line in comp["implications"])
@@ -258,7 +298,7 @@ def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
     )
     body.append(
         "<h2>Metrics</h2><table><tr><th>metric</th><th>yours p50</th><th>ref p50</th>"
-        "<th>yours p90</th><th>ref p90</th><th>KS</th><th>p50 ratio</th>"
+        "<th>yours p90</th><th>ref p90</th><th>KS</th><th>p50 ratio (90 %)</th>"
         "<th>AA published: yours vs AA</th><th>verdict</th></tr>"
     )
     for name, m in comp["metrics"].items():
@@ -272,7 +312,7 @@ def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
         fmt = FORMAT.get(m["unit"], tokens)
         r = m["reference"] or {}
         ks = "" if m["ks"] is None else f"{m['ks']:.2f}"
-        ratio = "" if m["median_ratio"] is None else f"{m['median_ratio']:.2f}×"
+        ratio = ratio_text(m)
         body.append(
             f"<tr><td>{escape(m['label'])}</td><td>{fmt(m['yours']['p50'])}</td>"
             f"<td>{fmt(r.get('p50'))}</td><td>{fmt(m['yours']['p90'])}</td>"
@@ -292,4 +332,4 @@ def compare(comp: dict[str, Any], mine: Profile, theirs: Profile | None) -> str:
     pairs = [("yours", mine)] + ([("reference", theirs)] if theirs is not None else [])
     body.append(_lru_chart("Prefix-cache hit ratio against cache size", pairs, None))
     body.append("</div>")
-    return _page("agentload · stats compare", body)
+    return page("agentload · stats compare", body)

@@ -187,16 +187,127 @@ def published(m: dict[str, Any], fmt: Any) -> str:
     return "; ".join(bits)
 
 
+def ratio(m: dict[str, Any]) -> str:
+    """yours ÷ reference with its interval: '5.4× (4.8–6.0)'; points for the hit ratio."""
+    if "difference" in m:
+        lo, hi = m.get("difference_interval") or (None, None)
+        iv = f" ({lo * 100:+.1f} to {hi * 100:+.1f})" if lo is not None and hi is not None else ""
+        return f"{m['difference'] * 100:+.1f} pts{iv}"
+    r = m.get("median_ratio")
+    if r is None:
+        return ""
+    lo, hi = m.get("median_ratio_interval") or (None, None)
+    iv = f" ({lo:.2g}–{hi:.2g})" if lo is not None and hi is not None else ""
+    return f"{r:.2g}×{iv}"
+
+
+def _verdict_text(v: str) -> Text:
+    return _verdict("too few sessions to judge" if v == "too-few" else v)
+
+
+def _tier_name(t: dict[str, Any]) -> str:
+    return f"{t['floor']:g} tok/s · {t['ttft']:g} s"
+
+
+def _num(x: float | None, fmt: str = ",.0f") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def capacity(c: dict[str, Any]) -> list[RenderableType]:
+    """The workload factor: per tier, the sentence, and why (largest effect first)."""
+    t = Table(title=f"Workload factor — {c['engine']}", title_justify="left", show_edge=False)
+    for col in ("tier", "yours", "agents/MW", "reference", "agents/MW", "factor (90 %)"):
+        t.add_column(col, justify="left" if col == "tier" else "right")
+    for tier in c["tiers"]:
+        y, r = tier["yours"], tier["reference"]
+        f = tier["factor"]
+        iv = (
+            f" ({tier['low']:.2g}–{tier['high']:.2g})"
+            if tier["low"] is not None and tier["high"] is not None
+            else ""
+        )
+        t.add_row(
+            _tier_name(tier),
+            str(y["agents"]),
+            _num(y["agents_per_mw"]),
+            str(r["agents"]),
+            _num(r["agents_per_mw"]),
+            "–" if f is None else f"{f:.2g}×{iv}",
+        )
+    out: list[RenderableType] = [t, Text(c["answer"], style="bold")]
+    if c["why"]:
+        out.append(Text("why (agents/MW with the reference's feature instead of yours):"))
+        out += [Text(f"• {w['sentence']}") for w in c["why"]]
+    out.append(Text(c["interval"], style="dim"))
+    out += [Text(f"note: {n}", style="yellow") for n in c["notes"]]
+    return out
+
+
+def checklist(c: dict[str, Any]) -> list[RenderableType]:
+    """The buyer's checklist."""
+    out: list[RenderableType] = []
+    if c["tiers"]:
+        t = Table(
+            title=f"Buyer's checklist — your agents, forecast on {c['gpus']} GPU(s)",
+            title_justify="left",
+            show_edge=False,
+        )
+        cols = ["tier", "agents", "P95 TTFT", "J/session"]
+        if c["usd_per_gpu_hour"] is not None:
+            cols.append("$/session")
+        cols += ["tok/s per MW", "agents/MW GPU", "agents/MW facility"]
+        for col in cols:
+            t.add_column(col, justify="left" if col == "tier" else "right")
+        for tier in c["tiers"]:
+            row = [
+                _tier_name(tier),
+                f"{tier['agents']}{'+' if tier['capped'] else ''}",
+                seconds(tier["p95_ttft"]),
+                tokens(tier["joules_per_session"]),
+            ]
+            if c["usd_per_gpu_hour"] is not None:
+                usd = tier["usd_per_session"]
+                row.append("–" if usd is None else f"{usd:.3g}")
+            row += [
+                tokens(tier["tokens_per_s_per_mw"]),
+                _num(tier["agents_per_mw_gpu"]),
+                _num(tier["agents_per_mw_facility"]),
+            ]
+            t.add_row(*row)
+        out.append(t)
+    else:
+        out.append(Text("buyer's checklist: no forecast, so no capacity figures (see the notes)"))
+    m, tr, f = c["model_match"], c["trace_match"], c["facility_match"]
+    models = ", ".join(f"{k} ×{v}" for k, v in m["your_models"].items())
+    out.append(
+        Text(f"model match: forecast assumes {m['forecast_assumes'] or '–'}; your corpus: {models}")
+    )
+    factor = (
+        f"factor {tr['factor']:.2g}× ({tr['low']:.2g}–{tr['high']:.2g})"
+        if tr["factor"] is not None and tr["low"] is not None
+        else "no factor"
+    )
+    out.append(Text(f"trace match: {factor}; verdict {tr['verdict']}"))
+    out.append(
+        Text(
+            f"facility match: PUE {f['pue']:g}, {f['node_watts']:,.0f} W per "
+            f"{f['gpus_per_node']}-GPU node — {f['note']}"
+        )
+    )
+    return out
+
+
 def compare(d: dict[str, Any]) -> RenderableType:
-    """The terminal summary of one comparison (columns only for what the reference has)."""
+    """The terminal summary of one comparison (columns only for what the reference has): the
+    workload factor and the buyer's checklist first when present, then metric by metric."""
     ref = d["reference"]
     metrics = d["metrics"]
     has_ref = any(m.get("reference") is not None for m in metrics.values())
     has_pub = any(m.get("published") for m in metrics.values())
     t = Table(show_edge=False)
-    cols = ["metric", "yours p50", "yours p90"]
+    cols = ["metric", "yours p50"]
     if has_ref:
-        cols += ["ref p50", "ref p90", "KS"]
+        cols += ["ref p50", "yours ÷ ref (90 %)", "KS"]
     if has_pub:
         cols.append("AA published: yours vs AA")
     cols.append("verdict")
@@ -205,32 +316,41 @@ def compare(d: dict[str, Any]) -> RenderableType:
     for name, m in metrics.items():
         label = SHORT.get(name, name)
         if name == "prefix_hit_ratio":
-            row = [label, share(m["yours"]), ""]
+            row = [label, share(m["yours"])]
             if has_ref:
-                row += [share(m["reference"]), "", ""]
+                row += [share(m["reference"]), ratio(m), ""]
         else:
             fmt = FORMAT.get(m["unit"], tokens)
             y, r = m["yours"], m["reference"] or {}
-            row = [label, fmt(y["p50"]), fmt(y["p90"])]
+            row = [label, fmt(y["p50"])]
             if has_ref:
                 ks = "" if m["ks"] is None else f"{m['ks']:.2f}"
-                row += [fmt(r.get("p50")), fmt(r.get("p90")), ks]
+                row += [fmt(r.get("p50")), ratio(m), ks]
         if has_pub:
             row.append(published(m, FORMAT.get(m["unit"], tokens)) if name in SHORT else "")
-        t.add_row(*row, _verdict(m["verdict"]))
+        t.add_row(*row, _verdict("too few" if m["verdict"] == "too-few" else m["verdict"]))
+    sessions = d.get("sessions")
+    lead: list[RenderableType] = []
+    if d.get("capacity"):
+        lead += capacity(d["capacity"])
+    if d.get("checklist"):
+        lead += checklist(d["checklist"])
     parts: list[RenderableType] = [
+        *lead,
         Text.assemble(
             (d["file"], "bold"),
+            f" ({sessions:,} sessions)" if sessions is not None else "",
             "  vs  ",
             (ref["name"], "bold"),
             f" ({ref['corpus']})" if ref["corpus"] and ref["corpus"] != ref["name"] else "",
         ),
     ]
-    parts += [Text(f"note: {n}", style="yellow") for n in ref["notes"]]
+    parts += [Text(f"note: {n}", style="yellow") for n in d.get("notes", [])]
+    parts += [Text(f"reference: {n}", style="yellow") for n in ref["notes"]]
     parts.append(t)
     if d["skipped"]:
         skipped = "; ".join(f"{SHORT.get(k, k)} ({v})" for k, v in d["skipped"].items())
         parts.append(Text(f"not compared: {skipped}", style="dim"))
-    parts.append(Text.assemble("trace match: ", _verdict(d["verdict"])))
+    parts.append(Text.assemble("trace match: ", _verdict_text(d["verdict"])))
     parts += [Text(f"• {line}") for line in d["implications"]]
     return Group(*parts)

@@ -14,9 +14,9 @@ from types import ModuleType
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from capture.sse import Event
 from capture.wire import anthropic, openai_chat, openai_responses
 from capture.wire.result import Result, ToolCall, Usage
+from corpus.wire import Event, apis
 
 
 class StreamParser(Protocol):
@@ -51,7 +51,7 @@ FORMATS: dict[str, Format] = {m.API: m for m in _MODULES}
 # for streams (`…/models/count-tokens:rawPredict` counts tokens: not a model call)
 _VERTEX = re.compile(r"/publishers/anthropic/models/([^/]+):(?:rawPredict|streamRawPredict)$")
 # Amazon Bedrock's InvokeModel for Claude: the Messages API, model in the path, the stream in
-# AWS event-stream frames (`capture.wire.eventstream`). Other model families there take other
+# AWS event-stream frames (`corpus.wire.eventstream`). Other model families there take other
 # bodies: only ids naming Anthropic or Claude, and ARNs (inference profiles, which name no
 # family; Claude Code accepts them as its model) count as model calls. Converse is not read.
 _BEDROCK = re.compile(r"^(?:.*/)?model/([^/]+)/(?:invoke|invoke-with-response-stream)$")
@@ -70,13 +70,10 @@ def api_for(method: str, path: str) -> str | None:
     path = path.split("?", 1)[0].rstrip("/")
     if _cloud_model(path) is not None:
         return anthropic.API
-    if path.endswith("/chat/completions"):
-        return openai_chat.API
-    if path.endswith("/responses"):
-        return openai_responses.API
-    if path.endswith("/messages") and "/threads/" not in path:  # not the Assistants API
-        return anthropic.API
-    return None
+    api = apis.for_path(path)
+    if api == anthropic.API and "/threads/" in path:  # not the Assistants API
+        return None
+    return api if api in FORMATS else None  # legacy completions: not recorded
 
 
 def _cloud_model(path: str) -> str | None:

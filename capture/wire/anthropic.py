@@ -12,7 +12,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from capture.sse import Event
 from capture.wire.result import (
     Result,
     ToolCall,
@@ -26,9 +25,9 @@ from capture.wire.result import (
     safe,
     string,
 )
-from corpus.linearize import API_ANTHROPIC
+from corpus.wire import Event, apis
 
-API = API_ANTHROPIC
+API = apis.ANTHROPIC
 ARRAY = "messages"
 
 # delta type -> the field holding generated text (None: content without countable text)

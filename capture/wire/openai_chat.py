@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 
-from capture.sse import Event
 from capture.wire.result import (
     Result,
     ToolCall,
@@ -24,9 +23,9 @@ from capture.wire.result import (
     loads,
     safe,
 )
-from corpus.linearize import API_OPENAI_CHAT
+from corpus.wire import Event, apis
 
-API = API_OPENAI_CHAT
+API = apis.OPENAI_CHAT
 ARRAY = "messages"
 
 

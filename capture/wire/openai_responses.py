@@ -14,7 +14,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from capture.sse import Event
 from capture.wire.result import (
     Result,
     ToolCall,
@@ -28,9 +27,9 @@ from capture.wire.result import (
     safe,
     string,
 )
-from corpus.linearize import API_OPENAI_RESPONSES
+from corpus.wire import Event, apis
 
-API = API_OPENAI_RESPONSES
+API = apis.OPENAI_RESPONSES
 ARRAY = "input"
 
 # Output items that ask the client to run something, and the tool name each stands for.

@@ -24,19 +24,24 @@ def run(
     out: str | os.PathLike[str],
     *,
     block_size: int | None = None,
+    whole: bool = False,
 ) -> Report:
     """Export corpus `src` to `out` in format `fmt`. `block_size` (mooncake only) coarsens
-    the blocks to a multiple of the corpus's own size, e.g. 512 for a 64-token corpus."""
+    the blocks to a multiple of the corpus's own size, e.g. 512 for a 64-token corpus.
+    `whole` (mooncake only) writes every turn's whole input instead of what it adds to the
+    session (for replayers that send each row on its own)."""
     src, out = Path(src), Path(out)
     if fmt == "mooncake":
         if out.exists():
             raise CorpusError(f"{out}: already exists; choose another output or remove it first")
         try:
-            return mooncake.write(src, out, block_size=block_size)
+            return mooncake.write(src, out, block_size=block_size, whole=whole)
         except BaseException:
             out.unlink(missing_ok=True)
             raise
     if fmt == "weka":
+        if whole:
+            raise CorpusError("weka traces always hold whole requests; export without whole")
         if block_size is not None:
             raise CorpusError(
                 "weka traces declare their own block size; export without a block size"

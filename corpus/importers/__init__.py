@@ -17,7 +17,19 @@ from types import ModuleType
 
 from corpus.anonymizer import Anonymizer
 from corpus.errors import CorpusError, SourceError
-from corpus.importers import agentperf, conversations, miniswe, mooncake, weka
+from corpus.importers import (
+    agentperf,
+    bailian,
+    claude_code,
+    codex,
+    conversations,
+    dynamo,
+    miniswe,
+    mooncake,
+    otel,
+    tracelab,
+    weka,
+)
 from corpus.importers.base import Imported, Report
 from corpus.keys import sidecar
 from corpus.records import DEFAULT_BLOCK_SIZE, Header
@@ -25,9 +37,15 @@ from corpus.writer import Writer
 
 _MODULES: dict[str, ModuleType] = {
     "agentperf-local": agentperf,
+    "bailian": bailian,
+    "claude-code": claude_code,
+    "codex": codex,
     "conversations": conversations,
+    "dynamo": dynamo,
     "mini-swe-agent": miniswe,
     "mooncake": mooncake,
+    "otel": otel,
+    "tracelab": tracelab,
     "weka": weka,
 }
 FORMATS: tuple[str, ...] = tuple(sorted(_MODULES))

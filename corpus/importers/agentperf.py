@@ -26,8 +26,8 @@ import msgspec
 from corpus.anonymizer import Anonymizer
 from corpus.errors import SourceError
 from corpus.importers.base import Imported, Report, count, expand, seconds, where
-from corpus.linearize import API_OPENAI_CHAT
-from corpus.records import Turn
+from corpus.records import After, Turn
+from corpus.wire import apis
 
 DOMAIN = "coding"
 DEFAULT_REPLAY = "agentperf-default-v1"
@@ -122,7 +122,7 @@ def _file(name: str, data: bytes, anon: Anonymizer, report: Report) -> Iterator[
 def _session(
     name: str, rows: list[tuple[int, int, dict[str, Any]]], anon: Anonymizer, report: Report
 ) -> Imported | None:
-    out = Imported(api=API_OPENAI_CHAT)
+    out = Imported(api=apis.OPENAI_CHAT)
     prev: Turn | None = None
     delay_after = 0.0
     tools_after = False
@@ -149,8 +149,9 @@ def _session(
         body: dict[str, Any] = {"messages": row["messages"]}
         if row.get("tools"):
             body["tools"] = row["tools"]
-        prompt = anon.request(API_OPENAI_CHAT, body)
+        prompt = anon.request(apis.OPENAI_CHAT, body)
         duration = None if duration_ms is None else duration_ms / 1000.0
+        after: After
         if prev is None:
             t, wait, after = 0.0, 0.0, "start"
             source = row.get("source")

@@ -7,16 +7,19 @@ through `Anonymizer.request`/`prompt`, hash formats through `Anonymizer.foreign`
 
 from __future__ import annotations
 
+import datetime
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from corpus import linearize
+import msgspec
+
 from corpus.anonymizer import Anonymizer
 from corpus.errors import SourceError
-from corpus.records import Turn
+from corpus.records import After, Turn
+from corpus.wire import linearize
 
 
 @dataclass
@@ -83,6 +86,27 @@ def where(path: Path | str, line: int | str | None = None) -> str:
     return f"{path}: {line}"
 
 
+def json_lines(
+    lines: Iterable[bytes], name: Path | str, report: Report
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each JSON-object line; blank lines are passed over, others
+    are listed in `report.skipped` as `name:line`."""
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            report.skip(
+                where(name, n), f"expected one JSON object per line, found invalid JSON ({exc})"
+            )
+            continue
+        if not isinstance(obj, dict):
+            report.skip(where(name, n), f"expected a JSON object, found {type(obj).__name__}")
+            continue
+        yield n, obj
+
+
 def expand(sources: Sequence[Path], patterns: Iterable[str], what: str) -> list[Path]:
     """Files named in `sources`, folders searched recursively for `patterns` (sorted). Raises
     SourceError for a missing path or a folder without any matching file."""
@@ -105,6 +129,47 @@ def expand(sources: Sequence[Path], patterns: Iterable[str], what: str) -> list[
     if not out:
         raise SourceError(f"no sources given; expected {what}")
     return out
+
+
+def iso_seconds(value: Any) -> float | None:
+    """POSIX seconds of an ISO 8601 stamp (`2026-01-02T03:04:05.678Z`); None if it isn't one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def sent_at(last_input: float | None, prev_end: float | None, first_output: float) -> float:
+    """When a logged call's request went out: when its last input was written (else when the
+    previous response ended), never before that response ended nor after its own first
+    output was written."""
+    t = (
+        last_input
+        if last_input is not None
+        else (prev_end if prev_end is not None else first_output)
+    )
+    if prev_end is not None:
+        t = max(t, prev_end)
+    return min(t, first_output)
+
+
+def after(first: bool, prompted: bool, prev_called_tools: bool) -> After:
+    """What filled the wait before a logged call: `start`, `tool` (the previous response
+    called tools and no new prompt was typed since), or `user`."""
+    if first:
+        return "start"
+    return "tool" if prev_called_tools and not prompted else "user"
+
+
+def cache_blocks(anon: Anonymizer, previous: list[int], cached: int, tokens: int) -> list[int]:
+    """Block ids for a request known only by counts: as many of the previous request's blocks as
+    its `cached` tokens cover, then new blocks shared with nothing up to `tokens`."""
+    bs = anon.block_size
+    need = -(-tokens // bs)
+    keep = min(cached // bs, len(previous), need)
+    return previous[:keep] + [anon.unique() for _ in range(need - keep)]
 
 
 def seconds(value: Any, name: str, unit: str = "seconds") -> float | None:

@@ -11,15 +11,22 @@ A record (one line of a `.jsonl` file; a `.json` file may hold one record or a l
      "agent": "my-agent",        # optional: client family
      "start": 0.0,               # optional: seconds since the corpus's first session
      "timings": [{"t": 0.0, "wait": 0.0, "ttft": 0.4, "duration": 2.1}, ...],
-     "usage": [{"input": 1234, "output": 56, "cached": 1024, "reasoning": 0}, ...]}
+     "usage": [{"input": 1234, "output": 56, "cached": 1024, "reasoning": 0}, ...],
+     "stop": ["tool_calls", "stop", ...],   # optional: each call's stop reason
+     "id": "main-1",             # optional: names the record, so a sub-agent can say
+     "parent": "main-1",         #   whose it is (an earlier record's id)
+     "metadata": {...}}          # optional: anything; ignored
+
+A record with any other field is refused with its file and line (an agentperf-local row or a
+mini-swe-agent trajectory is not a conversation: the message names the importer to use).
 
 Every assistant message is one model call whose request is all messages before it (plus tools
-and system). `timings` and `usage`, when given, hold one entry (or null) per assistant message,
-in order; every field is optional. Output tokens are `usage.output`, else the local count of the
-assistant message. Without timings every `t` and `wait` is 0 (nothing is invented; choose a
-replay wait policy instead); with only some fields, `t` accumulates the previous turn's `t`,
-`duration` and this turn's `wait`, and a missing `wait` is the idle gap before `t`. `after` is
-`tool` when the previous assistant message called tools, else `user`.
+and system). `timings`, `usage` and `stop`, when given, hold one entry (or null) per assistant
+message, in order; every field is optional. Output tokens are `usage.output`, else the local
+count of the assistant message. Without timings every `t` and `wait` is 0 (nothing is
+invented; choose a replay wait policy instead); with only some fields, `t` accumulates the
+previous turn's `t`, `duration` and this turn's `wait`, and a missing `wait` is the idle gap
+before `t`. `after` is `tool` when the previous assistant message called tools, else `user`.
 
 Also read: the τ-bench trajectory files (`historical_trajectories/<model>-<domain>.json`, a list
 of `{task_id, reward, info, traj, trial}`): one session per item, `traj` as its messages, model
@@ -47,12 +54,23 @@ from corpus.importers.base import (
     tool_names,
     where,
 )
-from corpus.linearize import API_ANTHROPIC, API_OPENAI_CHAT
-from corpus.records import Turn
+from corpus.records import After, Turn
+from corpus.wire import apis
 
 DOMAIN = "unknown"
 NOTES = "conversations: one session per record; t and wait are 0 where no timings were given"
-APIS = (API_OPENAI_CHAT, API_ANTHROPIC)
+APIS = (apis.OPENAI_CHAT, apis.ANTHROPIC)
+FIELDS = frozenset(
+    "messages tools model api system agent start timings usage stop id parent metadata".split()
+)
+# Fields that say which importer a record belongs to instead.
+_OTHER = {
+    "conversation_id": "agentperf-local",
+    "conversation_idx": "agentperf-local",
+    "turn_id": "agentperf-local",
+    "trajectory_format": "mini-swe-agent",
+    "info": "mini-swe-agent",
+}
 _TAU_NAME = re.compile(r"^(?P<model>.+)-(?P<domain>airline|retail)$")
 
 
@@ -100,10 +118,16 @@ def _tau_model(path: Path) -> str:
 
 def sessions(sources: list[Path], anon: Anonymizer, report: Report) -> Iterator[Imported]:
     untimed = False
+    ids: set[str] = set()
     for path in files(sources):
         for at, rec in _records(path, report):
             try:
                 sess = session(rec, anon)
+                if sess is not None and sess.parent is not None and sess.parent not in ids:
+                    raise ValueError(
+                        f"'parent' {sess.parent!r} is not the id of an earlier record; put the "
+                        "parent conversation first"
+                    )
             except ValueError as exc:
                 report.skip(at, f"{exc}; record left out")
                 continue
@@ -111,6 +135,8 @@ def sessions(sources: list[Path], anon: Anonymizer, report: Report) -> Iterator[
                 report.skip(at, "no assistant message, so no model call; record left out")
                 continue
             untimed = untimed or not (isinstance(rec, dict) and rec.get("timings"))
+            if sess.key is not None:
+                ids.add(str(sess.key))
             yield sess
         report.bytes_read += path.stat().st_size
     if untimed:
@@ -130,17 +156,26 @@ def session(rec: Any, anon: Anonymizer) -> Imported | None:
     record that does not follow the schema."""
     if not isinstance(rec, Mapping):
         raise ValueError(f"expected a JSON object, found {type(rec).__name__}")
+    unknown = sorted(set(rec) - FIELDS)
+    if unknown:
+        other = next((_OTHER[k] for k in unknown if k in _OTHER), None)
+        hint = (
+            f"this looks like {other} data: import it with 'corpus import {other}'"
+            if other
+            else f"a conversation has only {', '.join(sorted(FIELDS))}"
+        )
+        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}; {hint}")
     messages = _list(rec.get("messages"), "messages")
     if not messages:
         raise ValueError("'messages' is missing or empty")
-    api = rec.get("api") or API_OPENAI_CHAT
+    api = rec.get("api") or apis.OPENAI_CHAT
     if api not in APIS:
         raise ValueError(f"'api' should be one of {', '.join(APIS)}, found {api!r}")
     for i, msg in enumerate(messages):
         if not isinstance(msg, Mapping) or not isinstance(msg.get("role"), str):
             raise ValueError(f"messages[{i}] should be an object with a 'role'")
     system = rec.get("system")
-    if system and api == API_OPENAI_CHAT:  # Chat Completions has no system field: a message
+    if system and api == apis.OPENAI_CHAT:  # Chat Completions has no system field: a message
         messages = [{"role": "system", "content": system}, *messages]
         system = None
     calls = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
@@ -148,7 +183,8 @@ def session(rec: Any, anon: Anonymizer) -> Imported | None:
         return None
     timings = _list(rec.get("timings"), "timings")
     usage = _list(rec.get("usage"), "usage")
-    for name, lst in (("timings", timings), ("usage", usage)):
+    stops = _list(rec.get("stop"), "stop")
+    for name, lst in (("timings", timings), ("usage", usage), ("stop", stops)):
         if lst and len(lst) != len(calls):
             raise ValueError(
                 f"'{name}' holds {len(lst)} entries for {len(calls)} assistant messages; "
@@ -156,11 +192,19 @@ def session(rec: Any, anon: Anonymizer) -> Imported | None:
             )
     conv = Conversation(api, tools=rec.get("tools"), system=system, messages=messages)
     start = seconds(rec.get("start"), "start") or 0.0
+    for i, stop in enumerate(stops):
+        if stop is not None and not isinstance(stop, str):
+            raise ValueError(f"stop[{i}] should be a string or null, found {stop!r}")
+    for name in ("id", "parent"):
+        if rec.get(name) is not None and not isinstance(rec[name], str | int):
+            raise ValueError(f"'{name}' should be a string, found {rec[name]!r}")
     out = Imported(
         start=start,
         model=str(rec.get("model") or ""),
         api=api,
         agent=str(rec.get("agent") or ""),
+        key=None if rec.get("id") is None else str(rec["id"]),
+        parent=None if rec.get("parent") is None else str(rec["parent"]),
     )
     prev: Turn | None = None
     for k, i in enumerate(calls):
@@ -168,6 +212,8 @@ def session(rec: Any, anon: Anonymizer) -> Imported | None:
         use = usage[k] if usage else None
         prev_msg = messages[calls[k - 1]] if k else None
         turn, blocks = _turn(conv, messages[i], i, prev_msg, tim, use, prev, anon)
+        if stops and stops[k] is not None:
+            turn = msgspec.structs.replace(turn, stop=stops[k])
         out.turns.append((turn, blocks))
         prev = turn
     return out
@@ -194,6 +240,7 @@ def _turn(
     t = seconds(tim.get("t"), "timings.t")
     wait = seconds(tim.get("wait"), "timings.wait")
     duration = seconds(tim.get("duration"), "timings.duration")
+    after: After
     if prev is None or prev_msg is None:
         after = "start"
         wait = 0.0 if wait is None else wait

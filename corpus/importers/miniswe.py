@@ -26,8 +26,8 @@ import msgspec
 from corpus.anonymizer import Anonymizer
 from corpus.errors import SourceError
 from corpus.importers.base import Conversation, Imported, Report, count, expand, where
-from corpus.linearize import API_OPENAI_CHAT
-from corpus.records import Turn
+from corpus.records import After, Turn
+from corpus.wire import apis
 
 DOMAIN = "coding"
 AGENT = "mini-swe-agent"
@@ -122,8 +122,8 @@ def _session(
             )
             return None
     model = _get(data, "info", "config", "model", "model_name")
-    conv = Conversation(API_OPENAI_CHAT, messages=messages)
-    out = Imported(api=API_OPENAI_CHAT, agent=AGENT, model=str(model or ""))
+    conv = Conversation(apis.OPENAI_CHAT, messages=messages)
+    out = Imported(api=apis.OPENAI_CHAT, agent=AGENT, model=str(model or ""))
     first: float | None = None
     prev: Turn | None = None
     prev_created: float | None = None
@@ -157,6 +157,7 @@ def _session(
         if output is None:
             output = anon.count(conv.output_text(i))
         prompt = anon.prompt(conv.segments(i))
+        after: After
         if prev is None:
             t, wait, after = 0.0, 0.0, "start"
         else:

@@ -6,7 +6,17 @@ multi-turn extension AIPerf and Dynamo read: `session_id` and `delay` (ms to wai
 previous request of the session finished).
 
 Sessions:
-- rows with a `session_id` form one session per id, in file order. `t` comes from `timestamp`
+- rows with a `session_id` form one session per id, in file order. A session replayer sends
+  each later row as a new message after the conversation so far (its replies included), so
+  such rows are *deltas*: the turn's input is the previous input + the previous output + this
+  `input_length`, and `hash_ids` name the turn's last blocks (the earlier ones are the previous
+  turn's). A session whose later rows all repeat its first block id and never shrink holds
+  whole requests instead (as agentload wrote before 0.2) and is read as such. The extensions
+  `corpus export mooncake` writes make the round trip exact: `block_size` (on a session's
+  first row; also the file's block size), `parent_session_id` (a sub-agent's parent), and on
+  later rows `context_length` (the whole input), `prefix_blocks` (leading blocks shared with
+  the previous turn) and `extra_hash_ids` (blocks between those and `hash_ids`).
+  `t` comes from `timestamp`
   when the row has one, else accumulates the `delay`s (Mooncake records no durations, so each
   request is taken to end when it starts); `wait` is `delay`, else the gap between arrivals.
 - rows without one are chained by prefix: a request joins the session whose latest request's
@@ -26,11 +36,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
-
 from corpus.anonymizer import Anonymizer
-from corpus.importers.base import Ids, Imported, Report, count, expand, where
-from corpus.records import Turn
+from corpus.importers.base import Ids, Imported, Report, count, expand, json_lines, where
+from corpus.records import After, Turn
 
 BLOCK_SIZE = 512
 DOMAIN = "chat"
@@ -41,6 +49,13 @@ NOTES = (
 
 
 def native_block_size(sources: list[Path]) -> int | None:
+    """512, or the `block_size` the first row of the first file declares (agentload's export)."""
+    with open(files(sources)[0], "rb") as f:
+        for _, obj in json_lines(f, "", Report("mooncake")):
+            size = obj.get("block_size")
+            if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+                return size
+            break
     return BLOCK_SIZE
 
 
@@ -49,56 +64,65 @@ def files(sources: list[Path]) -> list[Path]:
 
 
 @dataclass
-class _Row:
+class Row:
     ts: float | None  # seconds
     delay: float | None  # seconds
     input: int
     output: int
     ids: list[int]
+    parent: str | None = None
+    context: int | None = None  # extensions (see the module docstring)
+    prefix: int | None = None
+    extra: list[int] = field(default_factory=list)
 
 
 @dataclass
-class _Session:
-    rows: list[_Row] = field(default_factory=list)
+class Group:
+    rows: list[Row] = field(default_factory=list)
+    sid: str | None = None
 
 
-def _parse(path: Path, report: Report) -> tuple[list[_Row], list[object]]:
-    rows: list[_Row] = []
-    sids: list[object] = []
+def _int_list(value: object, name: str) -> list[int]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in value
+    ):
+        raise ValueError(f"'{name}' should be a list of integers")
+    return value
+
+
+def _parse(path: Path, report: Report, bs: int) -> tuple[list[Row], list[str | None]]:
+    rows: list[Row] = []
+    sids: list[str | None] = []
     with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
+        for n, obj in json_lines(f, path, report):
             try:
-                obj = msgspec.json.decode(raw)
-            except msgspec.DecodeError as exc:
-                report.skip(
-                    where(path, n), f"expected one JSON object per line, found invalid JSON ({exc})"
-                )
-                continue
-            if not isinstance(obj, dict):
-                report.skip(where(path, n), f"expected a JSON object, found {type(obj).__name__}")
-                continue
-            try:
-                ids = obj.get("hash_ids") or []
-                if not isinstance(ids, list) or not all(
-                    isinstance(i, int) and not isinstance(i, bool) for i in ids
-                ):
-                    raise ValueError("'hash_ids' should be a list of integers")
+                ids = _int_list(obj.get("hash_ids"), "hash_ids")
                 inp = count(obj.get("input_length"), "input_length", required=True)
                 assert inp is not None
-                if len(ids) > math.ceil(inp / BLOCK_SIZE):
+                if len(ids) > math.ceil(inp / bs):
                     raise ValueError(
                         f"{len(ids)} hash_ids need more than {inp} input tokens "
-                        f"at {BLOCK_SIZE} tokens per block"
+                        f"at {bs} tokens per block"
+                    )
+                size = obj.get("block_size")
+                if size is not None and size != bs:
+                    raise ValueError(
+                        f"'block_size' is {size!r} but the file's first row declares {bs}"
                     )
                 ts = obj.get("timestamp")
-                row = _Row(
+                parent = obj.get("parent_session_id")
+                row = Row(
                     ts=None if ts is None else _ms(ts, "timestamp"),
                     delay=None if obj.get("delay") is None else _ms(obj["delay"], "delay"),
                     input=inp,
                     output=count(obj.get("output_length"), "output_length") or 0,
                     ids=ids,
+                    parent=None if parent is None else str(parent),
+                    context=count(obj.get("context_length"), "context_length"),
+                    prefix=count(obj.get("prefix_blocks"), "prefix_blocks"),
+                    extra=_int_list(obj.get("extra_hash_ids"), "extra_hash_ids"),
                 )
             except ValueError as exc:
                 report.skip(where(path, n), f"{exc}; row left out")
@@ -115,26 +139,53 @@ def _ms(value: object, name: str) -> float:
     return float(value) / 1000.0
 
 
-def _by_session_id(rows: list[_Row], sids: list[object]) -> list[_Session]:
-    groups: dict[object, _Session] = {}
-    out: list[_Session] = []
+def _by_session_id(rows: list[Row], sids: list[str | None], bs: int) -> list[Group]:
+    groups: dict[str, Group] = {}
+    out: list[Group] = []
     for row, sid in zip(rows, sids, strict=True):
         if sid is None:
-            out.append(_Session([row]))
+            out.append(Group([row]))
             continue
         sess = groups.get(sid)
         if sess is None:
-            sess = groups[sid] = _Session()
+            sess = groups[sid] = Group(sid=sid)
             out.append(sess)
         sess.rows.append(row)
+    for sess in out:
+        if len(sess.rows) > 1 and not _whole(sess.rows):
+            _undelta(sess.rows, bs)
     return out
 
 
-def _chain(rows: list[_Row]) -> list[_Session]:
+def _whole(rows: list[Row]) -> bool:
+    """Whether a session's rows hold whole requests (not deltas, see the module docstring)."""
+    if any(r.context is not None for r in rows):
+        return False
+    first = rows[0].ids[:1]
+    return bool(first) and all(
+        r.ids[:1] == first and r.input >= p.input for p, r in zip(rows, rows[1:], strict=False)
+    )
+
+
+def _undelta(rows: list[Row], bs: int) -> None:
+    """Turn delta rows into whole requests: inputs accumulate, chains extend the previous."""
+    prev = rows[0]
+    for row in rows[1:]:
+        total = row.context if row.context is not None else prev.input + prev.output + row.input
+        need = math.ceil(total / bs)
+        if row.prefix is not None:
+            chain = prev.ids[: row.prefix] + row.extra + row.ids
+        else:
+            chain = prev.ids[: max(0, need - len(row.ids))] + row.ids
+        row.input, row.ids = total, chain[:need]
+        prev = row
+
+
+def _chain(rows: list[Row], bs: int) -> list[Group]:
     """Sessions by prefix chaining (see the module docstring)."""
     if all(r.ts is not None for r in rows):
         rows = sorted(rows, key=lambda r: r.ts or 0.0)
-    sessions: list[_Session] = []
+    sessions: list[Group] = []
     tails: dict[int, tuple[int, list[int]]] = {}  # last full block -> (session, full blocks)
     owner: dict[int, int] = {}  # block -> first session that used it
     shared: set[int] = set()  # blocks used by more than one session
@@ -151,37 +202,46 @@ def _chain(rows: list[_Row]) -> list[_Session]:
             break
         if found is None:
             found = len(sessions)
-            sessions.append(_Session())
+            sessions.append(Group())
         sessions[found].rows.append(row)
         for b in ids:
             if owner.setdefault(b, found) != found:
                 shared.add(b)
-        full = min(len(ids), row.input // BLOCK_SIZE)
+        full = min(len(ids), row.input // bs)
         if full:
             tails[ids[full - 1]] = (found, ids[:full])
     return sessions
 
 
 def sessions(sources: list[Path], anon: Anonymizer, report: Report) -> Iterator[Imported]:
+    bs = native_block_size(sources) or BLOCK_SIZE
     for path in files(sources):
-        rows, sids = _parse(path, report)
+        rows, sids = _parse(path, report, bs)
         report.bytes_read += path.stat().st_size
         if not rows:
             continue
-        groups = _by_session_id(rows, sids) if any(s is not None for s in sids) else _chain(rows)
+        if any(s is not None for s in sids):
+            groups = _by_session_id(rows, sids, bs)
+        else:
+            groups = _chain(rows, bs)
         stamps = [r.ts for r in rows if r.ts is not None]
         origin = min(stamps) if stamps else 0.0
         ids = Ids(anon, f"mooncake\x00{path.resolve()}")
         groups.sort(key=lambda g: g.rows[0].ts if g.rows[0].ts is not None else origin)
         for group in groups:
-            yield _session(group.rows, origin, ids)
+            yield imported(group, origin, ids, path, bs)
 
 
-def _session(rows: list[_Row], origin: float, ids: Ids) -> Imported:
+def imported(group: Group, origin: float, ids: Ids, path: Path, bs: int) -> Imported:
+    rows = group.rows
     first = rows[0]
     t0 = first.ts if first.ts is not None else origin
     out = Imported(start=max(0.0, t0 - origin))
+    if group.sid is not None:
+        out.key = (path, group.sid)
+        out.parent = None if first.parent is None else (path, first.parent)
     t = 0.0
+    after: After
     for k, row in enumerate(rows):
         if k == 0:
             wait, after = 0.0, "start"
@@ -195,7 +255,7 @@ def _session(rows: list[_Row], origin: float, ids: Ids) -> Imported:
                 wait = row.delay or 0.0
                 t += wait
         blocks = ids(row.ids)
-        for _ in range(len(blocks), math.ceil(row.input / BLOCK_SIZE)):
+        for _ in range(len(blocks), math.ceil(row.input / bs)):
             blocks.append(ids.anon.unique())  # a source that hashed only a prefix
         turn = Turn(t=max(0.0, t), input=row.input, output=row.output, wait=wait, after=after)
         out.turns.append((turn, blocks))

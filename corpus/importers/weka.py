@@ -32,8 +32,8 @@ import msgspec
 from corpus.anonymizer import Anonymizer
 from corpus.errors import SourceError
 from corpus.importers.base import Ids, Imported, Report, count, expand, seconds, where
-from corpus.linearize import API_ANTHROPIC
-from corpus.records import Turn
+from corpus.records import After, Turn
+from corpus.wire import apis
 
 DEFAULT_BLOCK_SIZE = 64
 DOMAIN = "coding"
@@ -108,7 +108,7 @@ def _tree(
     report: Report,
 ) -> Iterator[Imported]:
     """The session made of `requests` (yielded first), then its sub-agents, depth first."""
-    me = Imported(start=start, api=API_ANTHROPIC, agent=AGENT, key=object(), parent=parent)
+    me = Imported(start=start, api=apis.ANTHROPIC, agent=AGENT, key=object(), parent=parent)
     children: list[tuple[float, list[Any], str]] = []
     prev: Turn | None = None
     bs = ids.anon.block_size
@@ -161,6 +161,7 @@ def _turn(req: dict[str, Any], prev: Turn | None, bs: int, ids: Ids) -> tuple[Tu
     duration = seconds(req.get("api_time"), "api_time")
     think = seconds(req.get("think_time"), "think_time")
     ttft = seconds(req.get("ttft"), "ttft")
+    after: After
     if prev is None:
         wait, after = 0.0, "start"
     else:

@@ -9,7 +9,15 @@ from pathlib import Path
 
 from corpus.errors import CorpusError
 
-NAMES: tuple[str, ...] = ("agentperf-local", "claude-code", "example", "support", "swe-bench")
+NAMES: tuple[str, ...] = (
+    "agentperf-local",
+    "claude-code",
+    "coding",
+    "example",
+    "support",
+    "swe-bench",
+)
+"""Build order: `coding` is fitted to `agentperf-local`."""
 HERE = Path(__file__).resolve().parent
 
 

@@ -26,7 +26,7 @@ import msgspec
 import numpy as np
 import zstandard
 
-from corpus import importers
+from corpus import importers, synth
 from corpus.keys import sidecar
 from corpus.reader import Reader
 from corpus.reference import NAMES
@@ -35,6 +35,8 @@ EXAMPLE_SEED = 2024
 EXAMPLE_SESSIONS = 32
 EXAMPLE_TURNS = (6, 40)  # requests per trace
 EXAMPLE_PEAK_INPUT = 64_000  # tokens
+CODING_SESSIONS = 200
+CODING_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,17 @@ SPECS = {
             "Apache-2.0",
             "PyPI `agentperf-local` (Artificial Analysis), replay `agentperf-default-v1`",
             "AA's own recorded AgentPerf default traces (SWE-bench and PinchBench/OpenClaw tasks)",
+        ),
+        Spec(
+            "coding",
+            None,
+            "synth",
+            "coding",
+            "Apache-2.0",
+            "`corpus synth --like coding`: AA-AgentPerf's published figures and the "
+            "`agentperf-local` recordings above",
+            f"the reference coding workload, {CODING_SESSIONS} synthetic sessions, seed "
+            f"{CODING_SEED}",
         ),
         Spec(
             "support",
@@ -146,7 +159,23 @@ def sources(spec: Spec, root: Path, agentperf: Path | None) -> list[Path]:
     return [agentperf]
 
 
+def build_coding(out: Path) -> None:
+    """The synthetic reference coding workload, fitted to the `agentperf-local` corpus in
+    `out` (built first)."""
+    target = out / "coding.zst"
+    tmp = out / ".coding.zst.part"
+    tmp.unlink(missing_ok=True)
+    made = synth.generate(
+        synth.coding(out / "agentperf-local.zst"), tmp, n=CODING_SESSIONS, seed=CODING_SEED
+    )
+    tmp.replace(target)
+    print(f"coding: {made.sessions} sessions, {made.turns} turns, {target.stat().st_size:,} bytes")
+
+
 def build(spec: Spec, root: Path, out: Path, agentperf: Path | None, level: int) -> None:
+    if spec.fmt == "synth":
+        build_coding(out)
+        return
     target = out / f"{spec.name}.zst"
     tmp = out / f".{spec.name}.zst.part"
     tmp.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from corpus import linearize
+from corpus.wire import apis, linearize
 from replay.engine import output
 from replay.engine.api_openai import DONE, error_body, stream_usage, usage
 from replay.engine.errors import EngineError, InvalidRequest
@@ -35,7 +35,7 @@ from replay.engine.wire import (
 def _prompts(request: web.Request, body: dict[str, Any]) -> list[list[int]]:
     prompt = body.get("prompt")
     tokens = request.app[TOKENS]
-    texts = linearize.prompts(linearize.API_OPENAI_COMPLETIONS, body)  # one per text prompt
+    texts = linearize.prompts(apis.OPENAI_COMPLETIONS, body)  # one per text prompt
     if texts:
         return [segment_ids(tokens, segs) for segs in texts]
     if isinstance(prompt, list) and prompt and all(isinstance(p, list) for p in prompt):

@@ -2,7 +2,7 @@
 
 `input` is a string (one user message) or a list of items: messages (`role` user, assistant,
 system or developer; `type` may be left out), `function_call`, `function_call_output`,
-`reasoning`; other item types are accepted and counted as `corpus.linearize` renders them.
+`reasoning`; other item types are accepted and counted as `corpus.wire.linearize` renders them.
 Prompt = tools, `instructions`, then the conversation, exactly as capture counts it.
 
 Output is one item: a `message` with one `output_text` part, or (with function tools and
@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import msgspec
 from aiohttp import WSMsgType, web
 
-from corpus import linearize
+from corpus.wire import apis
 from replay.engine import output
 from replay.engine.errors import EngineError, InvalidRequest
 from replay.engine.scheduler import Generation
@@ -58,7 +58,7 @@ from replay.engine.wire import (
     segments,
 )
 
-API = linearize.API_OPENAI_RESPONSES
+API = apis.OPENAI_RESPONSES
 ROLES = frozenset({"user", "assistant", "system", "developer"})
 _CHOICES = frozenset({"none", "auto", "required"})
 

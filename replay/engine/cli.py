@@ -13,9 +13,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from replay.engine.profiles import PROFILES
+from replay.engine.profiles import PROFILES, Profile
 from replay.engine.server import resolve
 from replay.engine.server import serve as serve_engine
+from replay.engine.setup_options import SetupOptions, setup_profile
 
 app = typer.Typer(
     add_completion=False,
@@ -25,7 +26,8 @@ _err = Console(stderr=True)
 
 
 async def _run(
-    host: str, port: int, profile: str, max_queue: int | None, seed: int, time_scale: float
+    host: str, port: int, profile: str | Profile, max_queue: int | None, seed: int,
+    time_scale: float,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -37,6 +39,7 @@ async def _run(
         print(f"listening on {running.url}", flush=True)
         p = running.engine.profile
         print(f"profile {p.name}: {p.description}", flush=True)
+        print(f"model error: {p.error_band}", flush=True)
         print(
             f"simulated engine: OpenAI at {running.url}/v1, Anthropic at {running.url}, "
             f"metrics at {running.url}/metrics",
@@ -65,15 +68,34 @@ def serve(
     time_scale: Annotated[
         float, typer.Option(help="Multiply every modelled duration (0.1 = ten times faster).")
     ] = 1.0,
+    gpu: SetupOptions.Gpu = None,
+    model: SetupOptions.Model = None,
+    gpus: SetupOptions.Gpus = 1,
+    tp: SetupOptions.Tp = None,
+    ep: SetupOptions.Ep = 1,
+    dp_attention: SetupOptions.DpAttention = False,
+    precision: SetupOptions.Precision = "fp8",
+    kv_precision: SetupOptions.KvPrecision = "fp8",
+    spec_decode: SetupOptions.SpecDecode = None,
+    max_batch: SetupOptions.MaxBatch = None,
 ) -> None:
-    """Serve the simulated engine until interrupted (Ctrl-C or SIGTERM)."""
+    """Serve the simulated engine until interrupted (Ctrl-C or SIGTERM).
+
+    With --gpu and --model it models that serving setup (a calibrated roofline; see
+    `replay engines`); otherwise it runs the --profile shortcut."""
     try:
-        resolve(profile)
+        chosen: str | Profile = profile
+        modelled = setup_profile(gpu, model, gpus=gpus, tp=tp, ep=ep, dp_attention=dp_attention,
+                                 precision=precision, kv_precision=kv_precision,
+                                 spec_decode=spec_decode, max_batch=max_batch)
+        if modelled is not None:
+            chosen = modelled
+        resolve(chosen)
         if max_queue is not None and max_queue < 0:
             raise ValueError(f"--max-queue must be >= 0, got {max_queue}")
         if time_scale < 0:
             raise ValueError(f"--time-scale must be >= 0, got {time_scale}")
-        asyncio.run(_run(host, port, profile, max_queue, seed, time_scale))
+        asyncio.run(_run(host, port, chosen, max_queue, seed, time_scale))
     except ValueError as exc:
         _err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None

@@ -37,3 +37,9 @@ class EngineStopped(EngineError):
     """The engine shut down while a request was queued or generating."""
 
     status = 503
+
+
+class CatalogError(EngineError, ValueError):
+    """A GPU, model or serving setup the catalogues cannot model, or a malformed catalogue file."""
+
+    status = 400

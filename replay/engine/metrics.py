@@ -25,15 +25,19 @@ def _labels(pairs: dict[str, str]) -> str:
 
 def render(stats: Stats, profile: Profile, model: str | None = None) -> str:
     """The /metrics page for `stats` (Prometheus text format 0.0.4)."""
-    gpu = _labels(
-        {
-            "gpu": "0",
-            "UUID": "GPU-00000000-0000-0000-0000-simulated000",
-            "device": "nvidia0",
-            "modelName": profile.gpu_name,
-            "Hostname": socket.gethostname(),
-        }
-    )
+    host = socket.gethostname()
+    gpus = [
+        _labels(
+            {
+                "gpu": str(i),
+                "UUID": f"GPU-00000000-0000-0000-0000-simulated{i:03d}",
+                "device": f"nvidia{i}",
+                "modelName": profile.gpu_name,
+                "Hostname": host,
+            }
+        )
+        for i in range(max(1, profile.gpus))
+    ]
     vllm = _labels({"model_name": model or profile.model, "engine": "0"})
     lines: list[str] = []
 
@@ -43,14 +47,18 @@ def render(stats: Stats, profile: Profile, model: str | None = None) -> str:
         lines.append(f"# TYPE {family} {kind}")
         lines.append(f"{name}{labels} {value}")
 
-    metric("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", round(stats.power_w, 3), gpu)
-    metric(
-        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-        "counter",
-        "Total energy consumption since boot (in mJ).",
-        int(stats.energy_j * 1000),
-        gpu,
-    )
+    # The engine stands for `profile.gpus` GPUs: one series each, the draw split evenly.
+    share = 1 / len(gpus)
+    for name, kind, help_, value in (
+        ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", stats.power_w),
+        ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter",
+         "Total energy consumption since boot (in mJ).", stats.energy_j * 1000),
+    ):
+        lines.append(f"# HELP {name} {help_}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels in gpus:
+            v = round(value * share, 3) if kind == "gauge" else int(value * share)
+            lines.append(f"{name}{labels} {v}")
     metric(
         "vllm:num_requests_running",
         "gauge",

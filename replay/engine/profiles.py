@@ -1,5 +1,10 @@
 """Profiles for the simulated engine: the numbers behind its step-time and power models.
 
+A profile is either a linear shape (the built-in `h100`, `b200` and `instant` shortcuts) or a
+modelled serving setup whose step time comes from a `Roofline` of a catalogue GPU x model x
+parallelism, calibrated against public measurements (`replay.engine.setups.profile`); then
+`accuracy` carries the leave-one-out error band every output must state.
+
 The built-in profiles are plausible shapes for a mid-size dense model (about 32B parameters, FP8
 weights and KV cache, grouped-query attention) served by vLLM-like software on one GPU. They are
 derived from public datasheet figures (memory bandwidth, FP8 throughput, board power) with round
@@ -12,6 +17,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
+
+from replay.engine.roofline import Roofline
+
+
+class Accuracy(msgspec.Struct, frozen=True, kw_only=True):
+    """How far a profile's step-time model is from public measurements (leave-one-out)."""
+
+    median: float
+    """Median absolute relative error over the calibration points."""
+    max: float
+    """Largest absolute relative error."""
+    points: int
+    gpus: int
+    """GPU kinds the points cover."""
+    models: int
+    method: str = "leave-one-out backtest (replay engines --backtest)"
 
 
 class Profile(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,21 +92,44 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     kv_bytes_per_token: int = 131_072
     """KV-cache bytes per token (all layers), for KV transfers between disaggregated prefill
     and decode engines."""
+    roofline: Roofline | None = None
+    """When set, step time comes from this roofline instead of the four linear coefficients."""
+    accuracy: Accuracy | None = None
+    """The calibrated model's error band; None for an uncalibrated shape."""
+
+    @property
+    def error_band(self) -> str:
+        """One line every output that uses this profile prints."""
+        a = self.accuracy
+        if a is None:
+            if self.instant:
+                return "no modelled time (instant engine): not a hardware estimate"
+            return "uncalibrated: a plausible hand-set shape with no published error"
+        return (f"calibrated roofline: median error {a.median:.0%}, max {a.max:.0%} over "
+                f"{a.points} public measurements ({a.gpus} GPU kinds, {a.models} models; "
+                f"{a.method})")
 
     @property
     def instant(self) -> bool:
         """True when the profile models no time at all (steps run back to back)."""
         return (
-            self.step_overhead_s == 0
+            self.roofline is None
+            and self.step_overhead_s == 0
             and self.prefill_s_per_token == 0
             and self.decode_s_per_seq == 0
             and self.attention_s_per_kv_token == 0
         )
 
-    def step_time(self, prefill_tokens: int, decode_seqs: int, kv_tokens: int) -> float:
-        """Modelled seconds for one step (0 for an empty step)."""
+    def step_time(self, prefill_tokens: int, decode_seqs: int, kv_tokens: int,
+                  prefill_pairs: float | None = None) -> float:
+        """Modelled seconds for one step (0 for an empty step).
+
+        `prefill_pairs`: (prompt token, cached token) pairs the step's prefill chunks attend
+        over, when the caller knows them (only the roofline uses it)."""
         if prefill_tokens == 0 and decode_seqs == 0:
             return 0.0
+        if self.roofline is not None:
+            return self.roofline.step_time(prefill_tokens, decode_seqs, kv_tokens, prefill_pairs)
         return (
             self.step_overhead_s
             + self.prefill_s_per_token * prefill_tokens
@@ -99,6 +143,8 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
         exactly the sum of their `step_time`s (the engine's burst driver relies on it)."""
         if decode_seqs == 0 or steps <= 0:
             return 0.0
+        if self.roofline is not None:
+            return self.roofline.steps_time(decode_seqs, kv_tokens, steps)
         first = self.step_time(0, decode_seqs, kv_tokens)
         return steps * first + (
             self.attention_s_per_kv_token * decode_seqs * steps * (steps - 1) / 2

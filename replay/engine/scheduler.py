@@ -470,6 +470,7 @@ class Engine:
         budget = p.prefill_budget - len(decoding)
         chunks: list[tuple[Generation, int]] = []
         prefill = 0
+        pairs = 0.0
         for gen in prefilling:
             if budget <= 0:
                 break
@@ -477,12 +478,13 @@ class Engine:
             chunks.append((gen, chunk))
             budget -= chunk
             prefill += chunk
+            pairs += chunk * (gen.context + chunk / 2)  # the chunk attends its prefix and itself
         work = prefill + len(decoding)
         self.power.set(p.power(work), loop.time())
         if self.burst and not chunks and not self._purge:
             await self._burst(loop, decoding)
             return
-        dt = p.step_time(prefill, len(decoding), self._kv_tokens) * self.time_scale
+        dt = p.step_time(prefill, len(decoding), self._kv_tokens, pairs) * self.time_scale
         if dt <= 0:
             await asyncio.sleep(0)
         else:

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from corpus.tokencache import TokenCache
+from corpus import TokenCache
 from replay.engine import api_anthropic, api_completions, api_openai, api_responses, metrics
 from replay.engine.errors import EngineError
 from replay.engine.profiles import PROFILES, Profile, load_profile

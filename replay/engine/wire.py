@@ -14,8 +14,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from corpus import linearize
-from corpus.tokencache import TokenCache
+from corpus import TokenCache
+from corpus.wire import linearize
 from replay.engine.errors import InvalidRequest
 from replay.engine.scheduler import Engine, Generation
 
@@ -128,7 +128,7 @@ def argument_key(schema: Any) -> str:
 
 
 def segments(api: str, body: Mapping[str, Any]) -> list[str]:
-    """`corpus.linearize.segments`, with a body it can't read reported as `InvalidRequest`."""
+    """`corpus.wire.linearize.segments`, with a body it can't read reported as `InvalidRequest`."""
     try:
         return linearize.segments(api, body)
     except (AttributeError, TypeError, ValueError) as exc:

@@ -21,8 +21,8 @@ import brotli
 import zstandard
 from aiohttp import web
 
-from corpus import linearize
-from corpus.tokencache import TokenCache
+from corpus import TokenCache
+from corpus.wire import apis, linearize
 
 
 @dataclass
@@ -133,7 +133,7 @@ class Upstream:
         raw = await request.read()
         self.requests.append(Seen(request.path_qs, dict(request.headers), raw))
         body = json.loads(raw)
-        api = linearize.API_OPENAI_RESPONSES
+        api = apis.OPENAI_RESPONSES
         pre = linearize.segments(api, {k: body[k] for k in ("tools", "instructions") if k in body})
         items = body.get("input") or []
         new = linearize.segments(api, {"input": items})

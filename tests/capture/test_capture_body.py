@@ -11,7 +11,8 @@ import pytest
 from capture.body import BodyError, parse, shared
 from capture.recorder import Recorder
 from capture.wire import FORMATS
-from corpus import Header, Writer, linearize
+from corpus import Header, Writer
+from corpus.wire import linearize
 
 
 def dumps(body: dict[str, Any], **kw: Any) -> bytes:

@@ -11,8 +11,7 @@ import zlib
 from capture.exchange import Exchange
 from capture.recorder import _response
 from capture.wire import FORMATS
-from capture.wire.eventstream import CONTENT_TYPE, events, frames
-from replay.engine.eventstream import frame, from_sse
+from corpus.wire.eventstream import CONTENT_TYPE, events, frame, frames, from_sse
 
 CLAUDE = [
     {"type": "message_start", "message": {"id": "msg_1", "usage": {

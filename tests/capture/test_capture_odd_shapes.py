@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capture.sse import Event
 from capture.wire import openai_chat
+from corpus.wire import Event
 
 _odd = st.one_of(st.none(), st.booleans(), st.integers(-2, 3), st.text(max_size=3), st.just([]))
 _text = st.one_of(st.text(max_size=4), _odd)
@@ -127,7 +127,7 @@ def test_any_request_shape_linearizes(items: Any, other: Any) -> None:
     """A body the provider would reject (a message that is a number, tools that are a
     string) still linearizes, so its failed turn is recorded instead of lost."""
     from capture.wire import FORMATS
-    from corpus import linearize
+    from corpus.wire import linearize
 
     for fmt in FORMATS.values():
         body = {fmt.ARRAY: items, "tools": other, "system": other, "instructions": other}

@@ -15,8 +15,8 @@ from capture_harness import Cap, Stack
 from capture_upstream import Script, compress, compress_stream, sse
 
 from capture.exchange import Exchange
-from corpus import linearize
 from corpus.tokenizer import count
+from corpus.wire import linearize
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,15 +97,17 @@ async def test_first_chunk_arrives_before_the_upstream_sends_the_last(stack: Sta
             seen = time.perf_counter()
             sent_so_far = len(stack.upstream.sent["slow"])
             rest = await resp.read()
+    done = time.perf_counter()
     assert first == chunks[0]
-    assert sent_so_far < len(chunks)
-    assert seen - start < 0.5
+    assert sent_so_far < len(chunks)  # streamed through, not buffered
     assert first + rest == b"".join(chunks)
     [turn] = cap.sessions()[0].turns
+    # bounded by the upstream's scheduled pauses (sleeps never end early) and by what the
+    # client itself measured: they hold however loaded the machine is
     assert turn.ttft is not None
-    assert 0.1 < turn.ttft < 0.5
+    assert 0.15 - 0.005 <= turn.ttft <= seen - start
     assert turn.duration is not None
-    assert turn.duration > 0.15 * len(chunks) - 0.05
+    assert 0.15 * len(chunks) - 0.005 <= turn.duration <= done - start
 
 
 async def test_other_traffic_passes_untouched_and_is_not_recorded(stack: Stack, cap: Cap) -> None:
@@ -158,12 +160,15 @@ async def test_http_errors_are_failed_turns(stack: Stack, cap: Cap, status: int,
         [json.dumps(body).encode()], status=status,
         headers=[("Content-Type", "application/json"), ("Retry-After", "7")],
     )
+    first_sent = time.perf_counter()
     direct, proxied = await both(stack, name, "v1/chat/completions", chat_body())
+    answered = time.perf_counter()
     assert proxied == direct
     assert direct[0] == status
     # the agent retries the same request after a pause: a retry joins the failed session
     stack.upstream.scripts[name] = Script([fx.CHAT_TEXT_STREAM])
     await asyncio.sleep(0.2)
+    sent = time.perf_counter()
     assert (await fetch(f"{stack.fake}/s/{name}/v1/chat/completions", chat_body()))[0] == 200
     [session] = cap.sessions()
     failed, retry = session.turns
@@ -175,7 +180,9 @@ async def test_http_errors_are_failed_turns(stack: Stack, cap: Cap, status: int,
     assert retry.status == 200
     assert retry.stop == "stop"
     assert retry.after == "user"
-    assert 0.2 <= retry.wait < 0.3
+    # the proxy had the failure's end before the client and the retry after it was sent; the
+    # retry reached it before its answer came back: bounds the test measured itself
+    assert 0.2 <= sent - answered <= retry.wait <= time.perf_counter() - first_sent
     assert cap.stats.failed == 1
 
 
@@ -183,18 +190,23 @@ async def test_client_abort_mid_stream_is_a_partial_turn(stack: Stack, cap: Cap)
     chunks = sse(*[{"choices": [{"index": 0, "delta": {"content": " word"}}]}
                    for _ in range(4)], "[DONE]")
     stack.upstream.scripts["abort"] = Script(chunks, delay=0.3)
+    started = time.perf_counter()
     async with aiohttp.ClientSession() as session:
         resp = await session.post(f"{stack.fake}/s/abort/v1/chat/completions", data=chat_body())
         await resp.content.readany()
         resp.close()  # hang up mid-stream
-    await asyncio.sleep(0.1)
+    deadline = time.perf_counter() + 30
+    while not cap.stats.aborted:  # noqa: ASYNC110 - the proxy notices the hang-up on its own
+        assert time.perf_counter() < deadline, "the abort was never recorded"
+        await asyncio.sleep(0.01)
+    noticed = time.perf_counter()
     cap.drain()
     [turn] = cap.sessions()[0].turns
     assert turn.stop == "aborted"
     assert turn.status == 200
     assert 1 <= turn.output < 4  # local count of what arrived
     assert turn.duration is not None
-    assert turn.duration < 0.9
+    assert turn.duration <= noticed - started  # cut at the hang-up, not the stream's end
     assert cap.stats.aborted == 1
 
 

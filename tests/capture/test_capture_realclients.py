@@ -41,9 +41,9 @@ from capture.exchange import Exchange
 from capture.listeners import Listener
 from capture.proxy import _quiet_cancellations
 from capture.recorder import Recorder
-from capture.sse import SSEDecoder
 from capture.wire import FORMATS
 from corpus import Header, Reader, Session, Writer
+from corpus.wire import SSEDecoder
 
 CC_VERSION = "9.8.765"
 CC_SYSTEM = "You are a synthetic coding agent. Follow the synthetic rules. " * 120

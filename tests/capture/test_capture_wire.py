@@ -5,7 +5,6 @@ from __future__ import annotations
 import capture_fixtures as fx
 import pytest
 
-from capture.sse import SSEDecoder
 from capture.wire import (
     FORMATS,
     Format,
@@ -19,6 +18,7 @@ from capture.wire import (
     openai_responses,
 )
 from capture.wire.result import error_of, safe
+from corpus.wire import SSEDecoder
 
 
 def stream(fmt: Format, data: bytes, cut: int | None = None) -> Result:

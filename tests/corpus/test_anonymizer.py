@@ -8,9 +8,9 @@ from array import array
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corpus import KNOWN_TOOLS, Anonymizer, Keys, Prompt, linearize, tokenizer
+from corpus import KNOWN_TOOLS, Anonymizer, Keys, Prompt, TokenCache, digest, tokenizer
 from corpus.normalize import normalize
-from corpus.tokencache import TokenCache, digest
+from corpus.wire import linearize
 
 TOOLS = [
     {"type": "function", "function": {"name": "Bash", "parameters": {"type": "object"}}},

@@ -224,3 +224,16 @@ def test_mooncake_round_trip_through_the_real_interop(tmp_path: Path) -> None:
     for key in ("turns", "input_tokens", "output_tokens", "block_size"):
         assert after[key] == before[key]
     assert corpus("validate", back).exit_code == 0
+
+
+def test_import_and_export_help_list_every_format() -> None:
+    from corpus import exporters, importers
+    from corpus.cli import EXPORT_FORMATS, IMPORT_FORMATS
+
+    assert sorted(IMPORT_FORMATS) == sorted(importers.FORMATS)
+    assert sorted(EXPORT_FORMATS) == sorted(exporters.FORMATS)
+    for command, formats in (("import", IMPORT_FORMATS), ("export", EXPORT_FORMATS)):
+        result = runner.invoke(app, [command, "--help"], terminal_width=200)
+        assert result.exit_code == 0
+        for name in formats:
+            assert f"{name}:" in result.output

@@ -52,17 +52,55 @@ def test_mooncake_rows_carry_session_id_then_timestamp_or_delay(tmp_path: Path) 
     importers.run("mooncake", [FIXTURES / "mooncake" / "sessions.jsonl"], src, keys=False)
     exporters.run("mooncake", src, tmp_path / "a.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
-    assert [list(r) for r in rows[:2]] == [
-        ["session_id", "timestamp", "input_length", "output_length", "hash_ids"],
-        ["session_id", "delay", "input_length", "output_length", "hash_ids"],
-    ]
+    standard = {"session_id", "input_length", "output_length", "hash_ids"}
+    assert set(rows[0]) == standard | {"timestamp", "block_size"}
+    assert set(rows[1]) - {"extra_hash_ids"} == standard | {
+        "delay",
+        "context_length",
+        "prefix_blocks",
+    }
     assert [(r["session_id"], r.get("timestamp"), r.get("delay")) for r in rows] == [
         ("s0", 0, None),
         ("s0", None, 1500),
         ("s0", None, 250.5),
         ("s1", 500, None),
     ]
-    assert rows[1]["hash_ids"][0] == rows[0]["hash_ids"][0] == rows[3]["hash_ids"][0]
+    assert rows[0]["hash_ids"][0] == rows[3]["hash_ids"][0]  # a shared first block
+
+
+def test_mooncake_later_rows_hold_what_the_turn_adds(tmp_path: Path) -> None:
+    """A session replayer (AIPerf) sends each row after the conversation so far and its own
+    replies: a row's input_length is the turn's input less the previous input and output, with
+    as many hash_ids as those tokens need (AIPerf rejects more)."""
+    src = tmp_path / "a.zst"
+    importers.run("mooncake", [FIXTURES / "mooncake" / "sessions.jsonl"], src, keys=False)
+    exporters.run("mooncake", src, tmp_path / "a.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    a = [r for r in rows if r["session_id"] == "s0"]
+    assert [r["input_length"] for r in a] == [600, 1100 - 600 - 10, 1200 - 1100 - 30]
+    assert [r.get("context_length") for r in a] == [None, 1100, 1200]
+    for r in a:
+        assert len(r["hash_ids"]) == -(-r["input_length"] // 512)
+    whole = exporters.run("mooncake", src, tmp_path / "w.jsonl", whole=True)
+    assert whole.turns == 4
+    rows = [json.loads(line) for line in (tmp_path / "w.jsonl").read_text().splitlines()]
+    assert [r["input_length"] for r in rows if r["session_id"] == "s0"] == [600, 1100, 1200]
+
+
+def test_mooncake_round_trip_keeps_block_size_and_sub_agents(tmp_path: Path) -> None:
+    first = tmp_path / "a.zst"
+    importers.run("weka", [FIXTURES / "weka"], first, keys=False)
+    report = exporters.run("mooncake", first, tmp_path / "a.jsonl")
+    assert report.warnings  # 64-token blocks: AIPerf must be told
+    second = tmp_path / "b.zst"
+    importers.run("mooncake", [tmp_path / "a.jsonl"], second, keys=False)
+    assert Reader(second).header.block_size == Reader(first).header.block_size == 64
+    def no_model(path: Path) -> list[tuple[object, ...]]:  # Mooncake has no model field
+        return [(start, top, turns) for start, top, _, turns in numbers(path, timing=("wait",))]
+
+    assert no_model(second) == no_model(first)
+    parents = [s for s in sessions(second) if s.parent is not None]
+    assert len(parents) == len([s for s in sessions(first) if s.parent is not None]) > 0
 
 
 def test_mooncake_coarsens_chained_blocks_by_their_last_member() -> None:

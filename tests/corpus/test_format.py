@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from corpus import CorpusError, FormatError, Header, Reader, Session, Turn, Writer
-from corpus.columns import quantize
+from corpus.columns import COLUMNS, quantize
 from corpus.frames import Frame, compress, pack, scan
-from corpus.records import AFTER, MAX_BATCH, Close, Open, Turns
+from corpus.records import AFTER, MAGIC, MAX_BATCH, PLAIN, Close, Open, Turns
+from corpus.validate import validate
 
 # -- strategies -------------------------------------------------------------------------------
 
@@ -242,7 +243,7 @@ def test_empty_file_and_missing_file(tmp_path: Path) -> None:
 def test_future_version_asks_for_an_upgrade(tmp_path: Path) -> None:
     path = tmp_path / "v2.zst"
     # a v2 file may hold record kinds v1 doesn't know: the header alone must suffice
-    body = pack([Header(version=2)]) + b"\x05\x00\x00\x00\x81\xa4type"
+    body = pack([Header(magic=MAGIC, version=2)]) + b"\x05\x00\x00\x00\x81\xa4type"
     path.write_bytes(compress(body, 3))
     with pytest.raises(FormatError) as info:
         Reader(path)
@@ -259,11 +260,77 @@ def test_unknown_fields_are_ignored(tmp_path: Path) -> None:
 
     path = tmp_path / "c.zst"
     enc = msgspec.msgpack.Encoder()
-    recs = [enc.encode(Header()), enc.encode(OpenV11(id=0, model="m"))]
+    recs = [enc.encode(Header(magic=MAGIC)), enc.encode(OpenV11(id=0, model="m"))]
     body = b"".join(len(r).to_bytes(4, "little") + r for r in recs)
     path.write_bytes(compress(body, 3))
     (session,) = Reader(path, strict=True).sessions()
     assert session.model == "m"
+
+
+def test_a_record_kind_this_reader_does_not_know_is_skipped_and_counted(tmp_path: Path) -> None:
+    """Evolution within v1: a later writer may add a record kind; this reader reads the rest."""
+
+    class Note(msgspec.Struct, kw_only=True, tag="note"):  # a future kind, e.g. annotations
+        session: int
+        text: str = ""
+
+    path = tmp_path / "c.zst"
+    with Writer(path, Header(domain="legal"), keys=False) as w:
+        sid = w.open_session(model="m")
+        w.add_turn(sid, Turn(t=0.0, input=10, output=2), [0])
+        w.flush()
+        w._file.write(compress(pack([Note(session=sid, text="x")]), 3))  # type: ignore[list-item]
+        w.add_turn(sid, Turn(t=1.0, input=20, output=2, after="tool"), [0])
+        w.close_session(sid)
+    reader = Reader(path, strict=True)
+    (session,) = reader.sessions()
+    assert [t.input for t in session.turns] == [10, 20]
+    assert reader.unknown == {"note": 1}
+    assert "1 'note'" in (reader.unknown_note() or "")
+    result = validate(path)
+    assert result.ok, result.problems
+    assert result.note is not None
+    assert "newer agentload" in result.note
+
+
+def test_a_record_of_a_known_kind_that_does_not_decode_is_still_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "c.zst"
+    bad = msgspec.msgpack.encode({"type": "open", "id": "not a number"})
+    body = pack([Header(magic=MAGIC)]) + len(bad).to_bytes(4, "little") + bad
+    path.write_bytes(compress(body, 3))
+    with pytest.raises(CorpusError, match="corrupt"):
+        list(Reader(path, strict=True).sessions())
+
+
+def test_a_header_without_the_magic_is_not_a_corpus(tmp_path: Path) -> None:
+    path = tmp_path / "c.zst"
+    path.write_bytes(compress(pack([Header(domain="coding")]), 3))  # no magic on disk
+    with pytest.raises(FormatError, match="not an agentload corpus"):
+        Reader(path)
+    with Writer(tmp_path / "w.zst", Header(domain="coding")):  # the writer stamps it
+        pass
+    assert Reader(tmp_path / "w.zst").header.magic == MAGIC
+
+
+def test_turn_columns_follow_the_turn_fields() -> None:
+    """A new turn field is one edit: its `Column` annotation gives the on-disk column."""
+    structural = {"n", "session", "nblocks", "blocks", "after", "ntools", "tools", "stop", "vocab"}
+    assert set(Turns.__struct_fields__) == structural | set(PLAIN)
+    assert set(PLAIN) == set(Turn.__struct_fields__) - {"blocks", "after", "tool_calls", "stop"}
+    assert set(COLUMNS) == set(PLAIN) | structural - {"n", "blocks", "tools", "vocab"}
+
+
+def test_append_continues_a_file_and_create_refuses_one(tmp_path: Path) -> None:
+    path = tmp_path / "c.zst"
+    with Writer.create(path, Header(domain="legal"), keys=False) as w:
+        w.close_session(w.open_session())
+    with pytest.raises(CorpusError, match="already exists"):
+        Writer.create(path, Header())
+    with Writer.append(path, keys=False) as w:
+        assert w.header.domain == "legal"
+        assert w.open_session() == 1
+    with pytest.raises(CorpusError, match="cannot read"):
+        Writer.append(tmp_path / "missing.zst")
 
 
 # -- fuzzing: bad bytes only ever raise the package's errors ----------------------------------
@@ -409,7 +476,7 @@ def test_fuzz_hostile_turn_batches(
         parent: int | None = None
 
     enc = msgspec.msgpack.Encoder()
-    recs = [enc.encode(Header())]
+    recs = [enc.encode(Header(magic=MAGIC))]
     recs += [enc.encode(AnyOpen(id=i, parent=i)) for i in opens]
     recs.append(enc.encode(AnyTurns(n=n, vocab=vocab, **columns)))
     body = b"".join(len(r).to_bytes(4, "little") + r for r in recs)

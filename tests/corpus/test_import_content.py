@@ -12,6 +12,7 @@ import pytest
 import zstandard
 
 from corpus import Reader, Session, importers
+from corpus.errors import SourceError
 from corpus.frames import scan
 from corpus.importers import conversations
 from corpus.keys import Keys
@@ -191,8 +192,10 @@ def test_a_top_level_system_prompt_counts_for_chat_records_too() -> None:
     from corpus.anonymizer import Anonymizer
 
     keys = Keys.ephemeral()
-    turn = [{"role": "user", "content": "Summarize the ticket."},
-            {"role": "assistant", "content": "Done."}]
+    turn = [
+        {"role": "user", "content": "Summarize the ticket."},
+        {"role": "assistant", "content": "Done."},
+    ]
     system = "You are the support agent of a bank. " * 20
     split = conversations.session({"messages": turn, "system": system}, Anonymizer(keys))
     inline = conversations.session(
@@ -205,3 +208,41 @@ def test_a_top_level_system_prompt_counts_for_chat_records_too() -> None:
     (s_turn, s_blocks), (i_turn, i_blocks) = split.turns[0], inline.turns[0]
     assert s_turn.input == i_turn.input > bare.turns[0][0].input + 100
     assert s_blocks == i_blocks
+
+
+def test_conversations_refuse_other_importers_data_naming_the_right_one(tmp_path: Path) -> None:
+    """agentperf-local rows and mini-swe-agent trajectories hold `messages` too; read as
+    conversations they would be misread, so each is refused with file:line and the importer."""
+    rows = AGENTPERF / "replays" / "agentperf-default-v1" / "traces"
+    with pytest.raises(
+        SourceError, match=r"\.jsonl:1: unknown field.*corpus import agentperf-local"
+    ):
+        load(tmp_path, "conversations", rows)
+    traj = next((FIXTURES / "miniswe").rglob("*.traj.json"))
+    with pytest.raises(SourceError, match=r"unknown field.*'info'.*corpus import mini-swe-agent"):
+        load(tmp_path, "conversations", traj)
+    mixed = tmp_path / "mixed.jsonl"
+    good = (FIXTURES / "conversations" / "chat.jsonl").read_text().splitlines()[0]
+    mixed.write_text(good + "\n" + json.dumps({"messages": [], "extra": 1}) + "\n")
+    _, report = load(tmp_path, "conversations", mixed)
+    assert report.skipped[0].startswith(f"{mixed}:2: unknown field(s) 'extra'; a conversation")
+
+
+def test_conversations_carry_stop_reasons_and_sub_agent_parents(tmp_path: Path) -> None:
+    src = tmp_path / "tree.jsonl"
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    records = [
+        {"id": "main", "messages": msgs, "stop": ["stop"]},
+        {"id": "helper", "parent": "main", "messages": msgs, "stop": [None]},
+        {"parent": "nobody", "messages": msgs},
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in records))
+    sessions, report = load(tmp_path, "conversations", src)
+    main, helper = sessions
+    assert main.turns[0].stop == "stop"
+    assert helper.turns[0].stop is None
+    assert (main.parent, helper.parent) == (None, main.id)
+    assert report.skipped == [
+        f"{src}:3: 'parent' 'nobody' is not the id of an earlier record; put the parent "
+        "conversation first; record left out"
+    ]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from corpus import Reader, Session, SourceError, importers
 
@@ -190,3 +191,130 @@ def test_weka_request_with_non_integer_hash_ids_is_left_out(tmp_path: Path) -> N
     assert report.skipped == [
         f"{src}: requests[1]: 'hash_ids' should be a list of integers; request left out"
     ]
+
+
+# -- bailian ----------------------------------------------------------------------------------
+
+
+def test_bailian_chains_become_sessions_with_16_token_blocks(tmp_path: Path) -> None:
+    src = FIXTURES / "bailian" / "trace.jsonl"
+    out = tmp_path / "b.zst"
+    report = importers.run("bailian", [src], out, keys=False)
+    assert Reader(out).header.block_size == 16
+    chain, single = sorted(Reader(out).sessions(), key=lambda s: s.start)
+    assert [t.input for t in chain.turns] == [40, 190, 250]  # by turn, not file order
+    assert [round(t.t, 3) for t in chain.turns] == [0.0, 8.886, 19.136]
+    assert [round(t.wait, 3) for t in chain.turns] == [0.0, 8.886, 10.25]
+    assert round(single.start, 3) == 0.386
+    first, second, third = chain.prefixes()
+    assert second[:2] == first[:2]
+    assert second[2] != first[2]
+    assert third[: len(second)] == second
+    assert len(third) == 16  # ceil(250 / 16)
+    assert single.prefixes()[0][0] == first[0]  # the same block id in the file: shared
+    assert [s.split(": ", 1)[0] for s in report.skipped] == [f"{src}:5", f"{src}:6"]
+    with pytest.raises(SourceError, match="can't be re-blocked"):
+        importers.run("bailian", [src], tmp_path / "c.zst", block_size=64)
+
+
+# -- otel -------------------------------------------------------------------------------------
+
+
+def test_otel_agents_become_sessions_and_nested_agents_sub_agents(tmp_path: Path) -> None:
+    out = tmp_path / "o.zst"
+    report = importers.run("otel", [FIXTURES / "otel"], out, keys=False)
+    main, helper, chat = sorted(Reader(out).sessions(), key=lambda s: s.start)
+    assert (main.agent, helper.agent, helper.parent) == ("coder", "helper", main.id)
+    assert main.parent is None
+    assert (main.api, chat.api, main.model) == ("anthropic-messages", "openai-chat", main.model)
+    assert [t.input for t in main.turns] == [3000, 3200, 3400]
+    assert [t.output for t in main.turns] == [40, 60, 90]
+    assert [t.after for t in main.turns] == ["start", "tool", "tool"]
+    assert [t.tool_calls for t in main.turns] == [("bash",), ("Task",), ()]
+    assert [t.wait for t in main.turns] == pytest.approx([0.0, 1.2, 7.1])
+    assert [t.ttft for t in main.turns] == [0.8, 0.3, None]
+    assert [t.stop for t in main.turns] == ["tool_calls", "tool_calls", "end_turn"]
+    assert helper.start == pytest.approx(4.8)
+    assert helper.turns[0].tool_calls[0].startswith("tool-")  # a private tool name
+    # one conversation id across traces; input reported without its cache read is summed
+    assert [t.input for t in chat.turns] == [800, 810]
+    assert [t.after for t in chat.turns] == ["start", "user"]
+    assert report.skipped[0].startswith(f"{FIXTURES / 'otel' / 'collector.jsonl'}:3:")
+
+
+def test_otel_blocks_reuse_what_the_cache_read_covers(tmp_path: Path) -> None:
+    out = tmp_path / "o.zst"
+    importers.run("otel", [FIXTURES / "otel"], out, keys=False, block_size=64)
+    for s in Reader(out).sessions():
+        prefixes = s.prefixes()
+        for k in range(1, len(s.turns)):
+            a, b = prefixes[k], prefixes[k - 1]
+            pairs = enumerate(zip(a, b, strict=False))
+            shared = next((i for i, (x, y) in pairs if x != y), min(len(a), len(b)))
+            assert shared == (s.turns[k].usage_cached or 0) // 64
+    with open(out, "rb") as f:
+        body = b"".join(zstandard.ZstdDecompressor().read_to_iter(f))
+    for secret in (b"SECRET", b"coding-agent", b"conv-"):
+        assert secret not in body
+
+
+# -- dynamo -----------------------------------------------------------------------------------
+
+
+def test_dynamo_lanes_become_sessions_with_tool_waits(tmp_path: Path) -> None:
+    src = FIXTURES / "dynamo" / "trace.jsonl"
+    out = tmp_path / "d.zst"
+    report = importers.run("dynamo", [src], out, keys=False)
+    planner, researcher = sorted(Reader(out).sessions(), key=lambda s: s.start)
+    assert researcher.parent == planner.id
+    assert planner.parent is None
+    assert (planner.agent, planner.model) == ("deep_research", "my-model")
+    assert [t.input for t in planner.turns] == [2000, 2300, 2600]
+    assert [t.usage_cached for t in planner.turns] == [0, 1984, 2240]
+    assert [t.t for t in planner.turns] == pytest.approx([0.0, 1.6, 9.0])
+    assert [t.wait for t in planner.turns] == pytest.approx([0.0, 0.6, 6.5])
+    assert [t.after for t in planner.turns] == ["start", "tool", "user"]
+    assert planner.turns[0].tool_calls == ("web_search",)  # the terminal record, once
+    assert [t.ttft for t in planner.turns] == pytest.approx([0.08, 0.06, 0.09])
+    assert researcher.start == pytest.approx(3.0)
+    assert researcher.turns[1].after == "tool"
+    assert researcher.turns[0].tool_calls[0].startswith("tool-")
+    one, two, three = planner.prefixes()
+    assert two[:31] == one[:31]  # 1984 cached tokens = 31 blocks of 64
+    assert two[31] != one[31]
+    assert report.skipped == [
+        f"{src}:9: expected schema 'dynamo.agent.trace.v1', found 'other.trace.v9'; "
+        "record left out"
+    ]
+    with open(out, "rb") as f:
+        body = b"".join(zstandard.ZstdDecompressor().read_to_iter(f))
+    assert b"SECRET" not in body
+
+
+# -- tracelab ---------------------------------------------------------------------------------
+
+
+def test_tracelab_rounds_become_sessions_and_agent_windows_sub_agents(tmp_path: Path) -> None:
+    src = FIXTURES / "tracelab" / "rounds.jsonl"
+    out = tmp_path / "t.zst"
+    report = importers.run("tracelab", [src], out, keys=False)
+    main, sub, codex = sorted(Reader(out).sessions(), key=lambda s: s.start)
+    assert sub.parent == main.id
+    assert (main.parent, codex.parent) == (None, None)
+    assert (main.agent, codex.agent, codex.model) == ("claude-code", "codex", "gpt-5-codex")
+    assert [t.input for t in main.turns] == [5000, 5400]
+    assert [t.output for t in main.turns] == [120, 80 + 300]
+    assert main.turns[1].reasoning == 300
+    assert [t.after for t in main.turns] == ["start", "tool"]
+    assert [t.wait for t in main.turns] == pytest.approx([0.0, 28.5])
+    assert [t.duration for t in main.turns] == pytest.approx([2.0, 2.5])
+    assert main.turns[0].tool_calls == ("Agent",)
+    assert main.turns[0].stop == "tool_use"
+    assert sub.start == pytest.approx(3.0)
+    one, two = main.prefixes()
+    assert two[:78] == one[:78]  # 4992 resident tokens = 78 blocks of 64
+    assert two[78] != one[78]
+    assert report.skipped == [f"{src}:6: round has no timing_events time stamp; left out"]
+    with open(out, "rb") as f:
+        body = b"".join(zstandard.ZstdDecompressor().read_to_iter(f))
+    assert b"SECRET" not in body

@@ -11,12 +11,18 @@ from corpus import CorpusError, Reader, SourceError, importers, reference, sidec
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def test_formats_are_the_documented_five() -> None:
+def test_formats_are_the_documented_ones() -> None:
     assert importers.FORMATS == (
         "agentperf-local",
+        "bailian",
+        "claude-code",
+        "codex",
         "conversations",
+        "dynamo",
         "mini-swe-agent",
         "mooncake",
+        "otel",
+        "tracelab",
         "weka",
     )
     for fmt in importers.FORMATS:
@@ -24,7 +30,7 @@ def test_formats_are_the_documented_five() -> None:
 
 
 def test_unknown_format_names_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match="expected one of agentperf-local, conversations"):
+    with pytest.raises(CorpusError, match="expected one of agentperf-local, bailian, claude-code"):
         importers.run("csv", [FIXTURES], tmp_path / "x.zst")
 
 
@@ -85,7 +91,14 @@ def test_missing_source_and_empty_folder_are_named(tmp_path: Path) -> None:
 
 
 def test_reference_corpora_are_bundled_with_their_licence() -> None:
-    assert reference.NAMES == ("agentperf-local", "claude-code", "example", "support", "swe-bench")
+    assert reference.NAMES == (
+        "agentperf-local",
+        "claude-code",
+        "coding",
+        "example",
+        "support",
+        "swe-bench",
+    )
     for name in reference.NAMES:
         path = reference.path(name)
         assert path.suffix == ".zst"
@@ -93,7 +106,7 @@ def test_reference_corpora_are_bundled_with_their_licence() -> None:
         assert not sidecar(path).exists()
         header = Reader(path).header
         assert header.license in ("Apache-2.0", "MIT")
-        assert header.source.startswith("import:")
+        assert header.source.startswith(("import:", "synth:"))
     assert reference.path("support.zst") == reference.path("support")
     assert Reader(reference.path("support")).header.domain == "support"
     total = sum(reference.path(n).stat().st_size for n in reference.NAMES)

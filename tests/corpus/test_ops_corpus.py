@@ -9,7 +9,7 @@ from corpus_samples import SHARED, Built, build, chains_by_id
 
 from corpus import CorpusError, Header, Keys, Reader, Turn, Writer, ops, sidecar
 from corpus.frames import Frame, compress, pack, scan
-from corpus.records import Close, Open, Turns
+from corpus.records import MAGIC, Close, Open, Turns
 from corpus.summary import info
 from corpus.validate import validate
 
@@ -285,7 +285,7 @@ def test_an_input_is_never_its_own_output(tmp_path: Path) -> None:
 
 
 def _raw(path: Path, *records: object, block_size: int = 4) -> Path:
-    body = pack([Header(block_size=block_size), *records])  # type: ignore[list-item]
+    body = pack([Header(magic=MAGIC, block_size=block_size), *records])  # type: ignore[list-item]
     path.write_bytes(compress(body, 3))
     return path
 
@@ -369,7 +369,7 @@ def test_info_counts_without_turn_objects(tmp_path: Path) -> None:
 def test_append_to_a_filtered_copy_stays_consistent(tmp_path: Path) -> None:
     build(tmp_path / "c.zst", sessions=6, seed=3)
     ops.select(tmp_path / "c.zst", tmp_path / "f.zst")
-    with Writer(tmp_path / "f.zst", append=True) as w:
+    with Writer.append(tmp_path / "f.zst") as w:
         ids = [w.keys.id(w.keys.mac(c.encode())) for c in ("system", "system/tools")]
     first = next(iter(Reader(tmp_path / "f.zst").sessions()))
     assert first.prefixes()[0][:2] == ids

@@ -15,8 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corpus import tokenizer
-from corpus.tokencache import TokenCache
+from corpus import TokenCache, tokenizer
 
 # Characters that exercise cl100k's pre-tokenizer: every kind of whitespace and line break,
 # letters of several scripts and cases, combining marks, digits (ASCII and not), punctuation,

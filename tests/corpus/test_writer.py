@@ -67,7 +67,7 @@ def test_append_keeps_block_ids_and_continues_session_ids(tmp_path: Path) -> Non
     path = tmp_path / "c.zst"
     first = build(path, sessions=5, seed=1)
     epoch = 1_700_000_000.0
-    with Writer(path, append=True) as w:
+    with Writer.append(path) as w:
         assert w.header.source == "test"  # the file's header wins
         sid = w.open_session(start=w.relative(epoch + 3))
         assert sid == 5
@@ -81,7 +81,7 @@ def test_append_keeps_block_ids_and_continues_session_ids(tmp_path: Path) -> Non
     shared_ids = first.blocks[0][0][: len(SHARED)]
     assert sessions[5].prefixes()[0] == shared_ids  # same content, same ids as before
     # a second append picks up the time origin the first one set
-    with Writer(path, append=True) as w:
+    with Writer.append(path) as w:
         assert w.relative(epoch + 10) == pytest.approx(7.0)  # origin: the first call, epoch + 3
         assert w.open_session() == 6
 
@@ -90,7 +90,7 @@ def test_append_without_keys_never_reuses_an_id_in_the_file(tmp_path: Path) -> N
     path = tmp_path / "c.zst"
     build(path, sessions=4, seed=2)
     top = int(Reader(path).table().blocks.max())
-    with Writer(path, append=True, keys=False) as w:
+    with Writer.append(path, keys=False) as w:
         new_id = w.keys.id(w.keys.mac(b"system"))
         assert new_id == top + 1
 
@@ -101,7 +101,7 @@ def test_append_with_a_foreign_sidecar_is_refused(tmp_path: Path) -> None:
     sidecar(path).unlink()
     Keys.create(path)  # an empty table: knows none of the file's ids
     with pytest.raises(CorpusError, match="does not belong"):
-        Writer(path, append=True)
+        Writer.append(path)
 
 
 def test_append_needs_the_sidecar_for_consistent_ids(tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_append_needs_the_sidecar_for_consistent_ids(tmp_path: Path) -> None:
     build(path, sessions=2, seed=2)
     sidecar(path).unlink()
     with pytest.raises(CorpusError, match="no keys sidecar"):
-        Writer(path, append=True)
+        Writer.append(path)
 
 
 def test_sidecar_is_private(tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_appending_to_a_truncated_file_points_to_salvage(tmp_path: Path) -> None
     data = path.read_bytes()
     path.write_bytes(data[:-7])
     with pytest.raises(TruncatedError) as info:
-        Writer(path, append=True)
+        Writer.append(path)
     assert "can't append" in str(info.value)
     assert "corpus salvage" in str(info.value)
     assert path.read_bytes() == data[:-7]  # untouched
@@ -148,7 +148,7 @@ def test_append_with_another_block_size_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "c.zst"
     build(path, sessions=2, block_size=16)
     with pytest.raises(CorpusError, match="16-token blocks"):
-        Writer(path, Header(block_size=64), append=True)
+        Writer.append(path, block_size=64)
 
 
 @pytest.mark.parametrize(

@@ -252,11 +252,15 @@ class FakeEndpoint:
 @dataclass
 class FlakyServer:
     """A fake OpenAI-compatible server: streams `tokens` words per request (or `max_tokens`),
-    and answers 500 / 429 to every `fail_every`-th request."""
+    and answers 500 / 429 to every `fail_every`-th request; with `cut`, closes every stream
+    half-way; after `die_after` requests, drops every connection unanswered (a killed
+    server)."""
 
     fail_every: int = 0
     status: int = 500
     delay_s: float = 0.0
+    cut: bool = False
+    die_after: int | None = None
     requests: int = 0
     bodies: list[dict[str, object]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -282,6 +286,10 @@ class FlakyServer:
         body = await request.json()
         self.bodies.append(body)
         self.headers.append({k.lower(): v for k, v in request.headers.items()})
+        if self.die_after is not None and self.requests > self.die_after:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()  # never sent: the connection is gone
         if self.fail_every and self.requests % self.fail_every == 0:
             return web.json_response({"error": {"message": "nope"}}, status=self.status)
         n = int(body.get("max_tokens", 16))
@@ -289,9 +297,13 @@ class FlakyServer:
         await resp.prepare(request)
         prompt = body.get("prompt")
         inp = len(prompt) if isinstance(prompt, list) else 0
-        for _ in range(n):
+        for i in range(n):
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
+            if self.cut and i == n // 2:
+                assert request.transport is not None
+                request.transport.close()  # mid-stream, no end
+                return resp
             chunk = {"choices": [{"index": 0, "delta": {"content": " x"}, "text": " x"}]}
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
         usage = {"prompt_tokens": inp, "completion_tokens": n,

@@ -9,9 +9,9 @@ from typing import Any
 import anthropic
 import pytest
 
-from corpus.linearize import segments
-from corpus.tokencache import TokenCache
+from corpus import TokenCache
 from corpus.tokenizer import encode
+from corpus.wire.linearize import segments
 
 TOKENS = TokenCache()
 SYSTEM = "You are a contract-review agent. " * 40  # long shared prefix (> 16-token blocks)

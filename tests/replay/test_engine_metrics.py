@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import statistics
-import time
 from collections.abc import Callable
 
 import aiohttp
@@ -68,11 +66,11 @@ def test_counters_move_with_requests_and_cache_hits(engine_url: str, scrape: Scr
     assert after["vllm:num_requests_running"] == after["vllm:num_requests_waiting"] == 0
 
 
-async def _stream_speeds(url: str, streams: int, tokens: int) -> list[float]:
-    """Per-stream decode speed (tokens/s between first and last content chunk)."""
+async def _streams(url: str, streams: int, tokens: int) -> list[int]:
+    """Content chunks each of `streams` concurrent streams received."""
     async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="t", max_retries=0) as client:
 
-        async def one(i: int) -> float:
+        async def one(i: int) -> int:
             stream = await client.chat.completions.create(
                 model="sim",
                 messages=[{"role": "user", "content": f"stream {i} of {streams}"}],
@@ -80,26 +78,25 @@ async def _stream_speeds(url: str, streams: int, tokens: int) -> list[float]:
                 stream=True,
                 extra_body={"ignore_eos": True},
             )
-            stamps = []
+            got = 0
             async with stream:
                 async for chunk in stream:
                     if chunk.choices and chunk.choices[0].delta.content:
-                        stamps.append(time.perf_counter())
-            assert len(stamps) >= tokens // 2
-            return (tokens - 1) / (stamps[-1] - stamps[0])
+                        got += 1
+            return got
 
         return list(await asyncio.gather(*(one(i) for i in range(streams))))
 
 
-async def test_more_concurrent_streams_are_slower_per_stream(
+async def test_concurrent_streams_are_counted_in_the_metrics(
     start_engine: Callable[..., Running], scrape: Scrape
 ) -> None:
+    """(Per-stream speed under concurrency is a wall-clock figure: benchmarks/bench_engine.py
+    measures it as a ratio; the step-time model itself is tested on virtual time.)"""
     url = start_engine("h100").url
-    alone = (await _stream_speeds(url, 1, 30))[0]
-    crowd = await _stream_speeds(url, 16, 30)
-    # Modelled: 16.0 ms steps alone, 19.2 ms with 16 decoding (~17% slower per stream).
-    assert statistics.median(crowd) < alone
-    assert max(crowd) < alone * 1.02
+    alone = await _streams(url, 1, 30)
+    crowd = await _streams(url, 16, 30)
+    assert min(alone + crowd) >= 15
     m = await asyncio.to_thread(scrape, url)
     assert m["vllm:generation_tokens_total"] == 30 * 17
     assert m["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"] > 0

@@ -9,9 +9,9 @@ from typing import Any
 import openai
 import pytest
 
-from corpus.linearize import segments
-from corpus.tokencache import TokenCache
+from corpus import TokenCache
 from corpus.tokenizer import encode
+from corpus.wire.linearize import segments
 
 TOKENS = TokenCache()
 

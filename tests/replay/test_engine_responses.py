@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corpus.linearize import prompts, segments
-from corpus.tokencache import TokenCache
+from corpus import TokenCache
 from corpus.tokenizer import encode
+from corpus.wire.linearize import prompts, segments
 from replay.engine import PROFILES, Running
 from replay.engine.api_responses import ResponseStore
 

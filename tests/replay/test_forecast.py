@@ -62,7 +62,7 @@ def test_a_forecast_writes_the_replay_json_with_what_was_modelled(tmp_path: Path
     assert 0 < level.fidelity.cache_counters < 1
     assert run.tiers[0].agents_per_mw is not None
     lines = [ln for ln in out.splitlines() if ln.strip()]
-    assert lines[0].startswith("forecast level 1: 6 agents")
+    assert lines[0] == "forecast h100: one line per measured level"
     assert all("forecast" in ln for ln in lines if ln.startswith("note:"))
 
 

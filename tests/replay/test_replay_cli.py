@@ -8,10 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from fixtures_replay import FlakyServer, app_in_thread, make_corpus
 from typer.testing import CliRunner
 
@@ -44,7 +44,7 @@ def test_one_level_against_an_endpoint_writes_the_documented_json(
     assert doc["model"] == "sim-instant"
     assert {"endpoint", "api", "corpus", "run_tag", "settings", "tiers", "levels", "notes",
             "sample_fields", "interrupted", "power_source"} <= doc.keys()
-    (level,) = doc["levels"]
+    *_, level = doc["levels"]  # a level too short or unstable to judge is measured again
     assert level["agents"] == 3
     assert level["completed"] >= 5
     assert level["errors"] == 0
@@ -75,7 +75,7 @@ def test_a_search_over_tiers_finishes_with_every_tier_answered(
     assert "1 tok/s" in text
 
 
-def test_server_errors_are_counted_not_fatal(corpus: Path, tmp_path: Path) -> None:
+def test_server_errors_stop_the_level_and_fail_the_run(corpus: Path, tmp_path: Path) -> None:
     srv = FlakyServer(fail_every=3, status=500)
     out = tmp_path / "e.json"
     with app_in_thread(srv.app()) as url:
@@ -85,14 +85,74 @@ def test_server_errors_are_counted_not_fatal(corpus: Path, tmp_path: Path) -> No
                             *FAST)
     assert all(h["x-team"] == "legal" for h in srv.headers)
     assert len({h["x-session-id"] for h in srv.headers}) >= 2
-    assert code == 0, text
-    (level,) = json.loads(out.read_text())["levels"]
+    assert code == 1, text
+    assert text.strip().splitlines()[-1].startswith("error: nothing usable was measured")
+    assert "stopped early" in text
+    doc = json.loads(out.read_text())
+    (level,) = doc["levels"]
+    assert all(t["errors"] == level["errors"] for t in doc["tiers"])  # the table shows them
     assert level["errors"] > 0
     assert level["errors_by_kind"].keys() == {"http_500"}
     assert level["error_rate"] > 0.05
     assert not any(v["passed"] for v in level["verdicts"])
     assert "error rate" in level["verdicts"][0]["reason"]
     assert level["power"]["mean_w"] == pytest.approx(500.0)
+
+
+def test_json_output_is_checked_before_the_run_and_never_overwritten_silently(
+    corpus: Path, engine_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "r.json"
+    out.write_text("earlier run")
+    code, text = invoke(str(corpus), "--endpoint", engine_url, "--agents", "1", "--json",
+                        str(out), *FAST)
+    assert code == 1
+    assert text.startswith(f"error: --json {out}: already exists; pass --force")
+    assert "level 1" not in text  # refused before measuring anything
+    assert out.read_text() == "earlier run"
+    code, text = invoke(str(corpus), "--endpoint", engine_url, "--agents", "1", "--json",
+                        str(out), "--force", *FAST)
+    assert code == 0, text
+    assert json.loads(out.read_text())["levels"]
+    code, text = invoke(str(corpus), "--json", str(tmp_path / "no" / "r.json"), *FAST)
+    assert code == 1
+    assert "no such directory" in text
+
+
+def test_models_http_error_is_reported_as_such(corpus: Path) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(status=500, text="upstream [bold]down[/]")
+
+    app_ = web.Application()
+    app_.router.add_get("/v1/models", broken)
+    with app_in_thread(app_) as url:
+        code, text = invoke(str(corpus), "--endpoint", url + "/v1", *FAST)
+    assert code == 1
+    assert "/v1/models answered HTTP 500: upstream [bold]down[/]; pass --model" in text
+
+
+@pytest.mark.parametrize(
+    ("server", "cause"),
+    [(FlakyServer(cut=True), "nothing usable was measured"),
+     (FlakyServer(die_after=4), "the endpoint stopped answering")],
+    ids=["streams-cut-mid-way", "killed-mid-run"],
+)
+def test_a_failing_server_fails_the_run_loudly(
+    corpus: Path, tmp_path: Path, server: FlakyServer, cause: str
+) -> None:
+    out = tmp_path / "f.json"
+    with app_in_thread(server.app()) as url:
+        code, text = invoke(str(corpus), "--endpoint", url + "/v1", "--agents", "2",
+                            "--json", str(out), *FAST)
+    assert code == 1, text
+    last = text.strip().splitlines()[-1]
+    assert last.startswith(f"error: {cause}")
+    assert "stopped early" in last
+    doc = json.loads(out.read_text())  # what was measured is still saved
+    (level,) = doc["levels"]
+    assert level["stopped"]
+    assert level["errors"] > 0
+    assert all(t["errors"] == level["errors"] for t in doc["tiers"])
 
 
 def test_unreachable_endpoint_is_one_line_error(corpus: Path) -> None:
@@ -106,6 +166,7 @@ def test_unreachable_endpoint_is_one_line_error(corpus: Path) -> None:
     ("args", "message"),
     [(["missing.zst"], "no such corpus file"),
      (["--slo", "fast"], "--slo 'fast'"),
+     (["--slo", "agentload[nvml]"], "--slo 'agentload[nvml]'"),  # printed literally
      (["--wait", "later"], "unknown wait policy"),
      (["--power", "sim", "--endpoint", "http://127.0.0.1:9"], "--power sim"),
      (["--api-key-env", "AGENTLOAD_TEST_UNSET_KEY"], "AGENTLOAD_TEST_UNSET_KEY"),
@@ -143,8 +204,8 @@ def test_without_endpoint_the_simulated_engine_runs_and_says_so(
     assert doc["simulated"] is True
     assert doc["profile"] == "instant"
     assert doc["short_windows"] is True
-    assert any("simulated" in n for n in doc["notes"])
-    (level,) = doc["levels"]
+    assert any("simulated" in n and "model error: no modelled time" in n for n in doc["notes"])
+    *_, level = doc["levels"]  # a level too short or unstable to judge is measured again
     assert {s[0] for s in level["samples"]} == {0, 1}  # both workers' agents reported
     assert level["power"]["source"] == "sim"
     assert level["power"]["ok"]
@@ -158,22 +219,48 @@ def test_replay_serve_dispatches_to_the_engine(capsys: pytest.CaptureFixture[str
     assert "--profile" in capsys.readouterr().out
 
 
-def test_ctrl_c_saves_what_was_measured(corpus: Path, engine_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "phase"),
+    [(signal.SIGINT, "window"), (signal.SIGTERM, "window"), (signal.SIGTERM, "warm-up")],
+)
+def test_a_stop_signal_saves_what_was_measured(
+    corpus: Path, engine_url: str, tmp_path: Path, sig: signal.Signals, phase: str
+) -> None:
+    """Ctrl-C and SIGTERM (what `timeout` and container runtimes send) stop a run the same
+    way: partial results saved, no traceback, exit 130. The signal is sent once the progress
+    line of `phase` is printed (an event, not a sleep)."""
     out = tmp_path / "int.json"
     cmd = [sys.executable, "-c", "from replay.cli import main; main()", str(corpus),
            "--endpoint", engine_url, "--agents", "2", "--json", str(out), "--quick",
-           "--duration", "30", "--warmup", "0.2", "--no-progress"]
+           "--duration", "600", "--warmup", "0.2", "--warmup-max", "600"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    time.sleep(5)
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 130, output.decode()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            text=True)
+    assert proc.stdout is not None
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if f"2 agents  {phase}" in line:
+                proc.send_signal(sig)
+                break
+        else:
+            pytest.fail("no progress line for the phase: " + "".join(seen))
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    output = "".join(seen) + rest
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    assert "interrupted" in output
     doc = json.loads(out.read_text())
     assert doc["interrupted"] is True
     (level,) = doc["levels"]
     assert level["partial"] is True
-    assert level["samples"]
+    if phase == "window":
+        assert level["samples"]
 
 
 def test_python_dash_m_replay_runs_the_command() -> None:
@@ -182,3 +269,4 @@ def test_python_dash_m_replay_runs_the_command() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "--endpoint" in done.stdout
+    assert "replay serve" in done.stdout  # the other commands are findable from --help

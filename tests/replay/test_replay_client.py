@@ -1,4 +1,4 @@
-"""The SSE decoder at every chunk boundary, and the aiohttp client against loopback servers
+"""The aiohttp client against loopback servers
 (chat, completions with token ids, Anthropic messages, errors, unreachable)."""
 
 from __future__ import annotations
@@ -10,35 +10,6 @@ from replay.client import Client, base_url
 from replay.endpoint import Request
 from replay.errors import ConfigError, EndpointError
 from replay.prompts import Prompt
-from replay.sse import Event, SSEDecoder
-
-STREAM = (
-    b": comment\r\n"
-    b"event: message_start\r\ndata: {\"a\":1}\r\n\r\n"
-    b"data: line one\ndata: line two\n\n"
-    b"data: [DONE]\r\r"
-)
-EXPECTED = [Event("message_start", b'{"a":1}'), Event("", b"line one\nline two"),
-            Event("", b"[DONE]")]
-
-
-def decode(chunks: list[bytes]) -> list[Event]:
-    d = SSEDecoder()
-    out: list[Event] = []
-    for c in chunks:
-        out += d.feed(c)
-    return out + d.flush()
-
-
-def test_sse_events_split_at_every_boundary() -> None:
-    for i in range(len(STREAM) + 1):
-        for j in range(i, len(STREAM) + 1):
-            assert decode([STREAM[:i], STREAM[i:j], STREAM[j:]]) == EXPECTED, (i, j)
-
-
-def test_sse_byte_by_byte_and_unterminated_tail() -> None:
-    assert decode([bytes([b]) for b in STREAM]) == EXPECTED
-    assert decode([b"data: x"]) == [Event("", b"x")]
 
 
 @pytest.mark.parametrize(

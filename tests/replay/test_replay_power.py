@@ -14,6 +14,7 @@ from aiohttp import web
 from fixtures_replay import running
 
 from replay.errors import ConfigError, PowerError
+from replay.level import power_summary
 from replay.power import (
     Command,
     Nvml,
@@ -24,6 +25,7 @@ from replay.power import (
     validate,
     window_mean,
 )
+from replay.results import Level
 
 S = 1_000_000_000
 
@@ -280,3 +282,27 @@ async def test_cancelled_power_command_is_killed_with_its_children(tmp_path: Pat
             return
         await asyncio.sleep(0.02)
     pytest.fail(f"the power command ({status.parent.name}) still runs after cancellation")
+
+
+async def test_a_source_failing_every_read_names_its_error_in_the_level_note() -> None:
+    class Missing:
+        name = "prometheus"
+
+        async def read(self) -> Reading:
+            raise PowerError("http://h/metrics has no metric 'DCGM_FI_DEV_POWER_USAGE'")
+
+        async def close(self) -> None:
+            return None
+
+    rec = Recorder(Missing(), interval=0.001)
+    task = asyncio.create_task(rec.run())
+    while rec.failures < 3:  # noqa: ASYNC110 - polling the recorder under test
+        await asyncio.sleep(0.001)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    level = Level(agents=1, index=0, started=0.0, window_start=1.0, window_end=2.0,
+                  warmup_s=0.0, stable=True)
+    power = power_summary(rec, 0, level)
+    assert power.mean_w is None
+    assert power.problem.startswith(f"{rec.failures} reads failed, last: http://h/metrics has no")
+    assert "no power readings cover the window" in power.problem

@@ -4,6 +4,7 @@ search, cancellation — deterministic, and as fast as the code runs."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from fixtures_replay import make_corpus
@@ -127,5 +128,106 @@ def test_cancellation_keeps_the_partial_level(workload: Workload) -> None:
     assert level.partial
     assert level.samples
     assert level.requests > 0
-    assert rec.tiers[0].agents == 0  # a partial level never answers a tier
+    assert rec.tiers[0].agents is None  # a partial level never answers a tier
+    assert rec.tiers[0].status == "not measured"
+
+
+class Failing:
+    """A server answering HTTP 500 to every request, at once."""
+
+    def __init__(self) -> None:
+        self.clock = LoopClock()
+
+    @property
+    def form(self) -> Form:
+        return "ids"
+
+    async def send(self, request: Request) -> Result:
+        now = self.clock.now()
+        await asyncio.sleep(0.001)
+        return Result(now, 0, self.clock.now(), 0, status=500, error="http_500")
+
+    async def close(self) -> None:
+        return None
+
+
+async def measured(workload: Workload, plan: Plan, endpoint: object | None = None) -> Run:
+    clock = LoopClock()
+    epoch = clock.now()
+    rec = record()
+    worker = Worker(workload=workload, synth=Synth(block_size=64, tag="t"),
+                    endpoint=endpoint or Shared(), wait=parse("none"), clock=clock,  # type: ignore[arg-type]
+                    epoch=epoch, seed=0, tag="t")
+    await run(rec, LocalFleet(worker), plan, epoch=epoch, clock=clock)
+    return rec
+
+
+def test_one_level_that_fails_a_tier_does_not_answer_it_with_zero(workload: Workload) -> None:
+    plan = Plan(tiers=[Tier(100, 5), Tier(400, 5)], timing=TIMING, agents=4)
+    rec = virtual.run(measured(workload, plan))
+    fast = rec.tiers[1]
+    assert fast.agents is None  # 4 agents failed it; no smaller level was measured
+    assert fast.status == "not measured"
+    assert "4 agents" in fast.reason
+    assert not fast.resolved
+    assert rec.tiers[0].agents == 4
+    assert rec.tiers[0].status == "at limit"
+
+
+def test_levels_too_short_to_judge_never_pass(workload: Workload) -> None:
+    short = dataclasses.replace(TIMING, min_requests=10_000, max_window=0.5)
+    plan = Plan(tiers=[Tier(1, 60)], timing=short, max_agents=4)
+    rec = virtual.run(measured(workload, plan))
+    assert rec.levels
+    assert all(lv.short and lv.problem.startswith("short window") for lv in rec.levels)
+    assert all(v.inconclusive and not v.passed for lv in rec.levels for v in lv.verdicts)
+    assert rec.levels[1].agents == rec.levels[0].agents  # measured again, with longer windows
+    assert rec.levels[1].window_end - rec.levels[1].window_start > short.max_window
+    (tier,) = rec.tiers
+    assert tier.agents is None
+    assert tier.status == "not measured"
+
+
+def test_an_unstable_level_is_measured_again_longer_and_only_then_answers(
+    workload: Workload,
+) -> None:
+    never = dataclasses.replace(TIMING, stable_span=5.0)  # two spans never fit the warm-up
+    plan = Plan(tiers=[Tier(1, 60)], timing=never, agents=2)
+    rec = virtual.run(measured(workload, plan))
+    assert [lv.agents for lv in rec.levels] == [2, 2]
+    assert all(not lv.stable and "not stable" in lv.problem for lv in rec.levels)
+    assert rec.levels[1].warmup_s > rec.levels[0].warmup_s  # the retry warmed up longer
+    assert rec.tiers[0].agents is None
+
+
+def test_repeats_give_the_answer_an_interval(workload: Workload) -> None:
+    plan = Plan(tiers=[Tier(100, 5)], timing=TIMING, max_agents=64,
+                resolution=Resolution(absolute=1), repeats=2)
+    rec = virtual.run(measured(workload, plan))
+    (tier,) = rec.tiers
+    assert tier.agents is not None
+    assert tier.repeats == 2
+    assert tier.interval is not None
+    low, high = tier.interval
+    assert low == tier.agents
+    assert high is not None
+    assert high >= low
+    boundary = [lv.agents for lv in rec.levels if lv.agents in (tier.agents, high + 1)]
+    assert len(boundary) >= 4  # both sides measured twice
+
+
+def test_a_level_whose_requests_all_fail_stops_early(workload: Workload) -> None:
+    slow = dataclasses.replace(TIMING, duration=600, max_window=600, warmup_min=600,
+                               warmup_max=600)
+    plan = Plan(tiers=[Tier(1, 60)], timing=slow, max_agents=64)
+    rec = virtual.run(measured(workload, plan, Failing()))
+    (level,) = rec.levels  # one agent failed everything: the ramp stops there
+    assert level.stopped.startswith("stopped early")
+    assert "http_500" in level.stopped
+    assert level.window_end - level.started < 600  # stopped long before its window
+    assert level.errors == level.requests > 0
+    assert level.verdicts[0].reason.startswith("error rate 100")
+    (tier,) = rec.tiers
+    assert tier.agents == 0
+    assert tier.errors == level.errors
 

@@ -14,7 +14,7 @@ def drive(search: Search, capacity: list[int]) -> list[int]:
     """Run the search against tiers that pass while agents <= capacity[tier]."""
     measured: list[int] = []
     while (n := search.next()) is not None:
-        assert n not in measured, "a level is measured only once"
+        assert measured.count(n) < search.repeats, "a level is measured `repeats` times"
         measured.append(n)
         search.record(n, [n <= c for c in capacity])
         assert len(measured) < 100
@@ -68,7 +68,74 @@ def test_fixed_level_is_measured_once() -> None:
     assert s.next() == 7
     s.record(7, [True, True, False])
     assert s.next() is None
-    assert [s.answer(t) for t in range(3)] == [7, 7, 0]
+    assert [s.answer(t) for t in range(3)] == [7, 7, None]  # 7 failed; nothing below measured
+
+
+def test_one_agent_failing_is_a_measured_zero() -> None:
+    s = Search(1, max_agents=8)
+    s.record(1, [False])
+    assert s.answer(0) == 0
+    assert s.resolved(0)
+
+
+def test_a_level_that_cannot_judge_is_retried_once_and_never_passes() -> None:
+    s = Search(2, max_agents=64, resolution=Resolution(absolute=1))
+    assert s.next() == 1
+    s.record(1, [None, False])  # e.g. not stable: its failure counts, its pass does not
+    assert s.next() == 1  # measured again (the runner gives it longer windows)
+    assert s.needs_longer(1)
+    s.record(1, [None, False])
+    assert s.answer(0) is None
+    assert s.answer(1) == 0
+    assert not s.resolved(0)
+    assert s.next() == 2  # tier 0 is still open: the ramp goes on
+
+
+def test_the_ramp_stops_after_levels_that_judge_nothing() -> None:
+    s = Search(1, max_agents=1024)
+    measured = []
+    while (n := s.next()) is not None:
+        measured.append(n)
+        s.record(n, [None])
+        assert len(measured) < 20
+    assert sorted(set(measured)) == [1, 2]  # each measured twice, then the ramp gave up
+    assert s.answer(0) is None
+
+
+def test_unjudged_levels_inside_a_bracket_leave_the_tier_unresolved() -> None:
+    s = Search(1, max_agents=1024, resolution=Resolution(absolute=1), retries=0)
+    verdicts = {1: True, 2: True, 4: True, 8: False}
+    measured = []
+    while (n := s.next()) is not None:
+        measured.append(n)
+        s.record(n, [verdicts.get(n)])  # every level between 4 and 8 judges nothing
+    assert measured == [1, 2, 4, 8, 6, 5]
+    assert s.answer(0) == 4
+    assert s.bounds(0) == (4, 8)
+    assert not s.resolved(0)
+
+
+def test_repeats_measure_both_sides_of_the_boundary_and_give_an_interval() -> None:
+    s = Search(1, max_agents=64, resolution=Resolution(absolute=1), repeats=3)
+    measured = drive(s, [5])
+    assert measured.count(5) == 3
+    assert measured.count(6) == 3
+    assert s.answer(0) == 5
+    assert s.interval(0) == (5, 5)
+
+
+def test_a_repeat_that_fails_moves_the_answer_down() -> None:
+    s = Search(1, max_agents=64, resolution=Resolution(absolute=1), repeats=2)
+    flaky = {5: [True, False]}  # 5 passes once, then fails: it is not a pass
+    measured: list[int] = []
+    while (n := s.next()) is not None:
+        measured.append(n)
+        outcomes = flaky.get(n)
+        s.record(n, [outcomes.pop(0) if outcomes else n <= 4])
+        assert len(measured) < 40
+    assert s.answer(0) == 4
+    assert s.judged(4, 0) == 2
+    assert s.interval(0) == (4, 5)  # 5 passed once, so the capacity may reach it
 
 
 def test_capacity_function_with_noise_free_search_is_logarithmic() -> None:

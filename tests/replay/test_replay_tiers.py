@@ -36,7 +36,7 @@ def test_judging_checks_floor_ceiling_and_errors() -> None:
     assert not judge(t, 59, 1).passed
     assert "TTFT" in judge(t, 100, 5.1).reason
     empty = judge(t, None, None)
-    assert empty.passed
+    assert not empty.passed  # nothing to judge is never a pass
     assert empty.inconclusive
     assert judge(t, None, 1.0).passed  # no measurable speed (1-token outputs): TTFT decides
     assert not judge(t, None, 9.0).passed

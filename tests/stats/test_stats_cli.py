@@ -127,9 +127,12 @@ def test_compare_json_and_html(corpus_path: Path, tmp_path: Path) -> None:
         app,
         [
             "compare",
+            "--no-factor",
             str(corpus_path),
             "--reference",
             str(corpus_path),
+            "--min-sessions",
+            "1",
             "--json",
             "--html",
             str(out),
@@ -147,7 +150,10 @@ def test_compare_json_and_html(corpus_path: Path, tmp_path: Path) -> None:
 
 def test_compare_against_published_figures_prints_verdicts(corpus_path: Path) -> None:
     res = runner.invoke(
-        app, ["compare", str(corpus_path), "-r", "agentperf-published"], env={"COLUMNS": "160"}
+        app,
+        ["compare", "--no-factor", str(corpus_path), "-r", "agentperf-published"]
+        + ["--min-sessions", "1"],
+        env={"COLUMNS": "160"},
     )
     assert res.exit_code == 0, res.output
     assert "trace match: far" in res.stdout
@@ -186,11 +192,34 @@ def test_bundled_example_against_the_default_coding_reference() -> None:
         reference.path("agentperf-local")
     except Exception as exc:  # not built in this checkout
         pytest.skip(f"bundled corpora missing: {exc}")
-    res = runner.invoke(app, ["compare", str(example), "--json"])
+    res = runner.invoke(app, ["compare", str(example), "--json", "--no-factor"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["reference"]["name"] == "coding"
-    assert doc["reference"]["corpus"].endswith("agentperf-local.zst")
+    assert doc["reference"]["corpus"].endswith("coding.zst")
     assert doc["verdict"] in ("match", "differs", "far")
-    assert doc["metrics"]["input"]["basis"] == "published"
+    assert doc["metrics"]["input"]["basis"] == "both"
     assert doc["implications"]
+
+
+def test_html_never_overwrites_silently(corpus_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    out.write_text("mine")
+    res = runner.invoke(app, ["describe", str(corpus_path), "--html", str(out)])
+    assert res.exit_code == 1
+    assert "already exists; pass --force" in res.output
+    assert out.read_text() == "mine"
+    res = runner.invoke(app, ["describe", str(corpus_path), "--html", str(out), "--force"])
+    assert res.exit_code == 0, res.output
+    assert "<svg" in out.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary left
+
+
+def test_html_into_a_missing_directory_fails_before_any_work(
+    corpus_path: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "no" / "r.html"
+    res = runner.invoke(app, ["compare", str(corpus_path), "--html", str(target)])
+    assert res.exit_code == 1
+    assert res.output.startswith("error: --html")
+    assert "no such directory" in res.output

@@ -1,5 +1,6 @@
 """Small inline-SVG charts (no JavaScript, no external files): line charts and histograms
-on linear or logarithmic axes. Pure functions from numbers to SVG text."""
+on linear or logarithmic axes. Pure functions from numbers to SVG text. Shared by replay's
+run report and stats' corpus reports (stats may import replay, never the reverse)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ class Series:
     step: bool = False
     dashed: bool = False
     band: tuple[Sequence[float], Sequence[float]] | None = None  # (y_lo, y_hi) filled
+    markers: bool = False
+    """A dot at every point (measured levels), with the point's value as its tooltip."""
 
 
 @dataclass
@@ -192,11 +195,23 @@ def render(chart: Chart) -> str:
             f'<polyline points="{_points(coords)}" fill="none" stroke="{color}" '
             f'stroke-width="2"{dash}><title>{escape(s.label)}</title></polyline>'
         )
-    for value, label in chart.vlines:
+        if s.markers:
+            out.extend(
+                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{color}">'
+                f"<title>{escape(s.label)}: {escape(chart.xfmt(x))}, "
+                f"{escape(chart.yfmt(y))}</title></circle>"
+                for x, y in ps
+            )
+    for i, (value, label) in enumerate(chart.vlines):
         x = sx(value)
+        # labels stacked up from the x axis, clear of the legend along the top
+        # a label that would run past the plot's right edge goes left of its line
+        left = x + 3 + 6.2 * len(label) > W - RIGHT
+        tx, anchor = (x - 3, ' text-anchor="end"') if left else (x + 3, "")
         out.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{H - BOTTOM}" class="ref"/>'
-            f'<text x="{x + 3:.1f}" y="{TOP + 10}" class="muted">{escape(label)}</text>'
+            f'<text x="{tx:.1f}" y="{H - BOTTOM - 6 - 13 * i}" class="muted"{anchor}>'
+            f"{escape(label)}</text>"
         )
     for value, label in chart.hlines:
         y = sy(value)

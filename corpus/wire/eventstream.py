@@ -1,11 +1,16 @@
-"""AWS event-stream frames: how Bedrock's InvokeModelWithResponseStream carries a Claude stream.
+"""AWS event-stream frames, both ways: how Bedrock's InvokeModelWithResponseStream carries a
+Claude stream (sans-I/O).
 
 A frame is a prelude (total length, headers length, CRC32 of those 8 bytes), typed headers, a
 payload and a CRC32 of everything before it. Bedrock's `chunk` events hold an Anthropic stream
 event, JSON, base64-encoded in the payload's `bytes`; `exception` frames carry an error type
-(`:exception-type`, e.g. throttlingException). `events()` turns a recorded stream back into the
-SSE events the Anthropic parser reads, each with the end offset of its frame (for its arrival
-time); a frame that is cut or fails its CRC ends the stream there, keeping what came before.
+(`:exception-type`, e.g. throttlingException).
+
+Decoding (capture): `events()` turns a recorded stream back into the SSE events the Anthropic
+parser reads, each with the end offset of its frame (for its arrival time); a frame that is cut
+or fails its CRC ends the stream there, keeping what came before.
+Encoding (the simulated engine): `encode()` makes the frame for one SSE event, `frame()` any
+frame; the official SDK (`AnthropicBedrock`, through botocore) checks both CRCs.
 """
 
 from __future__ import annotations
@@ -19,13 +24,62 @@ from collections.abc import Iterator
 
 import msgspec
 
-from capture.sse import Event
+from corpus.wire.sse import Event, SSEDecoder
 
 CONTENT_TYPE = "application/vnd.amazon.eventstream"
 
 # value type -> fixed size (bytes, string: a 2-byte length first)
 _FIXED = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}
 _BYTES, _STRING = 6, 7
+
+
+def _encode_headers(pairs: dict[str, str]) -> bytes:
+    out = b""
+    for name, value in pairs.items():
+        raw = value.encode()
+        out += bytes([len(name)]) + name.encode() + bytes([_STRING])
+        out += struct.pack(">H", len(raw)) + raw
+    return out
+
+
+def frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One event-stream message with string `headers`."""
+    head = _encode_headers(headers)
+    prelude = struct.pack(">II", 16 + len(head) + len(payload), len(head))
+    body = prelude + struct.pack(">I", zlib.crc32(prelude)) + head + payload
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def encode(event: Event) -> bytes:
+    """The frame Bedrock sends for one Anthropic SSE event: a `chunk` holding its JSON, or for
+    an `error` event an `exception` frame (type `modelStreamErrorException`, the message kept)."""
+    if event.event == "error":
+        try:
+            err = msgspec.json.decode(event.data).get("error", {})
+        except (msgspec.DecodeError, AttributeError):
+            err = {}
+        if not isinstance(err, dict):
+            err = {}
+        return frame(
+            {
+                ":message-type": "exception",
+                ":exception-type": "modelStreamErrorException",
+                ":content-type": "application/json",
+            },
+            msgspec.json.encode({"message": str(err.get("message", ""))}),
+        )
+    chunk = msgspec.json.encode({"bytes": base64.b64encode(event.data.encode()).decode()})
+    return frame(
+        {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"},
+        chunk,
+    )
+
+
+def from_sse(data: bytes) -> bytes:
+    """The frames for the SSE events in `data` (a whole stream: a last event without its blank
+    line counts too)."""
+    decoder = SSEDecoder()
+    return b"".join(encode(e) for e in (*decoder.feed(data), *decoder.flush()))
 
 
 def _headers(raw: bytes) -> dict[str, str] | None:

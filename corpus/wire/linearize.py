@@ -14,12 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from corpus.normalize import normalize
-
-API_OPENAI_CHAT = "openai-chat"
-API_OPENAI_RESPONSES = "openai-responses"
-API_OPENAI_COMPLETIONS = "openai-completions"
-API_ANTHROPIC = "anthropic-messages"
-APIS = (API_OPENAI_CHAT, API_OPENAI_RESPONSES, API_OPENAI_COMPLETIONS, API_ANTHROPIC)
+from corpus.wire import apis
 
 
 def _dump(value: Any) -> str:
@@ -161,20 +156,20 @@ def openai_completions(body: Mapping[str, Any]) -> list[str]:
 
 
 _BY_API = {
-    API_OPENAI_CHAT: openai_chat,
-    API_ANTHROPIC: anthropic_messages,
-    API_OPENAI_RESPONSES: openai_responses,
-    API_OPENAI_COMPLETIONS: openai_completions,
+    apis.OPENAI_CHAT: openai_chat,
+    apis.ANTHROPIC: anthropic_messages,
+    apis.OPENAI_RESPONSES: openai_responses,
+    apis.OPENAI_COMPLETIONS: openai_completions,
 }
 
 
 def _check(api: str) -> None:
     if api not in _BY_API:
-        raise ValueError(f"unknown api {api!r}; expected one of {', '.join(APIS)}")
+        raise ValueError(f"unknown api {api!r}; expected one of {', '.join(apis.NAMES)}")
 
 
 def segments(api: str, body: Mapping[str, Any]) -> list[str]:
-    """Normalized segments of `body` for `api` (one of `APIS`), in the provider's cache order.
+    """Normalized segments of `body` for `api` (one of `apis.NAMES`), in the provider's cache order.
 
     For a batched Completions request (`prompt` a list of strings) these are all the prompts'
     segments in order; see `prompts()` for one list per prompt.
@@ -192,6 +187,6 @@ def prompts(api: str, body: Mapping[str, Any]) -> list[list[str]]:
     linearize and gives `[]`. Concatenating the lists gives `segments(api, body)`.
     """
     _check(api)
-    if api == API_OPENAI_COMPLETIONS:
+    if api == apis.OPENAI_COMPLETIONS:
         return [[normalize(text)] for text in openai_completions(body)]
     return [segments(api, body)]

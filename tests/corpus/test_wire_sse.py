@@ -1,10 +1,10 @@
-"""SSEDecoder: the same events whatever the chunking."""
+"""corpus.wire.SSEDecoder, the one SSE decoder: the same events whatever the chunking."""
 
 from __future__ import annotations
 
 import pytest
 
-from capture.sse import Event, SSEDecoder
+from corpus.wire import Event, SSEDecoder
 
 STREAM = (
     "\ufeff: a comment line\n"
@@ -86,3 +86,36 @@ def test_cr_at_chunk_end_is_not_doubled_by_a_following_lf() -> None:
     assert dec.feed(b"data: x\r") == []
     assert dec.feed(b"\n\r\n") == [Event("message", "x")]
     assert dec.feed(b"data: y\n\n") == [Event("message", "y")]
+
+
+BOM_TWO = b"\xef\xbb\xbfevent: a\ndata: 1\n\nevent: b\ndata: 2\n\n"
+
+
+def test_a_byte_order_mark_then_two_events_gives_both_at_every_split() -> None:
+    # replay's old decoder lost the first event here (the BOM glued to its `event` line)
+    want = [Event("a", "1"), Event("b", "2")]
+    for i in range(len(BOM_TWO) + 1):
+        for j in range(i, len(BOM_TWO) + 1):
+            assert decode([BOM_TWO[:i], BOM_TWO[i:j], BOM_TWO[j:]]) == want, (i, j)
+
+
+def test_a_byte_order_mark_after_the_start_is_data() -> None:
+    assert decode([b"data: x\n\n\xef\xbb\xbfdata: y\n\n"]) == [Event("message", "x")]
+    assert decode([b"data: \xef\xbb\xbfy\n\n"]) == [Event("message", "\ufeffy")]
+
+
+# replay's client stream shape: CRLF events, then an event ended by a bare CR pair
+CLIENT = (
+    b": comment\r\n"
+    b"event: message_start\r\ndata: {\"a\":1}\r\n\r\n"
+    b"data: line one\ndata: line two\n\n"
+    b"data: [DONE]\r\r"
+)
+
+
+def test_mixed_line_ends_at_every_three_way_split() -> None:
+    want = [Event("message_start", '{"a":1}'), Event("message", "line one\nline two"),
+            Event("message", "[DONE]")]
+    for i in range(len(CLIENT) + 1):
+        for j in range(i, len(CLIENT) + 1):
+            assert decode([CLIENT[:i], CLIENT[i:j], CLIENT[j:]]) == want, (i, j)

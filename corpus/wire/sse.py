@@ -1,10 +1,11 @@
-"""Incremental Server-Sent Events decoding (sans-I/O), per the WHATWG event-stream rules.
+"""Incremental Server-Sent Events decoding (sans-I/O), per the WHATWG event-stream rules: the
+one SSE decoder capture, replay's client and the simulated engine share.
 
-Feed bytes as they arrive; `feed()` returns the events they complete. At the end of the
-stream (mitmproxy's final `b""`) `flush()` returns an event a sloppy server left without its
-closing blank line. Lines may end in CRLF, LF or CR, and a line (even a CRLF pair or a UTF-8
-sequence) may be split across chunks: feeding the same bytes split at any boundary yields the
-same events.
+Feed bytes as they arrive; `feed()` returns the events they complete (`feed(b"")` is not
+special). At the end of the stream (mitmproxy's final `b""`) `flush()` returns an event a
+sloppy server left without its closing blank line. A leading byte-order mark is dropped.
+Lines may end in CRLF, LF or CR, and a line (even a CRLF pair or a UTF-8 sequence) may be
+split across chunks: feeding the same bytes split at any boundary yields the same events.
 """
 
 from __future__ import annotations

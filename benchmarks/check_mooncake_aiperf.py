@@ -1,0 +1,109 @@
+"""Replay a `corpus export mooncake` file with AIPerf against `replay serve` and compare the input
+the server counted with the recording (the export is right when they agree within 1 %).
+
+AIPerf is not a dependency: install it in a venv of its own and pass its `aiperf` binary. It
+needs a tiktoken cache that holds cl100k_base (see /work/shared/PEERS.md or AIPerf's docs);
+pass its folder with --tiktoken-cache. Nothing is downloaded.
+
+    uv run python benchmarks/check_mooncake_aiperf.py --aiperf /venvs/aiperf/bin/aiperf \\
+        --tiktoken-cache ./tiktoken-cache corpus/reference/swe-bench.zst --sessions 6
+
+Prints the recorded input, the server's `vllm:prompt_tokens_total` and their ratio; with
+`--also-whole`, the same for the `--whole-requests` export (what the export wrote before 0.2:
+each turn's whole context, which a session replayer sends on top of the conversation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from corpus import Reader, exporters, ops
+
+
+def _metric(url: str, name: str) -> float:
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    m = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def _serve() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "replay", "serve", "--port", "0", "--profile", "instant"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    m = re.search(r"http://[0-9.]+:[0-9]+", first)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"replay serve did not start: {first!r}")
+    return proc, m.group(0)
+
+
+def _run(aiperf: str, cache: str, trace: Path, url: str, turns: int, out: Path) -> float:
+    before = _metric(url, "vllm:prompt_tokens_total")
+    env = dict(os.environ, TIKTOKEN_CACHE_DIR=cache, HF_HUB_OFFLINE="1")
+    cmd = [
+        aiperf, "profile", "--model", "m", "--url", url, "--endpoint-type", "chat",
+        "--streaming", "--tokenizer", "cl100k_base", "--input-file", str(trace),
+        "--custom-dataset-type", "mooncake_trace", "--isl-block-size", "512",
+        "--ignore-trace-delays", "--no-fixed-schedule", "--concurrency", "4",
+        "--request-count", str(turns),
+        "--extra-inputs", "ignore_eos:true", "--artifact-dir", str(out), "--ui", "none",
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"aiperf failed ({done.returncode}):\n{done.stdout[-3000:]}")
+    print(f"  aiperf ran {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return _metric(url, "vllm:prompt_tokens_total") - before
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("corpus", type=Path)
+    ap.add_argument("--aiperf", required=True)
+    ap.add_argument("--tiktoken-cache", required=True)
+    ap.add_argument("--sessions", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--also-whole", action="store_true", help="also replay --whole-requests")
+    ap.add_argument("--keep", type=Path, help="keep the export and AIPerf's artifacts here")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        sample = work / "sample.zst"
+        ops.sample(args.corpus, sample, n=args.sessions, seed=args.seed)
+        sessions = list(Reader(sample).sessions())
+        turns = sum(len(s.turns) for s in sessions)
+        recorded = sum(t.input for s in sessions for t in s.turns)
+        proc, url = _serve()
+        try:
+            runs = [("per-turn rows (default)", False)]
+            if args.also_whole:
+                runs.append(("--whole-requests", True))
+            for label, whole in runs:
+                trace = work / f"trace-{whole}.jsonl"
+                exporters.run("mooncake", sample, trace, block_size=512, whole=whole)
+                served = _run(args.aiperf, args.tiktoken_cache, trace, url, turns, work / label)
+                print(
+                    f"{label}: {len(sessions)} sessions, {turns} turns; recorded input "
+                    f"{recorded:,}, server counted {served:,.0f}: ratio {served / recorded:.4f}"
+                )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
