@@ -100,6 +100,13 @@ KeepKeys = Annotated[
 ]
 # no `dir_okay=False`: a directory gets the reader's one-line error, not a usage box
 Input = Annotated[Path, typer.Argument(help="Corpus file (.zst).")]
+AllowDamaged = Annotated[
+    bool,
+    typer.Option(
+        "--allow-damaged",
+        help="Read the intact frames of a damaged file instead of stopping with an error.",
+    ),
+]
 
 
 def _wrote(path: Path, result: ops.Copied) -> None:
@@ -118,12 +125,13 @@ def _wrote(path: Path, result: ops.Copied) -> None:
 def info(
     file: Input,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    allow_damaged: AllowDamaged = False,
 ) -> None:
     """What a corpus holds: header, sessions, turns, tokens, time span, models and agents."""
     from corpus.summary import info as summarize
 
     with _status("reading"):
-        facts = summarize(file)
+        facts = summarize(file, allow_damaged=allow_damaged)
     if as_json:
         typer.echo(json.dumps(facts.as_dict(), indent=2, ensure_ascii=False))
         return

@@ -69,6 +69,7 @@ async def measure_open(
     await fleet.begin_open(0, [(t0 + int(t * 1e9), root) for t, root in schedule])
     live = Live(level=0, agents=0)
     c0 = None
+    began = False
     try:
         while True:
             await clock.sleep(timing.tick)
@@ -83,8 +84,9 @@ async def measure_open(
             if now < window_start:
                 live.phase = "warm-up"
                 continue
-            if counters is not None and c0 is None:
-                c0 = await counters.read()
+            if counters is not None and not began:
+                began = True
+                c0 = await counters.begin()
             live.phase = "window"
             level.window_end = min(now, window_end)
             live.window_requests = sum(1 for s in got if s.start >= window_start)
@@ -95,10 +97,10 @@ async def measure_open(
     except BaseException:
         got.extend(fleet.take())
         raise
-    if counters is not None and c0 is not None:
-        c1 = await counters.read()
-        if c1 is not None and c1[0] > c0[0]:
-            raw.counters = (c1[1] - c0[1]) / (c1[0] - c0[0])
+    if counters is not None:
+        raw.server = await counters.end(c0)
+        if raw.server is not None:
+            raw.counters = raw.server.cache_hit_ratio
     inside = [n for t, n in level.in_flight if window_start <= t <= window_end]
     level.agents = round(sum(inside) / len(inside)) if inside else 0
     before = epoch + int(window_end * 1e9)

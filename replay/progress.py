@@ -106,6 +106,41 @@ class View:
                                style="dim", soft_wrap=True)
             self.console.print(LEGEND, highlight=False, style="dim")
         self.console.print(level_line(level), highlight=False, soft_wrap=True)
+        for line in detail(level):
+            self.console.print(f"  {line}", highlight=False, style="dim", soft_wrap=True)
+
+
+def detail(level: Level) -> list[str]:
+    """A level's fidelity and the server's own figures, one line each (when there are any)."""
+    f = level.fidelity
+    out: list[str] = []
+    parts: list[str] = []
+    if f.input_ratio is not None:
+        parts.append(f"input {f.input_ratio:.1%} (max dev {f.input_max_dev:.1%})")
+    if f.output_ratio is not None:
+        parts.append(f"output {f.output_ratio:.1%} ({_pct(f.output_exact_share)} exact)")
+    cache = f.cache_counters if f.cache_counters is not None else f.cache_server
+    if cache is not None or f.cache_ideal is not None:
+        parts.append(f"cache {_pct(cache)} / ideal {_pct(f.cache_ideal)}")
+    if parts:
+        out.append("fidelity: " + " · ".join(parts))
+    s = level.server
+    if s is not None:
+        load = [f"running {_f(s.running_mean, '.1f')} (max {_f(s.running_max, '.0f')})",
+                f"waiting {_f(s.waiting_mean, '.1f')} (max {_f(s.waiting_max, '.0f')})",
+                f"KV {_pct(s.kv_usage_mean)} (peak {_pct(s.kv_usage_max)})"]
+        if s.prompt_tps is not None:
+            load.append(f"{s.prompt_tps:,.0f} prompt + {s.generation_tps or 0:,.0f} output tok/s")
+        if s.gpu_util_mean is not None:
+            load.append(f"GPU {s.gpu_util_mean:.0f}%")
+        if s.sm_clock_mhz_mean is not None:
+            load.append(f"SM {s.sm_clock_mhz_mean:,.0f} MHz")
+        if s.gpu_mem_used_mib_max is not None:
+            load.append(f"{s.gpu_mem_used_mib_max / 1024:,.1f} GiB used")
+        out.append("server: " + " · ".join(load))
+    if level.bottleneck:
+        out.append(level.bottleneck)
+    return out
 
 
 def level_line(level: Level) -> str:

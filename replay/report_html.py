@@ -11,6 +11,7 @@ import functools
 from collections.abc import Callable, Sequence
 from html import escape
 
+import msgspec
 import numpy as np
 
 from replay import slo, svg
@@ -135,10 +136,7 @@ SERVER_FIGURES: tuple[tuple[str, str, str], ...] = (
 
 
 def _server(level: Level) -> dict[str, object]:
-    load = getattr(level, "server", None)
-    if load is None:
-        return {}
-    return {k: getattr(load, k) for k in getattr(load, "__struct_fields__", ())}
+    return {} if level.server is None else msgspec.structs.asdict(level.server)
 
 
 def server_charts(run: Run) -> list[str]:

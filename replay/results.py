@@ -106,6 +106,39 @@ class Fidelity(msgspec.Struct, kw_only=True):
     """Schedule lag: how late turns started after their wait was over (seconds)."""
 
 
+class Load(msgspec.Struct, kw_only=True):
+    """The server's own /metrics over a level's steady window: counter deltas, gauge means and
+    peaks (polled about once a second), GPU telemetry where an exporter reports it. None
+    where the server has no such metric."""
+
+    source: str
+    polls: int = 0
+    prefix_queries: float | None = None
+    prefix_hits: float | None = None
+    cache_hit_ratio: float | None = None
+    prompt_tokens: float | None = None
+    generation_tokens: float | None = None
+    prompt_tps: float | None = None
+    generation_tps: float | None = None
+    running_mean: float | None = None
+    running_max: float | None = None
+    waiting_mean: float | None = None
+    waiting_max: float | None = None
+    kv_usage_mean: float | None = None
+    """KV-cache usage, 0–1."""
+    kv_usage_max: float | None = None
+    cache_hit_rate_mean: float | None = None
+    """A server's own hit-rate gauge (SGLang), 0–1."""
+    cache_hit_rate_max: float | None = None
+    gpu_util_mean: float | None = None
+    """GPU utilisation, percent (mean over GPUs)."""
+    gpu_util_max: float | None = None
+    gpu_mem_used_mib_mean: float | None = None
+    gpu_mem_used_mib_max: float | None = None
+    sm_clock_mhz_mean: float | None = None
+    sm_clock_mhz_max: float | None = None
+
+
 class Level(msgspec.Struct, kw_only=True):
     """One measured agent count: the window's figures, verdicts and raw samples."""
 
@@ -147,6 +180,10 @@ class Level(msgspec.Struct, kw_only=True):
     then the mean number in flight over the window."""
     in_flight: list[tuple[float, int]] = []
     """Open population: (seconds since the run's epoch, agents in flight) through the level."""
+    server: Load | None = None
+    """The server's own figures over the window (its /metrics), when it has them."""
+    bottleneck: str = ""
+    """Why the level failed a tier, in one line from the figures (empty when all passed)."""
 
 
 STATUSES = ("measured", "at limit", "unresolved", "not measured")
@@ -232,6 +269,35 @@ class Modelled(msgspec.Struct, kw_only=True):
     """Wall seconds it took (the one figure that varies between identical forecasts)."""
 
 
+class Server(msgspec.Struct, kw_only=True):
+    """What replay learned about the server at start (`replay.probe`) and what it did about it."""
+
+    dialect: str
+    detected: bool = True
+    """Recognised from the server (`--dialect auto`), not named by the user."""
+    sends: list[str] = []
+    """Extension parameters sent with every request."""
+    refused: list[str] = []
+    """Extension parameters the server answered 400 to (not sent)."""
+    lost: list[str] = []
+    """The guarantees lost to refused parameters, one line each."""
+    template: int | None = None
+    """Tokens the server's chat template adds to a one-message request (text APIs)."""
+    template_source: str = ""
+    """How `template` was found: "tokenize" (the server's /tokenize), "usage" (a probe
+    request's usage), or "" (not measured: the corpus's role marker is assumed)."""
+    tokenizer_ratio: float | None = None
+    """Server tokens ÷ corpus-tokenizer tokens of the same text (1.0: same tokenizer)."""
+    block_size: int | None = None
+    """The server's KV-cache block size, from its /metrics."""
+    metrics: bool = False
+    """The server publishes Prometheus load figures replay reads."""
+    reset: str | None = None
+    """The cold-cache path asked before each level (`--reset-cache`)."""
+    endpoints: list[str] = []
+    """Every replica's base URL (agents are spread over them, sticky per agent)."""
+
+
 class Run(msgspec.Struct, kw_only=True):
     """Everything one `replay` run measured (the `--json` document)."""
 
@@ -260,6 +326,8 @@ class Run(msgspec.Struct, kw_only=True):
     modelled: Modelled | None = None
     arrivals: str | None = None
     """Open population (`--arrivals`): how sessions arrived; None for N closed-loop agents."""
+    server: Server | None = None
+    """What replay learned about a real server at start (None for the simulated engine)."""
 
 
 _json = msgspec.json.Encoder()

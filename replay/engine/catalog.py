@@ -128,7 +128,7 @@ class Model(msgspec.Struct, frozen=True, kw_only=True):
         """Attention projection parameters over all layers (replicated under DP attention)."""
         h, d = self.hidden, self.head_dim
         if self.attention in ("mla", "sparse-mla"):
-            q_rank = 1536
+            q_rank = 1536  # q_lora_rank of every MLA model catalogued (V3, V3.2)
             per = (
                 h * q_rank
                 + q_rank * self.q_heads * (d + self.rope_dim)

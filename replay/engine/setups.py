@@ -28,9 +28,16 @@ POWER_SOURCE = ("https://github.com/SemiAnalysisAI/InferenceX-app/blob/main/docs
                 "power-p90-backfill.json")
 """InferenceX power audits (time-weighted GPU power per run): B200 TP8 and MI355X TP4 serving
 Qwen3.5 FP8 8k/1k at 1-256 concurrent users (runs 34175132645 and 33348766792, 2026-09)."""
-SUSTAINED_SHARE = 0.62
-"""Share of (board power - idle) a GPU draws above idle when inference saturates it: the MI355X
-audit levels off at 934 W of 1,400 W at 256 users. Read off two GPUs' audits, not backtested."""
+SUSTAINED_SHARE_MOE = 0.62
+"""Share of (board power - idle) a GPU draws above idle when inference of a mixture-of-experts
+model saturates it: the MI355X audit levels off at 934 W of 1,400 W at 256 users. Read off the
+audits, not backtested."""
+SUSTAINED_SHARE_DENSE = 0.9
+"""The same for a dense model, whose big GEMMs keep the tensor cores busier: MLPerf Power
+5.1-0061 (8 x B200, Llama 2 70B Offline) drew 10.4 kW at the wall for the whole system, which
+leaves ~0.9 of the range per GPU after ~3 kW of host, fans and NICs (our assumption)."""
+MLPERF_POWER_SOURCE = ("https://github.com/mlcommons/inference_results_v5.1/tree/main/closed/"
+                       "Lenovo/results/SR680a_V3_B200SXMx8_TRT")
 BUSY_FLOOR = 0.4
 """Share of that sustained range any non-empty step draws (a memory-bound decode still keeps HBM
 and SMs busy): B200 at 1 user drew 350 W (idle ~140 W), MI355X at 4 users 530 W (idle ~200 W).
@@ -94,6 +101,7 @@ def profile(setup: Setup, *, max_batch: int | None = None, factors: Factors | No
     # the step size at which the GPUs run at full power.
     ridge = r.static_bytes / r.gpu_bandwidth * r.engine_flops / r.flops_per_token
     name = f"{setup.gpu}x{setup.gpus}-{setup.model}"
+    share = SUSTAINED_SHARE_MOE if m.moe else SUSTAINED_SHARE_DENSE
     return Profile(
         name=name,
         description=f"{setup.label()} (roofline, calibrated)",
@@ -108,7 +116,7 @@ def profile(setup: Setup, *, max_batch: int | None = None, factors: Factors | No
         prefill_budget=PREFILL_BUDGET_PER_RANK * ranks,
         max_context=min(m.max_context, capacity),
         idle_power_w=g.idle_w * setup.gpus,
-        max_power_w=(g.idle_w + SUSTAINED_SHARE * (g.tdp_w - g.idle_w)) * setup.gpus,
+        max_power_w=(g.idle_w + share * (g.tdp_w - g.idle_w)) * setup.gpus,
         busy_floor=BUSY_FLOOR,
         saturation_tokens=max(1, round(ridge)),
         gpus=setup.gpus,

@@ -22,6 +22,7 @@ from replay.forecast.routers import Router, make
 from replay.forecast.topology import Topology
 from replay.power import Reading
 from replay.prompts import Form
+from replay.results import Load
 
 
 class Pool:
@@ -130,12 +131,19 @@ class Cluster:
         return (sum(e.power.watts for e in self.engines),
                 sum(e.power.energy_j(now) for e in self.engines))
 
-    def cache_counters(self) -> tuple[float, float]:
-        """(prefix-cache queries, hits) in tokens, summed over the engines that prefill."""
+    def counters(self) -> dict[str, float]:
+        """The engines' counters now, summed (prefix-cache figures from the engines that
+        prefill)."""
         pool = self.prefill or self.decode
-        stats = [e.stats() for e in pool.engines]
-        return (float(sum(s.prefix_cache_queries_total for s in stats)),
-                float(sum(s.prefix_cache_hits_total for s in stats)))
+        stats = [e.stats() for e in self.engines]
+        prefilling = [e.stats() for e in pool.engines]
+        return {
+            "queries": float(sum(s.prefix_cache_queries_total for s in prefilling)),
+            "hits": float(sum(s.prefix_cache_hits_total for s in prefilling)),
+            "prompt": float(sum(s.prompt_tokens_total for s in prefilling)),
+            "generated": float(sum(s.generation_tokens_total for s in stats)),
+            "t": asyncio.get_running_loop().time(),
+        }
 
 
 class Power:
@@ -155,10 +163,27 @@ class Power:
 
 
 class Counters:
-    """`CacheCounters` over the cluster's engines."""
+    """`CacheCounters` over the cluster's engines: counter deltas over a level's window (a
+    forecast polls no gauges)."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
 
-    async def read(self) -> tuple[float, float] | None:
-        return self.cluster.cache_counters()
+    async def begin(self) -> dict[str, float] | None:
+        return self.cluster.counters()
+
+    async def end(self, first: dict[str, float] | None) -> Load | None:
+        if first is None:
+            return None
+        last = self.cluster.counters()
+        seconds = max(last["t"] - first["t"], 1e-9)
+        queries = last["queries"] - first["queries"]
+        hits = last["hits"] - first["hits"]
+        prompt = last["prompt"] - first["prompt"]
+        generated = last["generated"] - first["generated"]
+        return Load(
+            source="forecast", polls=2, prefix_queries=queries, prefix_hits=hits,
+            cache_hit_ratio=hits / queries if queries > 0 else None,
+            prompt_tokens=prompt, generation_tokens=generated,
+            prompt_tps=prompt / seconds, generation_tps=generated / seconds,
+        )

@@ -79,9 +79,12 @@ def test_replay_names_the_error_band_of_the_profile_it_runs() -> None:
     assert error_band("no-such-profile") == "uncalibrated"
 
 
-def test_power_follows_the_inferencex_audits_it_was_read_from() -> None:
+def test_power_follows_the_measurements_it_was_read_from() -> None:
     # B200 TP8 at one user drew ~350 W per GPU; MI355X TP4 saturated at ~934 W per GPU.
     b200 = profile(parse("b200", "qwen3-235b-a22b", gpus=8, ep=8, precision="fp8"))
     assert b200.power(1) / 8 == pytest.approx(350, rel=0.05)
     mi355x = profile(parse("mi355x", "qwen3-235b-a22b", gpus=4, ep=4, precision="fp8"))
     assert mi355x.power(1_000_000) / 4 == pytest.approx(934, rel=0.05)
+    # MLPerf Power: 8 x B200 on Llama 2 70B Offline, 10.4 kW at the wall with the host.
+    dense = profile(parse("b200", "llama-2-70b", precision="fp4"))
+    assert 7_000 < 8 * dense.power(1_000_000) < 8_000

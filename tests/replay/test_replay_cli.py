@@ -270,3 +270,19 @@ def test_python_dash_m_replay_runs_the_command() -> None:
     assert done.returncode == 0, done.stderr
     assert "--endpoint" in done.stdout
     assert "replay serve" in done.stdout  # the other commands are findable from --help
+
+
+def test_a_damaged_corpus_is_an_error_with_the_message_validate_gives(
+    corpus: Path, tmp_path: Path
+) -> None:
+    from corpus.frames import Frame, scan
+    from corpus.validate import validate
+
+    last = [f for f in scan(corpus) if isinstance(f, Frame)][-1].offset
+    cut = tmp_path / "cut.zst"
+    cut.write_bytes(corpus.read_bytes()[: last + 9])
+    (message,) = validate(cut).problems
+    code, text = invoke(str(cut), *FAST)
+    assert code == 1
+    assert text == f"error: {message}\n"
+

@@ -20,7 +20,7 @@ from replay import results as res
 from replay.cli import app, main
 from replay.compare import compare
 from replay.report_cli import compare_app, report_app
-from replay.results import Level
+from replay.results import Load
 from replay.slo import parse_limit, parse_task
 from replay.tiers import Tier
 
@@ -216,7 +216,7 @@ def test_a_replay_writes_its_html_report_and_report_reads_the_json_back(
     assert result.exit_code == 0, result.output
     page = out_html.read_text()
     assert 'class="badge live">live' in page
-    assert parse(page).svgs == 11
+    assert parse(page).svgs == 16  # 11, plus 5 from the server's /metrics (Level.server)
     again = tmp_path / "again.html"
     with pytest.raises(SystemExit) as stop:
         main(["report", str(out_json), "--html", str(again)])
@@ -224,25 +224,12 @@ def test_a_replay_writes_its_html_report_and_report_reads_the_json_back(
     assert again.read_text() == page
 
 
-class Load(msgspec.Struct, kw_only=True):
-    """The shape of a level's server figures (its own /metrics), as the server probe fills it."""
-
-    source: str
-    running_mean: float | None = None
-    kv_usage_mean: float | None = None
-    gpu_util_mean: float | None = None
-
-
-class ServedLevel(Level, kw_only=True):
-    server: Load | None = None
-
-
 def test_server_metrics_are_charted_when_the_levels_carry_them() -> None:
     run = make_run()
     assert "Server metrics" not in report_html.render(run)
-    run.levels = [ServedLevel(**{f: getattr(lv, f) for f in lv.__struct_fields__},
-                              server=Load(source="vllm", running_mean=lv.agents * 0.8,
-                                          kv_usage_mean=min(1.0, lv.agents / 30)))
+    run.levels = [msgspec.structs.replace(
+                      lv, server=Load(source="vllm", running_mean=lv.agents * 0.8,
+                                      kv_usage_mean=min(1.0, lv.agents / 30)))
                   for lv in run.levels]
     page = report_html.render(run)
     s = parse(page)
@@ -286,3 +273,24 @@ def test_a_boundary_label_at_the_right_edge_stays_inside_the_plot() -> None:
     left, right = text.split(">20 tok/s: 2<")[0], text.split(">20 tok/s: 99<")[0]
     assert not left.rsplit("<text", 1)[1].count("text-anchor")
     assert 'text-anchor="end"' in right.rsplit("<text", 1)[1]
+
+
+def test_report_and_compare_refuse_to_replace_outputs_without_force(tmp_path: Path) -> None:
+    a = save(make_run(), tmp_path / "a.json")
+    b = save(make_run(speed1=130.0), tmp_path / "b.json")
+    out = tmp_path / "out.html"
+    out.write_text("keep me")
+    for app_, args in ((report_app, [str(a)]), (compare_app, [str(a), str(b)])):
+        result = CliRunner().invoke(app_, [*args, "--html", str(out)])
+        assert result.exit_code == 1
+        assert f"{out}: already exists; pass --force to replace it" in " ".join(
+            result.output.split())
+        assert "20 tok/s" not in result.output  # refused before any work
+        assert out.read_text() == "keep me"
+        result = CliRunner().invoke(app_, [*args, "--html", str(out), "--force"])
+        assert result.exit_code == 0, result.output
+        assert out.read_text().startswith("<!doctype html>")
+        out.write_text("keep me")
+    result = CliRunner().invoke(compare_app, [str(a), str(b), "--json", str(a)])
+    assert result.exit_code == 1
+    assert "is also an input" in result.output
