@@ -594,6 +594,9 @@ def replay(
         workload = Workload.load(corpus, allow_damaged=allow_damaged)
     except (ReplayError, CorpusError) as exc:
         raise _fail(str(exc)) from None
+    if workload.damage:
+        err_console.print(f"[yellow]warning:[/] {escape(workload.damage)}", highlight=False,
+                          soft_wrap=True)
     tag = run_tag if run_tag is not None else secrets.token_hex(4)
     settings: dict[str, Any] = {
         "wait": wait, "max_wait": max_wait or None,

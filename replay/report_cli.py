@@ -13,8 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from corpus import outfile
-from corpus.errors import CorpusError
+from corpus import CorpusError, outfile
 from replay import plots, report_html
 from replay import results as res
 from replay.compare import Comparison, compare, dumps, texts
