@@ -626,7 +626,8 @@ def replay(
     # cancellation of the run, so every level's cleanup runs (see `_on_sigterm`).
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        with View(console, label=label, enabled=progress, simulated=endpoint is None) as view:
+        with View(console, label=label, enabled=progress, simulated=endpoint is None,
+                  stats=(tiers[0].speed_pct, tiers[0].ttft_pct)) as view:
             asyncio.run(_on_sigterm(_execute(state, workload, opts, view)))
     except (KeyboardInterrupt, asyncio.CancelledError):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough: finish saving
