@@ -393,6 +393,7 @@ IMPORT_FORMATS = {
     "weka": "kv-cache-tester (WEKA) trace_*.json, sub-agents included",
 }
 EXPORT_FORMATS = {
+    "agentperf-local": "AA's agentperf-local replay folder (manifest + one JSONL row per turn)",
     "mooncake": "Mooncake JSONL for AIPerf/Dynamo session replay (one row per turn: what it adds)",
     "weka": "kv-cache-tester (WEKA) trace_NNNN.json folder",
 }
@@ -474,6 +475,14 @@ def export(
             "as AIPerf's and Dynamo's session replay expect.",
         ),
     ] = False,
+    framing: Annotated[
+        int | None,
+        typer.Option(
+            help="mooncake: tokens the replay server's chat template adds per message, left "
+            "out of each later row (default 5: ChatML, Llama 3, replay serve).",
+            min=0,
+        ),
+    ] = None,
     force: Force = False,
 ) -> None:
     """Write a corpus in another tool's trace format."""
@@ -483,6 +492,8 @@ def export(
     extra: dict[str, Any] = {} if block_size is None else {"block_size": block_size}
     if whole:
         extra["whole"] = True
+    if framing is not None:
+        extra["framing"] = framing
     with _status(f"exporting {fmt}"), ops.replacing(output, force=force, inputs=[file]) as tmp:
         report = exporters.run(fmt, file, tmp, **extra)
     counts = [

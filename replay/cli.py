@@ -744,6 +744,9 @@ def replay(
         workload = Workload.load(corpus, allow_damaged=allow_damaged)
     except (ReplayError, CorpusError, CatalogError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    if workload.damage:
+        err_console.print(f"[yellow]warning:[/] {escape(workload.damage)}", highlight=False,
+                          soft_wrap=True)
     tag = run_tag if run_tag is not None else (
         f"forecast-{seed}" if forecast_ else secrets.token_hex(4))
     settings: dict[str, Any] = {
@@ -779,7 +782,8 @@ def replay(
     # cancellation of the run, so every level's cleanup runs (see `_on_sigterm`).
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        with View(console, label=label, enabled=progress, simulated=endpoint is None) as view:
+        with View(console, label=label, enabled=progress, simulated=endpoint is None,
+                  stats=(tiers[0].speed_pct, tiers[0].ttft_pct)) as view:
             if topology is not None:
                 record = _forecast(state, workload, opts)
                 virtual.run(_on_sigterm(_run_forecast(record, workload, opts, view)))

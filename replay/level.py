@@ -210,6 +210,10 @@ async def measure(
         raise
     if counters is not None:
         raw.server = await counters.end(c0)
+        if raw.server is not None and scale != 1.0:  # per modelled second, like every figure
+            for name in ("prompt_tps", "generation_tps"):
+                if (rate := getattr(raw.server, name)) is not None:
+                    setattr(raw.server, name, rate * scale)
         if raw.server is not None:
             raw.counters = raw.server.cache_hit_ratio
     live.phase = "drain"

@@ -154,8 +154,13 @@ async def _request(
     data = msgspec.json.encode(_body(target, extras, stream))
     try:
         async with session.post(base + apis.path(target.api), data=data, headers=headers) as resp:
-            raw = await resp.read()
             status = resp.status
+            try:
+                raw = await resp.read()
+            except aiohttp.ClientPayloadError as exc:
+                # the server took the request and cut its answer: not a refusal, and no reason
+                # to stop here (the levels will count such failures)
+                return status, f"response cut short: {exc}", {}
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise EndpointError(
             f"cannot reach {base}: {exc or type(exc).__name__}; is the server running there?"

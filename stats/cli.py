@@ -13,8 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from corpus import outfile
-from corpus.errors import CorpusError
+from corpus import CorpusError, outfile
 from stats import report_html, report_text
 from stats.capacity import HALVES, Forecaster
 from stats.checklist import Facility

@@ -65,8 +65,9 @@ def test_vllm_sees_the_recorded_input_and_makes_the_asked_output(
     if api != "anthropic":
         assert {"ignore_eos", "min_tokens", "stream_options", "return_token_ids"} <= set(
             server["sends"])
-    (level,) = doc["levels"]
-    samples = [s for s in rows(level, doc["sample_fields"]) if not s["error"] and not s["cut"]]
+    level = doc["levels"][-1]  # (a level too short to judge is measured again, longer)
+    samples = [s for lv in doc["levels"] for s in rows(lv, doc["sample_fields"])
+               if not s["error"] and not s["cut"]]
     assert len(samples) >= 4
     for s in samples:
         assert s["server_input"] == s["input"], s
@@ -97,6 +98,6 @@ def test_two_endpoints_spread_agents_over_replicas(
                        "--endpoint", other + "/v1", "--api", "completions")
     assert doc["server"]["endpoints"] == [vllm.url + "/v1", other + "/v1"]
     assert "2 replicas" in text
-    (level,) = doc["levels"]
+    level = doc["levels"][-1]
     assert level["errors"] == 0
     assert level["completed"] >= 4

@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 from fixtures_replay import make_corpus
 from run_samples import make_run
@@ -294,3 +295,36 @@ def test_report_and_compare_refuse_to_replace_outputs_without_force(tmp_path: Pa
     result = CliRunner().invoke(compare_app, [str(a), str(b), "--json", str(a)])
     assert result.exit_code == 1
     assert "is also an input" in result.output
+
+
+def test_server_token_rates_are_per_modelled_second_on_a_time_scaled_engine(
+    tmp_path: Path,
+) -> None:
+    corpus = make_corpus(tmp_path / "tiny.zst", sessions=4, turns=6, output=60)
+    out = tmp_path / "run.json"
+    result = CliRunner().invoke(app, [
+        str(corpus), "--profile", "h100", "--time-scale", "0.25", "--agents", "2", "--quick",
+        "--duration", "4", "--warmup", "1", "--warmup-max", "2", "--min-requests", "3",
+        "--no-progress", "--wait", "fixed:0.01", "--json", str(out)])
+    assert result.exit_code in (0, 1), result.output
+    (level, *_) = res.loads(out.read_bytes()).levels
+    assert level.server is not None
+    assert level.server.generation_tps is not None
+    tokens_s = report_html.throughput(level)
+    assert tokens_s is not None
+    # the same tokens over the same window: rates agree far closer than the 4x time scale
+    assert 0.5 < level.server.generation_tps / tokens_s < 2.0
+
+
+def test_tokens_delivered_over_time_match_a_request_by_request_sum() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0, 100, 300)
+    b = a + rng.uniform(0, 20, 300)
+    b[:5] = a[:5]  # zero-length deliveries count at once
+    tokens = rng.integers(0, 500, 300).astype(float)
+    at = np.linspace(-5, 130, 28)
+    expected = [sum((t * (e >= x)) if y == x else t * min(max(e - x, 0), y - x) / (y - x)
+                    for x, y, t in zip(a, b, tokens, strict=True)) for e in at]
+    got = report_html.delivered(a, b, tokens, at)
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert got[-1] == pytest.approx(tokens.sum())
