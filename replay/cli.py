@@ -23,27 +23,44 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
+import aiohttp
+import msgspec
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from corpus import outfile
-from corpus.errors import CorpusError
+from corpus import CorpusError, outfile
+from corpus import tokenizer as bpe
 from corpus.wire import apis
 from replay import results as res
-from replay.client import Client, ClientFactory, server_root
+from replay import virtual
+from replay.arrivals import Arrivals
+from replay.arrivals import parse as parse_arrivals
+from replay.client import Client, ClientFactory, base_url, server_root
 from replay.clock import RealClock
+from replay.dialect import CHOICES as DIALECT_CHOICES
+from replay.dialect import DIALECTS, EXTRAS
 from replay.endpoint import API_CHOICES, APIS, resolve_api
+from replay.engine.errors import CatalogError
+from replay.engine.profiles import Profile
+from replay.engine.server import resolve as resolve_profile
+from replay.engine.setup_options import SetupOptions, setup_profile
 from replay.errors import ConfigError, ReplayError
 from replay.fleet import LocalFleet
+from replay.forecast import Topology, forecast
+from replay.forecast.run import engine_profile, modelled
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
 from replay.metrics import Counters
+from replay.population import run_open
 from replay.power import Recorder, sampler
 from replay.power import validate as validate_power
 from replay.presets import choose as choose_slo
 from replay.presets import describe as describe_presets
+from replay.probe import PROBE_WORDS, Target, describe, reset_cache
+from replay.probe import probe as probe_server
 from replay.processes import ProcessFleet, Settings, make_worker
 from replay.progress import View
+from replay.prompts import Synth
 from replay.report_cli import show
 from replay.report_html import render as render_html
 from replay.runner import Plan, run
@@ -107,6 +124,15 @@ class _Options:
     quick: bool
     settings: dict[str, Any]
     slo_notes: tuple[str, ...] = ()
+    topology: Topology | None = None
+    """Set for a forecast (`--forecast`): the modelled cluster."""
+    engine: Profile | None = None
+    """A forecast's engine built from --gpu/--model (else `profile` names it)."""
+    arrivals: Arrivals | None = None
+    """Set for an open population (`--arrivals`)."""
+    replicas: tuple[str, ...] = ()
+    dialect: str = "auto"
+    reset_cache: bool = False
 
 
 async def _execute(state: _State, workload: Workload, opts: _Options, view: View) -> res.Run:
@@ -131,29 +157,29 @@ async def _execute_at(
             raise ReplayError(f"{probe.base}/models lists no model; pass --model NAME")
         model = listed[0]
     root = server_root(probe.base)
+    found: res.Server | None = None
+    if not simulated:
+        found = await _probe(opts, url, model)
     power = opts.power or ("sim" if simulated else "none")
     source = sampler(power, sim_metrics=root + "/metrics" if simulated else None)
     clock = RealClock()
     epoch = clock.now()
     factory = ClientFactory(
         url=url, api=opts.api, model=model, api_key=opts.api_key, headers=opts.headers,
-        affinity_header=opts.affinity_header, timeout=opts.request_timeout, extras=opts.extras,
+        affinity_header=opts.affinity_header, timeout=opts.request_timeout,
+        extras=opts.extras if found is None else frozenset(found.sends), replicas=opts.replicas,
     )
     s = Settings(
         corpus=workload.path, tag=opts.tag, tokenizer=opts.tokenizer, wait=opts.wait,
         max_wait=opts.max_wait, seed=opts.seed, epoch=epoch, time_scale=opts.time_scale,
+        template=None if found is None or not found.template_source else found.template,
+        cache_block=None if found is None else found.block_size,
     )
     plan = opts.plan
     record = res.Run(
         simulated=simulated, profile=opts.profile if simulated else None, endpoint=probe.base,
         api=opts.api, model=model,
-        corpus=res.Corpus(
-            path=workload.path, domain=workload.header.domain, sessions=len(workload.sessions),
-            sub_agents=workload.sub_agents,
-            turns=workload.turns, block_size=workload.header.block_size,
-            tokenizer=workload.header.tokenizer, recorded_api=workload.api,
-            ideal_cache_ratio=workload.ideal_cache_ratio,
-        ),
+        corpus=_corpus(workload),
         run_tag=opts.tag, seed=opts.seed, settings=opts.settings, short_windows=opts.quick,
         power_source=power, time_scale=opts.time_scale,
     )
@@ -162,6 +188,93 @@ async def _execute_at(
             f"simulated: every figure comes from the built-in simulated engine (profile "
             f"{opts.profile}; model error: {error_band(opts.profile)}), not from hardware"
         )
+    _workload_notes(record, workload, opts)
+    if found is not None:
+        record.server = found
+        marker = Synth(block_size=1, tag="", tokenizer=opts.tokenizer).template
+        record.notes.extend(describe(found, corpus_block=workload.header.block_size,
+                                     marker=marker, api=opts.api))
+    state.record = record
+    metrics_url = opts.metrics_url
+    names = DIALECTS[found.dialect].metrics if found is not None else None
+    gpu_url = power[len("dcgm:"):] if power.startswith("dcgm:") else None
+    counters = (
+        Counters(metrics_url or root + "/metrics", names=names, gpu_url=gpu_url)
+        if metrics_url != "none" else None
+    )
+    resets = [server_root(base_url(u)) for u in (url, *opts.replicas)]
+
+    async def cold_cache() -> None:
+        path = found.reset if found is not None else None
+        if path is None:
+            return
+        async with aiohttp.ClientSession() as session:
+            for r in resets:
+                await reset_cache(session, r, path)
+
+    recorder = Recorder(source, opts.power_interval, clock=clock) if source is not None else None
+    fleet: LocalFleet | ProcessFleet
+    client = None
+    if opts.workers > 1 and opts.arrivals is None:
+        fleet = ProcessFleet(s, factory, opts.workers)
+        await fleet.start()
+    else:
+        client = await factory.open()
+        fleet = LocalFleet(make_worker(s, workload, client, clock))
+    poller: asyncio.Task[None] | None = None
+    try:
+        if recorder is not None:
+            poller = asyncio.create_task(recorder.run())
+        if opts.arrivals is not None:
+            assert isinstance(fleet, LocalFleet)
+            await run_open(record, fleet, plan, opts.arrivals, workload, epoch=epoch,
+                           clock=clock, seed=opts.seed, recorder=recorder, counters=counters,
+                           on_tick=view.tick, on_level=view.level)
+        else:
+            await run(record, fleet, plan, epoch=epoch, clock=clock, scale=opts.time_scale,
+                      recorder=recorder, counters=counters, on_tick=view.tick,
+                      on_level=view.level,
+                      before_level=cold_cache if found is not None and found.reset else None)
+    finally:
+        if poller is not None:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
+        await fleet.close()
+        if client is not None:
+            await client.close()
+        if counters is not None:
+            await counters.close()
+        if source is not None:
+            await source.close()
+        _add_notes(record)
+    return record
+
+
+async def _probe(opts: _Options, url: str, model: str) -> res.Server:
+    """Probe the (first) server once: dialect, refused extensions, template, block size."""
+    wanted = set(EXTRAS)
+    if not opts.extras:
+        wanted -= {"ignore_eos", "min_tokens"}
+    headers = dict(opts.headers)
+    if opts.affinity_header:
+        headers[opts.affinity_header] = f"{opts.tag}-probe"
+    if opts.api_key:
+        if opts.api == apis.ANTHROPIC:
+            headers["x-api-key"] = opts.api_key
+        else:
+            headers["authorization"] = f"Bearer {opts.api_key}"
+    try:
+        ids = bpe.encoding(opts.tokenizer).encode(PROBE_WORDS)
+    except CorpusError as exc:
+        raise ConfigError(str(exc)) from exc
+    target = Target(url=url, api=opts.api, model=model, headers=headers, ids=ids)
+    found = await probe_server(target, dialect=opts.dialect, wanted=frozenset(wanted),
+                        reset=opts.reset_cache)
+    found.endpoints = [base_url(u) for u in (url, *opts.replicas)]
+    return found
+
+
+def _workload_notes(record: res.Run, workload: Workload, opts: _Options) -> None:
     record.notes.extend(opts.slo_notes)
     if opts.time_scale != 1.0:
         record.notes.append(
@@ -184,46 +297,76 @@ async def _execute_at(
             )
     if opts.quick:
         record.notes.append(
-            f"short windows (quick mode: {plan.timing.duration:g} s steady windows, "
-            f"{plan.timing.warmup_min:g}–{plan.timing.warmup_max:g} s warm-up"
+            f"short windows (quick mode: {opts.plan.timing.duration:g} s steady windows, "
+            f"{opts.plan.timing.warmup_min:g}–{opts.plan.timing.warmup_max:g} s warm-up"
             f"{' in modelled time' if opts.time_scale != 1.0 else ''}): indicative only; "
             "use --full or --duration for real measurements"
         )
+
+
+def _corpus(workload: Workload) -> res.Corpus:
+    return res.Corpus(
+        path=workload.path, domain=workload.header.domain, sessions=len(workload.sessions),
+        sub_agents=workload.sub_agents,
+        turns=workload.turns, block_size=workload.header.block_size,
+        tokenizer=workload.header.tokenizer, recorded_api=workload.api,
+        ideal_cache_ratio=workload.ideal_cache_ratio,
+    )
+
+
+def _forecast(state: _State, workload: Workload, opts: _Options) -> res.Run:
+    """The record of a forecast, before it runs (`_run_forecast` fills it)."""
+    assert opts.topology is not None
+    profile = opts.engine or resolve_profile(opts.profile)
+    info = modelled(opts.topology, engine_profile(profile, workload.header.block_size))
+    record = res.Run(
+        simulated=False, forecast=True, modelled=info, profile=profile.name,
+        endpoint=f"forecast: {info.topology}", api="model", model=profile.model,
+        corpus=_corpus(workload), run_tag=opts.tag, seed=opts.seed, settings=opts.settings,
+        short_windows=opts.quick, power_source="forecast",
+    )
+    record.notes.append(
+        f"forecast: every figure is modelled — {info.topology}; engine {profile.name} "
+        f"({profile.description}; model error: {profile.error_band}); virtual time, no "
+        "hardware was used"
+    )
+    _workload_notes(record, workload, opts)
     state.record = record
-    metrics_url = opts.metrics_url
-    counters = Counters(metrics_url or root + "/metrics") if metrics_url != "none" else None
-    recorder = Recorder(source, opts.power_interval, clock=clock) if source is not None else None
-    fleet: LocalFleet | ProcessFleet
-    client = None
-    if opts.workers > 1:
-        fleet = ProcessFleet(s, factory, opts.workers)
-        await fleet.start()
-    else:
-        client = await factory.open()
-        fleet = LocalFleet(make_worker(s, workload, client, clock))
-    poller: asyncio.Task[None] | None = None
+    return record
+
+
+async def _run_forecast(record: res.Run, workload: Workload, opts: _Options,
+                        view: View) -> res.Run:
+    assert opts.topology is not None
+    profile = opts.engine or resolve_profile(opts.profile)
+    settings = Settings(corpus=workload.path, tag=opts.tag, tokenizer=opts.tokenizer,
+                        wait=opts.wait, max_wait=opts.max_wait, seed=opts.seed)
     try:
-        if recorder is not None:
-            poller = asyncio.create_task(recorder.run())
-        await run(record, fleet, plan, epoch=epoch, clock=clock, scale=opts.time_scale,
-                  recorder=recorder, counters=counters, on_tick=view.tick, on_level=view.level)
+        await forecast(record, workload, opts.plan, topology=opts.topology, profile=profile,
+                       settings=settings, power_interval=opts.power_interval,
+                       arrivals=opts.arrivals, on_tick=view.tick, on_level=view.level)
     finally:
-        if poller is not None:
-            poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
-        await fleet.close()
-        if client is not None:
-            await client.close()
-        if counters is not None:
-            await counters.close()
-        if source is not None:
-            await source.close()
         _add_notes(record)
+        if record.modelled is not None:
+            m = record.modelled
+            record.notes.append(
+                f"forecast: {m.modelled_s:,.0f} modelled seconds in {m.wall_s:,.1f} wall "
+                f"seconds ({m.modelled_s / max(m.wall_s, 1e-9):,.0f}× real time)"
+            )
     return record
 
 
 def _add_notes(record: res.Run) -> None:
     """Run notes about the levels: what each could not judge, why one stopped early, power."""
+    if record.arrivals is not None and record.levels and not record.levels[0].partial:
+        lv = record.levels[0]
+        peak = max((n for _, n in lv.in_flight), default=0)
+        record.notes.append(
+            f"open population: {record.arrivals}; {lv.arrivals} arrived in the window, "
+            f"{lv.agents} agents in flight on average (peak {peak}); SLO attainment "
+            + ", ".join(f"{v.floor:g} tok/s·{v.ttft:g} s {v.attainment:.0%}"
+                        for v in lv.verdicts if v.attainment is not None)
+        )
     unsure: dict[str, list[str]] = {}
     for lv in record.levels:
         if lv.problem and not lv.partial:
@@ -235,6 +378,11 @@ def _add_notes(record: res.Run) -> None:
     for lv in record.levels:
         if lv.stopped:
             record.notes.append(f"level {lv.index + 1} ({lv.agents} agents) {lv.stopped}")
+    failing = next((lv for lv in record.levels if lv.bottleneck and not lv.partial), None)
+    if failing is not None:
+        record.notes.append(
+            f"level {failing.index + 1} ({failing.agents} agents) {failing.bottleneck}"
+        )
     bad = [lv for lv in record.levels if lv.power is not None and not lv.power.ok]
     if bad:
         record.notes.append(f"power: level {bad[0].index + 1}: "
@@ -289,18 +437,33 @@ def _report(record: res.Run, json_path: Path | None, html_path: Path | None = No
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
 def replay(
     corpus: Annotated[Path, typer.Argument(help="Corpus file (.zst) to replay.")],
-    endpoint: Annotated[
-        str | None,
-        typer.Option(help="Server base URL, e.g. http://host:8000/v1. Without it, replay "
-                     "starts the built-in simulated engine."),
+    endpoints: Annotated[
+        list[str] | None,
+        typer.Option("--endpoint", help="Server base URL, e.g. http://host:8000/v1. Without "
+                     "it, replay starts the built-in simulated engine. Repeat it for several "
+                     "replicas without a router: agents are spread over them, sticky per "
+                     "agent."),
     ] = None,
+    dialect: Annotated[
+        str,
+        typer.Option(help="Server family: auto (detect from /metrics and the URL), vllm, "
+                     "sglang, trtllm, llamacpp, ollama, openai, anthropic. Decides which "
+                     "extensions are tried, where load figures and cached tokens are read, "
+                     "and how --reset-cache empties the cache."),
+    ] = "auto",
+    reset_cache: Annotated[
+        bool,
+        typer.Option(help="Ask the server for a cold prefix cache before each level (vLLM "
+                     "/reset_prefix_cache with VLLM_SERVER_DEV_MODE=1, SGLang /flush_cache)."),
+    ] = False,
     api: Annotated[
         str, typer.Option(help="Wire API: chat (OpenAI chat completions), completions "
                           "(token-id prompts: exact), anthropic (messages); aliases of "
                           "openai-chat, openai-completions, anthropic-messages.")
     ] = "chat",
     model: Annotated[
-        str | None, typer.Option(help="Model name; default: the server's first /v1/models entry.")
+        str | None, typer.Option(help="Model name; default: the server's first /v1/models entry. "
+                                 "With --forecast --gpu: the catalogue model the engine serves.")
     ] = None,
     api_key_env: Annotated[
         str | None,
@@ -425,6 +588,43 @@ def replay(
                      "(0.1 = ten times faster) and report in modelled seconds (default 0.1 "
                      "in quick mode, else 1)."),
     ] = None,
+    forecast_: Annotated[
+        bool,
+        typer.Option("--forecast", help="Run against the modelled engine (--profile, or --gpu "
+                     "and --model) in virtual time instead of an endpoint: no sockets, no "
+                     "waiting."),
+    ] = False,
+    replicas: Annotated[
+        int, typer.Option(help="Forecast: identical engines behind --router.", min=1)
+    ] = 1,
+    router: Annotated[
+        str, typer.Option(help="Forecast: round-robin, least-loaded, affinity (one engine per "
+                          "conversation) or prefix (longest cached prefix).")
+    ] = "round-robin",
+    prefill_replicas: Annotated[
+        int, typer.Option(help="Forecast: disaggregated prefill engines (with "
+                          "--decode-replicas).", min=0)
+    ] = 0,
+    decode_replicas: Annotated[
+        int, typer.Option(help="Forecast: disaggregated decode engines (with "
+                          "--prefill-replicas).", min=0)
+    ] = 0,
+    kv_gbps: Annotated[
+        float, typer.Option(help="Forecast: KV-transfer link between prefill and decode "
+                            "engines, GB/s.")
+    ] = 50.0,
+    gpu: SetupOptions.Gpu = None,
+    gpus: SetupOptions.Gpus = 1,
+    tp: SetupOptions.Tp = None,
+    ep: SetupOptions.Ep = 1,
+    precision: SetupOptions.Precision = "fp8",
+    arrivals: Annotated[
+        str | None,
+        typer.Option(help="Open population instead of N agents: recorded[:SCALE] (sessions at "
+                     "their recorded start times, SCALE× compressed) or poisson:RATE (sessions "
+                     "per second); each session replays once. Reports SLO attainment and "
+                     "agents in flight over time."),
+    ] = None,
     repeats: Annotated[
         int,
         typer.Option(help="Measure the levels either side of each tier's boundary this many "
@@ -441,6 +641,9 @@ def replay(
         bool, typer.Option("--force", help="Replace the --json and --html files if they exist.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
+    allow_damaged: Annotated[
+        bool, typer.Option("--allow-damaged", help="Replay the intact frames of a damaged corpus.")
+    ] = False,
 ) -> None:
     """Replay CORPUS against an endpoint and find the most agents each SLO tier allows.
 
@@ -450,10 +653,17 @@ def replay(
     [bold]replay presets[/] (named SLO tiers), [bold]replay report RUN.json[/] and
     [bold]replay compare A.json B.json[/] (saved runs).
     """
+    endpoint = endpoints[0] if endpoints else None
     try:
         if api not in APIS and api not in (apis.BY_NAME[a].alias for a in APIS):
             raise ConfigError(f"--api {api!r}: expected one of {API_CHOICES}")
         api = resolve_api(api)
+        if dialect not in DIALECT_CHOICES:
+            raise ConfigError(f"--dialect {dialect!r}: expected one of "
+                              f"{', '.join(DIALECT_CHOICES)}")
+        if reset_cache and endpoint is None:
+            raise ConfigError("--reset-cache needs --endpoint (the simulated engine starts "
+                              "cold for every run)")
         if slo_preset == "list":
             for line in describe_presets():
                 console.print(line, highlight=False, soft_wrap=True)
@@ -494,6 +704,35 @@ def replay(
         if api_key_env and api_key is None:
             raise ConfigError(f"--api-key-env {api_key_env}: that variable is not set")
         extra_headers = _headers(header or [])
+        topology = None
+        engine = None
+        if forecast_:
+            if endpoint is not None:
+                raise ConfigError("--forecast models the engine (--profile); drop --endpoint")
+            if workers != 1:
+                raise ConfigError("--forecast runs in one process on virtual time; drop --workers")
+            if power not in (None, "sim"):
+                raise ConfigError("--forecast takes power from the modelled engines; drop --power")
+            if time_scale is not None:
+                raise ConfigError("--forecast runs in virtual time; drop --time-scale")
+            # in a forecast --model names the catalogue model the --gpu engine serves
+            engine = setup_profile(gpu, model if gpu is not None else None, gpus=gpus, tp=tp,
+                                   ep=ep, precision=precision)
+            if engine is None:
+                resolve_profile(profile)
+            topology = Topology(replicas=replicas, router=router, prefill=prefill_replicas,
+                                decode=decode_replicas, kv_gbps=kv_gbps)
+        elif (replicas, router, prefill_replicas, decode_replicas, gpu) != (
+                1, "round-robin", 0, 0, None):
+            raise ConfigError("--replicas, --router, --prefill-replicas, --decode-replicas and "
+                              "--gpu describe a modelled cluster: add --forecast")
+        open_population = None
+        if arrivals is not None:
+            open_population = parse_arrivals(arrivals)
+            if agents is not None:
+                raise ConfigError("--arrivals sets the population; drop --agents")
+            if workers != 1:
+                raise ConfigError("--arrivals runs in one worker process; drop --workers")
         if power is not None:
             validate_power(power, simulated=endpoint is None)
         for flag, path in (("--json", json_out), ("--html", html)):
@@ -502,10 +741,14 @@ def replay(
                     outfile.check(path, force=force)
                 except CorpusError as exc:
                     raise ConfigError(f"{flag} {exc}") from None
-        workload = Workload.load(corpus)
-    except (ReplayError, CorpusError) as exc:
+        workload = Workload.load(corpus, allow_damaged=allow_damaged)
+    except (ReplayError, CorpusError, CatalogError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    tag = run_tag if run_tag is not None else secrets.token_hex(4)
+    if workload.damage:
+        err_console.print(f"[yellow]warning:[/] {escape(workload.damage)}", highlight=False,
+                          soft_wrap=True)
+    tag = run_tag if run_tag is not None else (
+        f"forecast-{seed}" if forecast_ else secrets.token_hex(4))
     settings: dict[str, Any] = {
         "wait": wait, "max_wait": max_wait or None,
         "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers], **choice.settings,
@@ -513,26 +756,39 @@ def replay(
         "timing": dataclasses.asdict(timing), "tokenizer": tokenizer, "workers": workers,
         "max_error_rate": max_error_rate, "timeout": timeout, "ignore_eos": ignore_eos,
         "affinity_header": affinity_header, "power_interval": power_interval,
-        "repeats": repeats,
+        "repeats": repeats, "arrivals": arrivals,
+        "dialect": dialect, "reset_cache": reset_cache, "endpoints": endpoints or [],
     }
+    if topology is not None:
+        settings["topology"] = msgspec.structs.asdict(topology)
+        settings["profile"] = engine.name if engine is not None else profile
     opts = _Options(
         endpoint=endpoint, profile=profile, api=api, model=model, api_key=api_key,
         headers=extra_headers, affinity_header=affinity_header, extras=ignore_eos,
         request_timeout=timeout, tag=tag, tokenizer=tokenizer, wait=wait, max_wait=max_wait or None,
         seed=seed, power=power,
         power_interval=power_interval, metrics_url=metrics_url, workers=workers,
-        time_scale=scale, plan=plan, quick=is_quick, settings=settings,
-        slo_notes=tuple(choice.notes),
+        time_scale=1.0 if forecast_ else scale, plan=plan, quick=is_quick, settings=settings,
+        slo_notes=tuple(choice.notes), topology=topology, engine=engine,
+        arrivals=open_population,
+        replicas=tuple(endpoints[1:]) if endpoints else (), dialect=dialect,
+        reset_cache=reset_cache,
     )
-    label = f"simulated {profile}" if endpoint is None else endpoint
+    label = (f"forecast {engine.name if engine else profile}" if forecast_
+             else f"simulated {profile}" if endpoint is None else endpoint)
     state = _State()
     # SIGTERM stops a run like Ctrl-C: results so far are kept and the engine is shut down.
     # Outside the event loop it raises KeyboardInterrupt; inside, `_execute` turns it into a
     # cancellation of the run, so every level's cleanup runs (see `_on_sigterm`).
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        with View(console, label=label, enabled=progress, simulated=endpoint is None) as view:
-            asyncio.run(_on_sigterm(_execute(state, workload, opts, view)))
+        with View(console, label=label, enabled=progress, simulated=endpoint is None,
+                  stats=(tiers[0].speed_pct, tiers[0].ttft_pct)) as view:
+            if topology is not None:
+                record = _forecast(state, workload, opts)
+                virtual.run(_on_sigterm(_run_forecast(record, workload, opts, view)))
+            else:
+                asyncio.run(_on_sigterm(_execute(state, workload, opts, view)))
     except (KeyboardInterrupt, asyncio.CancelledError):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough: finish saving
         if state.record is not None:

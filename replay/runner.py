@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from replay import summary
+from replay import bottleneck, summary
 from replay.clock import Clock
 from replay.fleet import Fleet
 from replay.level import Live, Raw, Timing, measure, power_summary
@@ -36,9 +36,12 @@ class Plan:
     """Judge the levels either side of each tier's boundary this many times."""
 
 
-def _finish_level(raw: Raw, plan: Plan) -> Level:
+def finish_level(raw: Raw, plan: Plan) -> Level:
+    """`raw` summarized: figures, verdicts, fidelity, J per token."""
     level = summary.fill(raw.level, raw.samples, plan.tiers,
                          max_error_rate=plan.max_error_rate, counters=raw.counters)
+    level.server = raw.server
+    level.bottleneck = bottleneck.explain(level)
     p = level.power
     if p is not None and p.mean_w is not None and level.output_tokens:
         seconds = level.window_end - level.window_start
@@ -53,6 +56,7 @@ def _figures(res: TierResult, lv: Level, t: int) -> None:
     if lv.verdicts:
         v = lv.verdicts[t]
         res.agent_share = v.agent_share
+        res.attainment = v.attainment
         if v.speed is not None or v.ttft_at is not None:  # the tier's own statistics
             res.p25_speed, res.p95_ttft = v.speed, v.ttft_at
     f = lv.fidelity
@@ -142,6 +146,7 @@ async def run(
     counters: CacheCounters | None = None,
     on_tick: Callable[[Live], None] | None = None,
     on_level: Callable[[Level], None] | None = None,
+    before_level: Callable[[], Awaitable[None]] | None = None,
 ) -> Run:
     """Search (or measure `plan.agents`) and fill `record` in place; `clock` is the fleet's."""
     search = Search(
@@ -155,6 +160,8 @@ async def run(
     try:
         while (n := search.next()) is not None:
             current.clear()
+            if before_level is not None:
+                await before_level()  # e.g. a cold prefix cache (--reset-cache)
             timing = longer(plan.timing) if search.needs_longer(n) else plan.timing
             raw = await measure(
                 fleet, index=len(record.levels), agents=n, timing=timing, epoch=epoch,
@@ -162,7 +169,7 @@ async def run(
                 on_start=current.append, max_error_rate=plan.max_error_rate,
             )
             current.clear()
-            level = _finish_level(raw, plan)
+            level = finish_level(raw, plan)
             record.levels.append(level)
             search.record(n, [None if v.inconclusive else v.passed for v in level.verdicts])
             record.tiers = answers(record, search, plan)
@@ -179,7 +186,7 @@ async def run(
                 pass
             if recorder is not None:
                 raw.level.power = power_summary(recorder, epoch, raw.level, scale)
-            record.levels.append(_finish_level(raw, plan))
+            record.levels.append(finish_level(raw, plan))
         raise
     finally:
         record.tiers = answers(record, search, plan)
