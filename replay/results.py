@@ -199,6 +199,20 @@ class Corpus(msgspec.Struct, kw_only=True):
     """Sessions replayed inside their top-level session's agent (not dealt on their own)."""
 
 
+class Node(msgspec.Struct, kw_only=True):
+    """A Ray node that ran shards of the run (`--ray`)."""
+
+    id: str
+    address: str
+    shards: int
+    agents: list[int] = []
+    """Agents it ran at each level, in `levels` order."""
+    clock_offset_ms: float = 0.0
+    """Its monotonic clock minus the driver's, taken off its samples' times."""
+    clock_error_ms: float = 0.0
+    """Bound on the offset's error: half the best probe's round trip."""
+
+
 class Run(msgspec.Struct, kw_only=True):
     """Everything one `replay` run measured (the `--json` document)."""
 
@@ -222,6 +236,8 @@ class Run(msgspec.Struct, kw_only=True):
     levels: list[Level] = []
     notes: list[str] = []
     sample_fields: tuple[str, ...] = SAMPLE_FIELDS
+    nodes: list[Node] = []
+    """The Ray nodes the agents ran on (`--ray`); empty for a run on this machine."""
 
 
 _json = msgspec.json.Encoder()
