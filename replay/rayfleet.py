@@ -123,7 +123,8 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def _ray() -> Any:
+def load_ray() -> Any:
+    """The `ray` module; `ConfigError` saying how to install it when it is missing."""
     # under `uv run`, Ray would repackage the current directory (corpora and all) as every
     # worker's environment; nodes run the agentload installed on them instead (set it to 1 to
     # opt in). Ray reads this once, when first imported.
@@ -177,7 +178,7 @@ class RayFleet:
         return len(self._actors)
 
     def _connect(self) -> Any:
-        ray = _ray()
+        ray = load_ray()
         if ray.is_initialized():
             return ray
         try:
@@ -287,7 +288,7 @@ class RayFleet:
 
     async def _gather(self, calls: list[Any], limit: float) -> list[Any]:
         """Await one call per shard; a shard that fails or does not answer is marked dead."""
-        ray = _ray()
+        ray = load_ray()
         out = await asyncio.gather(
             *(asyncio.wait_for(c, limit) for c in calls), return_exceptions=True)
         for j, got in enumerate(out):
@@ -351,7 +352,7 @@ class RayFleet:
             return
         self._closed = True
         await self._halt_pump()
-        ray = _ray()
+        ray = load_ray()
         live = [j for j in range(self.n) if j not in self._dead]
         await asyncio.gather(*(asyncio.wait_for(self._actors[j].stop.remote(), 10)
                                for j in live), return_exceptions=True)

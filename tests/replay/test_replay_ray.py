@@ -21,7 +21,7 @@ from replay.clock import RealClock
 from replay.errors import ReplayError
 from replay.level import QUICK
 from replay.processes import Settings
-from replay.rayfleet import RayFleet, _ray, estimate_offset, is_loopback
+from replay.rayfleet import RayFleet, estimate_offset, is_loopback, load_ray
 from replay.results import Corpus, Run, Sample
 from replay.runner import Plan
 from replay.runner import run as run_levels
@@ -37,7 +37,7 @@ SMALL = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024, "include_dashbo
 @pytest.fixture(scope="session")
 def ray() -> Any:
     """The `ray` module, imported as `replay --ray` imports it (workers use this venv as is)."""
-    return _ray()
+    return load_ray()
 
 
 @pytest.fixture(scope="session")
