@@ -8,7 +8,10 @@ pass its folder with --tiktoken-cache. Nothing is downloaded.
     uv run python benchmarks/check_mooncake_aiperf.py --aiperf /venvs/aiperf/bin/aiperf \\
         --tiktoken-cache ./tiktoken-cache corpus/reference/swe-bench.zst --sessions 6
 
-Prints the recorded input, the server's `vllm:prompt_tokens_total` and their ratio; with
+Compares, request by request, the input the server reported in its usage (AIPerf's
+`usage_prompt_tokens`) with the recorded input of that turn, over every (session, turn) AIPerf
+sent (AIPerf may replay a session more than once, or stop before its last turns, when the
+request count and concurrency don't divide evenly). Prints the totals and their ratio; with
 `--also-whole`, the same for the `--whole-requests` export (what the export wrote before 0.2:
 each turn's whole context, which a session replayer sends on top of the conversation).
 """
@@ -16,22 +19,17 @@ each turn's whole context, which a session replayer sends on top of the conversa
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+from typing import Any
 
 from corpus import Reader, exporters, ops
-
-
-def _metric(url: str, name: str) -> float:
-    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
-    m = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
 
 
 def _serve() -> tuple[subprocess.Popen[str], str]:
@@ -50,8 +48,8 @@ def _serve() -> tuple[subprocess.Popen[str], str]:
     return proc, m.group(0)
 
 
-def _run(aiperf: str, cache: str, trace: Path, url: str, turns: int, out: Path) -> float:
-    before = _metric(url, "vllm:prompt_tokens_total")
+def _run(aiperf: str, cache: str, trace: Path, url: str, turns: int, out: Path) -> dict[Any, int]:
+    """(session, turn) -> input tokens the server reported for it."""
     env = dict(os.environ, TIKTOKEN_CACHE_DIR=cache, HF_HUB_OFFLINE="1")
     cmd = [
         aiperf, "profile", "--model", "m", "--url", url, "--endpoint-type", "chat",
@@ -66,7 +64,13 @@ def _run(aiperf: str, cache: str, trace: Path, url: str, turns: int, out: Path) 
     if done.returncode:
         raise SystemExit(f"aiperf failed ({done.returncode}):\n{done.stdout[-3000:]}")
     print(f"  aiperf ran {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    return _metric(url, "vllm:prompt_tokens_total") - before
+    seen: dict[Any, int] = {}
+    for line in (out / "profile_export.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        meta, value = rec["metadata"], rec["metrics"].get("usage_prompt_tokens", {}).get("value")
+        if value is not None:
+            seen[(meta["conversation_id"], meta["turn_index"])] = int(value)
+    return seen
 
 
 def main() -> None:
@@ -86,7 +90,7 @@ def main() -> None:
         ops.sample(args.corpus, sample, n=args.sessions, seed=args.seed)
         sessions = list(Reader(sample).sessions())
         turns = sum(len(s.turns) for s in sessions)
-        recorded = sum(t.input for s in sessions for t in s.turns)
+        recorded = {(f"s{s.id}", k): t.input for s in sessions for k, t in enumerate(s.turns)}
         proc, url = _serve()
         try:
             runs = [("per-turn rows (default)", False)]
@@ -96,9 +100,12 @@ def main() -> None:
                 trace = work / f"trace-{whole}.jsonl"
                 exporters.run("mooncake", sample, trace, block_size=512, whole=whole)
                 served = _run(args.aiperf, args.tiktoken_cache, trace, url, turns, work / label)
+                mine = sum(recorded[k] for k in served)
+                got = sum(served.values())
                 print(
-                    f"{label}: {len(sessions)} sessions, {turns} turns; recorded input "
-                    f"{recorded:,}, server counted {served:,.0f}: ratio {served / recorded:.4f}"
+                    f"{label}: {len(sessions)} sessions; {len(served)} of {turns} turns sent; "
+                    f"recorded input of those {mine:,}, server counted {got:,}: "
+                    f"ratio {got / mine:.4f}"
                 )
         finally:
             proc.terminate()

@@ -4,7 +4,7 @@
 below (and from `corpus.wire`, the shared wire knowledge), never from other submodules.
 """
 
-from corpus import ops, synth, tokenizer, wire
+from corpus import ops, outfile, synth, tokenizer, wire
 from corpus.anonymizer import KNOWN_TOOLS, Anonymizer, Prompt
 from corpus.counts import Counts, counts
 from corpus.errors import (
@@ -46,6 +46,7 @@ __all__ = [
     "counts",
     "digest",
     "ops",
+    "outfile",
     "sidecar",
     "synth",
     "tokenizer",

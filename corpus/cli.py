@@ -100,6 +100,13 @@ KeepKeys = Annotated[
 ]
 # no `dir_okay=False`: a directory gets the reader's one-line error, not a usage box
 Input = Annotated[Path, typer.Argument(help="Corpus file (.zst).")]
+AllowDamaged = Annotated[
+    bool,
+    typer.Option(
+        "--allow-damaged",
+        help="Read the intact frames of a damaged file instead of stopping with an error.",
+    ),
+]
 
 
 def _wrote(path: Path, result: ops.Copied) -> None:
@@ -118,12 +125,13 @@ def _wrote(path: Path, result: ops.Copied) -> None:
 def info(
     file: Input,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    allow_damaged: AllowDamaged = False,
 ) -> None:
     """What a corpus holds: header, sessions, turns, tokens, time span, models and agents."""
     from corpus.summary import info as summarize
 
     with _status("reading"):
-        facts = summarize(file)
+        facts = summarize(file, allow_damaged=allow_damaged)
     if as_json:
         typer.echo(json.dumps(facts.as_dict(), indent=2, ensure_ascii=False))
         return
@@ -385,6 +393,7 @@ IMPORT_FORMATS = {
     "weka": "kv-cache-tester (WEKA) trace_*.json, sub-agents included",
 }
 EXPORT_FORMATS = {
+    "agentperf-local": "AA's agentperf-local replay folder (manifest + one JSONL row per turn)",
     "mooncake": "Mooncake JSONL for AIPerf/Dynamo session replay (one row per turn: what it adds)",
     "weka": "kv-cache-tester (WEKA) trace_NNNN.json folder",
 }
@@ -466,6 +475,14 @@ def export(
             "as AIPerf's and Dynamo's session replay expect.",
         ),
     ] = False,
+    framing: Annotated[
+        int | None,
+        typer.Option(
+            help="mooncake: tokens the replay server's chat template adds per message, left "
+            "out of each later row (default 5: ChatML, Llama 3, replay serve).",
+            min=0,
+        ),
+    ] = None,
     force: Force = False,
 ) -> None:
     """Write a corpus in another tool's trace format."""
@@ -475,6 +492,8 @@ def export(
     extra: dict[str, Any] = {} if block_size is None else {"block_size": block_size}
     if whole:
         extra["whole"] = True
+    if framing is not None:
+        extra["framing"] = framing
     with _status(f"exporting {fmt}"), ops.replacing(output, force=force, inputs=[file]) as tmp:
         report = exporters.run(fmt, file, tmp, **extra)
     counts = [

@@ -16,7 +16,7 @@ from typing import BinaryIO
 import msgspec
 import zstandard
 
-from corpus.records import KINDS, Record, Unknown
+from corpus.records import KINDS, Record, Turns, Unknown
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MAX_BODY = 1 << 31
@@ -39,12 +39,43 @@ _kind = msgspec.msgpack.Decoder(_Tagged)
 
 def pack(records: Sequence[Record | Unknown]) -> bytes:
     """Length-prefixed msgpack of `records` (the uncompressed body of one frame)."""
+    return b"".join(pieces(records))
+
+
+_COLUMN = 4096  # columns this long get zstd blocks of their own (see `compress`)
+
+
+def pieces(records: Sequence[Record | Unknown]) -> list[bytes]:
+    """`pack(records)` in pieces that end where a long column of a `Turns` record ends."""
     parts: list[bytes] = []
+    cuts: list[int] = []
+    size = 0
     for rec in records:
         body = rec.raw if isinstance(rec, Unknown) else _encoder.encode(rec)
-        parts.append(_LEN.pack(len(body)))
-        parts.append(body)
-    return b"".join(parts)
+        parts += (_LEN.pack(len(body)), body)
+        size += _LEN.size
+        if isinstance(rec, Turns):
+            cuts += [size + end for end in _column_ends(rec, body)]
+        size += len(body)
+    whole = b"".join(parts)
+    return [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True) if a < b]
+
+
+def _column_ends(rec: Turns, body: bytes) -> list[int]:
+    """Offsets in `body` (the msgpack of `rec`) just after each column of `_COLUMN` bytes or
+    more. The map is re-encoded entry by entry and trusted only if that gives the same bytes."""
+    ends: list[int] = []
+    pos = 3  # a struct is a map16: 0xde and a 2-byte count
+    entries: list[tuple[str, object]] = [("type", "turns")]
+    entries += [(name, getattr(rec, name)) for name in rec.__struct_fields__]
+    for name, value in entries:
+        entry = _encoder.encode(name) + _encoder.encode(value)
+        if body[pos : pos + len(entry)] != entry:
+            continue  # an omitted default
+        pos += len(entry)
+        if isinstance(value, bytes) and len(value) >= _COLUMN:
+            ends.append(pos)
+    return ends if body[:1] == b"\xde" and pos == len(body) else []
 
 
 def _decode(raw: bytes) -> Record | Unknown:
@@ -82,10 +113,20 @@ def unpack(body: bytes) -> tuple[list[Record | Unknown], str | None]:
     return out, None
 
 
-def compress(body: bytes, level: int) -> bytes:
-    return zstandard.ZstdCompressor(
-        level=level, write_content_size=True, write_checksum=True
-    ).compress(body)
+def compress(body: bytes | Sequence[bytes], level: int) -> bytes:
+    """One checksummed zstd frame of `body`. Given in pieces (see `pieces`), each piece ends a
+    zstd block, so a long column is coded with entropy tables of its own (smaller files; any
+    zstd reader reads the frame as usual)."""
+    cctx = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True)
+    if isinstance(body, bytes):
+        return cctx.compress(body)
+    obj = cctx.compressobj(size=sum(map(len, body)))
+    out = []
+    for piece in body:
+        out.append(obj.compress(piece))
+        out.append(obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+    out.append(obj.flush())
+    return b"".join(out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,15 @@ def replacing(
         _remove(path)
     try:
         yield tmp
+    except OSError as exc:
+        for path in (tmp, tmp_keys):
+            _remove(path)
+        if exc.filename is not None and Path(exc.filename) not in (tmp, tmp_keys):
+            raise  # an input's error names its own file
+        # a full disk: name the output, not the temporary file that was being written
+        raise CorpusError(
+            f"{target}: cannot write it ({exc.strerror or exc}); nothing was written there"
+        ) from exc
     except BaseException:
         for path in (tmp, tmp_keys):
             _remove(path)
@@ -507,4 +516,11 @@ def salvage(
         result.sessions, result.turns, result.frames = writer.sessions, writer.turns, writer.frames
         result.of_sessions = opened
         result.turns_dropped = copy.skipped
+        if not result.turns:  # leaves `out` as it was
+            d = result.damage[0] if result.damage else None
+            where = f" (frame {d.frame} at byte {d.offset} is {d.kind})" if d else ""
+            raise CorpusError(
+                f"{path}: no turn is intact{where}, so there is nothing to salvage; "
+                f"{out} was not written"
+            )
         return result

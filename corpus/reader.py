@@ -79,7 +79,8 @@ class Damage:
 
 class Reader:
     """Streaming reader. `strict=True` raises at a damaged frame instead of stopping there
-    (the intact part is always yielded first); `damage` tells what was found."""
+    (the intact part is always yielded first); `damage` tells what was found. (`corpus salvage`
+    also keeps the complete records of a damaged frame's readable prefix.)"""
 
     def __init__(self, path: str | os.PathLike[str], *, strict: bool = False) -> None:
         self.path = os.fspath(path)

@@ -166,12 +166,12 @@ class _TurnsBase(msgspec.Struct, frozen=True, kw_only=True):
     n: Annotated[int, msgspec.Meta(ge=0, le=MAX_BATCH)]
     session: bytes = b""
     nblocks: bytes = b""
-    blocks: bytes = b""
     after: bytes = b""
+    stop: bytes = b""
     ntools: bytes = b""
     tools: bytes = b""
-    stop: bytes = b""
     vocab: list[str] = []
+    blocks: bytes = b""
 
 
 if TYPE_CHECKING:
@@ -182,15 +182,34 @@ if TYPE_CHECKING:
         def __getattr__(self, name: str) -> bytes: ...  # the plain columns
 
 else:
-    Turns = msgspec.defstruct(
-        "Turns",
-        [(name, bytes, b"") for name in PLAIN],
-        bases=(_TurnsBase,),
-        module=__name__,
-        frozen=True,
-        kw_only=True,
-        tag="turns",
-    )
+
+    def _turns_struct() -> type[msgspec.Struct]:
+        """`_TurnsBase`'s fields and a column per plain field, in an order that compresses
+        better (time columns side by side, the bulky block ids last); default (empty)
+        columns are not written. Field order and omitted defaults don't matter to readers."""
+        base = {f.name: f for f in msgspec.structs.fields(_TurnsBase)}
+        plain = sorted(PLAIN, key=lambda name: not PLAIN[name].time)
+        return msgspec.defstruct(
+            "Turns",
+            [
+                ("n", base["n"].type),
+                *[(name, bytes, b"") for name in plain],
+                *[
+                    (f.name, f.type, msgspec.field(default_factory=f.default_factory))
+                    if f.default is msgspec.NODEFAULT
+                    else (f.name, f.type, f.default)
+                    for name, f in base.items()
+                    if name != "n"
+                ],
+            ],
+            module=__name__,
+            frozen=True,
+            kw_only=True,
+            tag="turns",
+            omit_defaults=True,
+        )
+
+    Turns = _turns_struct()
     Turns.__doc__ = _TurnsBase.__doc__
 
 

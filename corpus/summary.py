@@ -55,9 +55,10 @@ def _counts(codes: np.ndarray, vocab: list[str]) -> dict[str, int]:
     return dict(counter.most_common())
 
 
-def info(path: str | os.PathLike[str]) -> Info:
-    """Summary of the corpus at `path` (the intact part, when the file is damaged)."""
-    reader = Reader(path)
+def info(path: str | os.PathLike[str], *, allow_damaged: bool = False) -> Info:
+    """Summary of the corpus at `path`. A damaged file raises the `DamagedError` that
+    `validate` reports, unless `allow_damaged`: then it sums up the intact frames."""
+    reader = Reader(path, strict=not allow_damaged)
     table = reader.table()
     h = table.header
     turns, sessions = table.turns, table.sessions

@@ -15,13 +15,14 @@ import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
 
 from corpus import columns as col
 from corpus.errors import CorpusError, DamagedError
-from corpus.frames import compress, pack
+from corpus.frames import compress, pieces
 from corpus.keys import Keys
 from corpus.reader import Reader
 from corpus.records import (
@@ -39,6 +40,15 @@ from corpus.records import (
     Turns,
 )
 
+# Bounded frames (damage loses at most the frame it hits): a frame ends at `max_turns` turns
+# (default 16,384) or when it would compress to more than about FRAME_BYTES (estimated from the
+# frames written so far), whichever comes first. Within a frame, turns go in `Turns` records of
+# at most BATCH_TURNS, so a file cut inside a frame still keeps the complete records before the
+# cut. Smaller frames or records compress worse (each column is cut into shorter runs); these
+# sizes keep the bundled corpora within their size target (benchmarks/bench_corpus.py).
+FRAME_BYTES = 256 << 10
+MIN_FRAME_TURNS = 256
+BATCH_TURNS = 4096
 _TIME = 1 << 62  # microseconds that still fit the int64 time columns
 _TIME_S = float(_TIME // 10**6)  # the same bound in seconds, a little inside it
 
@@ -174,18 +184,11 @@ class Writer:
 
     @classmethod
     def create(
-        cls,
-        path: str | os.PathLike[str],
-        header: Header | None = None,
-        *,
-        keys: bool | Keys = True,
-        flush_every: float | None = None,
-        max_turns: int = 16_384,
-        level: int = 9,
+        cls, path: str | os.PathLike[str], header: Header | None = None, **options: Any
     ) -> Writer:
-        """A new corpus at `path` (which must not exist, or be empty) starting with `header`."""
-        return cls(path, header, keys=keys, flush_every=flush_every, max_turns=max_turns,
-                   level=level)
+        """A new corpus at `path` (which must not exist, or be empty) starting with `header`;
+        `options` as for `Writer(...)`."""
+        return cls(path, header, **options)
 
     @classmethod
     def append(
@@ -245,6 +248,7 @@ class Writer:
             raise ValueError(f"max_turns must be in 1..{MAX_BATCH}, got {max_turns}")
         self.flush_every = flush_every
         self.max_turns = max_turns
+        self._frame_turns = max_turns  # this frame's bound (FRAME_BYTES, once estimated)
         self.level = level
         self.sessions = 0
         self.turns = 0
@@ -314,7 +318,7 @@ class Writer:
         self._last[session] = full
         self._count[session] = self._count.get(session, 0) + 1
         self.turns += 1
-        if len(self._rows) >= self.max_turns:
+        if len(self._rows) >= self._frame_turns:
             self.flush()
         else:
             self._tick()
@@ -344,17 +348,22 @@ class Writer:
     def flush(self, *, force: bool = False) -> None:
         """Write everything pending as one frame (no-op when nothing is pending)."""
         records = [*self._pending]  # a failed write must leave the pending state as it was
-        if self._rows:
-            records.append(col.encode(self._rows))
+        step = BATCH_TURNS
+        for i in range(0, len(self._rows), step):
+            records.append(col.encode(self._rows[i : i + step]))
         if self._closing:
             records.append(Close(ids=self._closing))
         if not records and not force:
             self._flushed_at = time.monotonic()
             return
         self.keys.save()
-        self._file.write(compress(pack(records), self.level))
+        data = compress(pieces(records), self.level)
+        self._file.write(data)
         self._file.flush()
         self.frames += 1
+        if len(self._rows) >= MIN_FRAME_TURNS:  # a timed flush of a few turns says little
+            fit = int(FRAME_BYTES * len(self._rows) / len(data))
+            self._frame_turns = max(MIN_FRAME_TURNS, min(self.max_turns, fit))
         self._pending, self._rows, self._closing = [], [], []
         self._flushed_at = time.monotonic()
 

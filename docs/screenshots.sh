@@ -11,9 +11,9 @@ for profile in h100 b200; do
   [ -f "$dir/$profile.json" ] || uv run replay corpus/reference/example.zst --profile "$profile" \
     --no-progress --json "$dir/$profile.json"
 done
-uv run replay report "$dir/h100.json" --html "$dir/report.html" >/dev/null
+uv run replay report "$dir/h100.json" --html "$dir/report.html" --force >/dev/null
 uv run replay compare "$dir/h100.json" "$dir/b200.json" --name h100 --name b200 \
-  --html "$dir/compare.html" >/dev/null
+  --html "$dir/compare.html" --force >/dev/null
 shot() {  # shot PAGE PNG HEIGHT
   chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --no-first-run \
     --user-data-dir="$dir/profile" --force-device-scale-factor=1 --window-size=1360,"$3" \

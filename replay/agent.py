@@ -195,7 +195,7 @@ class Agent:
             self.flights[sid] = flight
             try:
                 result = await self.endpoint.send(
-                    Request(prompt, asked, affinity, flight.progress)
+                    Request(prompt, asked, affinity, flight.progress, agent=self.index)
                 )
             finally:
                 del self.flights[sid]

@@ -23,16 +23,19 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
+import aiohttp
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from corpus import outfile
-from corpus.errors import CorpusError
+from corpus import CorpusError, outfile
+from corpus import tokenizer as bpe
 from corpus.wire import apis
 from replay import results as res
-from replay.client import Client, ClientFactory, server_root
+from replay.client import Client, ClientFactory, base_url, server_root
 from replay.clock import RealClock
+from replay.dialect import CHOICES as DIALECT_CHOICES
+from replay.dialect import DIALECTS, EXTRAS
 from replay.endpoint import API_CHOICES, APIS, resolve_api
 from replay.errors import ConfigError, ReplayError
 from replay.fleet import LocalFleet
@@ -42,8 +45,11 @@ from replay.power import Recorder, sampler
 from replay.power import validate as validate_power
 from replay.presets import choose as choose_slo
 from replay.presets import describe as describe_presets
+from replay.probe import PROBE_WORDS, Target, describe, reset_cache
+from replay.probe import probe as probe_server
 from replay.processes import ProcessFleet, Settings, make_worker
 from replay.progress import View
+from replay.prompts import Synth
 from replay.rayfleet import RayFleet, is_loopback
 from replay.report_cli import show
 from replay.report_html import render as render_html
@@ -109,6 +115,9 @@ class _Options:
     quick: bool
     settings: dict[str, Any]
     slo_notes: tuple[str, ...] = ()
+    replicas: tuple[str, ...] = ()
+    dialect: str = "auto"
+    reset_cache: bool = False
 
 
 async def _execute(state: _State, workload: Workload, opts: _Options, view: View) -> res.Run:
@@ -133,17 +142,23 @@ async def _execute_at(
             raise ReplayError(f"{probe.base}/models lists no model; pass --model NAME")
         model = listed[0]
     root = server_root(probe.base)
+    found: res.Server | None = None
+    if not simulated:
+        found = await _probe(opts, url, model)
     power = opts.power or ("sim" if simulated else "none")
     source = sampler(power, sim_metrics=root + "/metrics" if simulated else None)
     clock = RealClock()
     epoch = clock.now()
     factory = ClientFactory(
         url=url, api=opts.api, model=model, api_key=opts.api_key, headers=opts.headers,
-        affinity_header=opts.affinity_header, timeout=opts.request_timeout, extras=opts.extras,
+        affinity_header=opts.affinity_header, timeout=opts.request_timeout,
+        extras=opts.extras if found is None else frozenset(found.sends), replicas=opts.replicas,
     )
     s = Settings(
         corpus=workload.path, tag=opts.tag, tokenizer=opts.tokenizer, wait=opts.wait,
         max_wait=opts.max_wait, seed=opts.seed, epoch=epoch, time_scale=opts.time_scale,
+        template=None if found is None or not found.template_source else found.template,
+        cache_block=None if found is None else found.block_size,
     )
     plan = opts.plan
     record = res.Run(
@@ -191,9 +206,29 @@ async def _execute_at(
             f"{' in modelled time' if opts.time_scale != 1.0 else ''}): indicative only; "
             "use --full or --duration for real measurements"
         )
+    if found is not None:
+        record.server = found
+        marker = Synth(block_size=1, tag="", tokenizer=opts.tokenizer).template
+        record.notes.extend(describe(found, corpus_block=workload.header.block_size,
+                                     marker=marker, api=opts.api))
     state.record = record
     metrics_url = opts.metrics_url
-    counters = Counters(metrics_url or root + "/metrics") if metrics_url != "none" else None
+    names = DIALECTS[found.dialect].metrics if found is not None else None
+    gpu_url = power[len("dcgm:"):] if power.startswith("dcgm:") else None
+    counters = (
+        Counters(metrics_url or root + "/metrics", names=names, gpu_url=gpu_url)
+        if metrics_url != "none" else None
+    )
+    resets = [server_root(base_url(u)) for u in (url, *opts.replicas)]
+
+    async def cold_cache() -> None:
+        path = found.reset if found is not None else None
+        if path is None:
+            return
+        async with aiohttp.ClientSession() as session:
+            for r in resets:
+                await reset_cache(session, r, path)
+
     recorder = Recorder(source, opts.power_interval, clock=clock) if source is not None else None
     fleet: LocalFleet | ProcessFleet | RayFleet
     client = None
@@ -201,10 +236,11 @@ async def _execute_at(
         fleet = RayFleet(s, factory, opts.ray, per_node=opts.workers)
         await fleet.start()
         far = sorted({p.address for p in fleet.places} - {fleet.driver})
-        if far and is_loopback(url):
+        near = [u for u in (url, *opts.replicas) if is_loopback(u)]
+        if far and near:
             await fleet.close()
             raise ConfigError(
-                f"--ray: nodes {', '.join(far)} cannot reach {url} (loopback); pass --endpoint "
+                f"--ray: nodes {', '.join(far)} cannot reach {near[0]} (loopback); pass --endpoint "
                 "with an address every node reaches (e.g. 'replay serve --host 0.0.0.0' for "
                 "the simulated engine)")
         record.notes.append(
@@ -221,7 +257,8 @@ async def _execute_at(
         if recorder is not None:
             poller = asyncio.create_task(recorder.run())
         await run(record, fleet, plan, epoch=epoch, clock=clock, scale=opts.time_scale,
-                  recorder=recorder, counters=counters, on_tick=view.tick, on_level=view.level)
+                  recorder=recorder, counters=counters, on_tick=view.tick, on_level=view.level,
+                  before_level=cold_cache if found is not None and found.reset else None)
     finally:
         if poller is not None:
             poller.cancel()
@@ -239,6 +276,30 @@ async def _execute_at(
     return record
 
 
+async def _probe(opts: _Options, url: str, model: str) -> res.Server:
+    """Probe the (first) server once: dialect, refused extensions, template, block size."""
+    wanted = set(EXTRAS)
+    if not opts.extras:
+        wanted -= {"ignore_eos", "min_tokens"}
+    headers = dict(opts.headers)
+    if opts.affinity_header:
+        headers[opts.affinity_header] = f"{opts.tag}-probe"
+    if opts.api_key:
+        if opts.api == apis.ANTHROPIC:
+            headers["x-api-key"] = opts.api_key
+        else:
+            headers["authorization"] = f"Bearer {opts.api_key}"
+    try:
+        ids = bpe.encoding(opts.tokenizer).encode(PROBE_WORDS)
+    except CorpusError as exc:
+        raise ConfigError(str(exc)) from exc
+    target = Target(url=url, api=opts.api, model=model, headers=headers, ids=ids)
+    found = await probe_server(target, dialect=opts.dialect, wanted=frozenset(wanted),
+                        reset=opts.reset_cache)
+    found.endpoints = [base_url(u) for u in (url, *opts.replicas)]
+    return found
+
+
 def _add_notes(record: res.Run) -> None:
     """Run notes about the levels: what each could not judge, why one stopped early, power."""
     unsure: dict[str, list[str]] = {}
@@ -252,6 +313,11 @@ def _add_notes(record: res.Run) -> None:
     for lv in record.levels:
         if lv.stopped:
             record.notes.append(f"level {lv.index + 1} ({lv.agents} agents) {lv.stopped}")
+    failing = next((lv for lv in record.levels if lv.bottleneck and not lv.partial), None)
+    if failing is not None:
+        record.notes.append(
+            f"level {failing.index + 1} ({failing.agents} agents) {failing.bottleneck}"
+        )
     bad = [lv for lv in record.levels if lv.power is not None and not lv.power.ok]
     if bad:
         record.notes.append(f"power: level {bad[0].index + 1}: "
@@ -306,11 +372,25 @@ def _report(record: res.Run, json_path: Path | None, html_path: Path | None = No
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
 def replay(
     corpus: Annotated[Path, typer.Argument(help="Corpus file (.zst) to replay.")],
-    endpoint: Annotated[
-        str | None,
-        typer.Option(help="Server base URL, e.g. http://host:8000/v1. Without it, replay "
-                     "starts the built-in simulated engine."),
+    endpoints: Annotated[
+        list[str] | None,
+        typer.Option("--endpoint", help="Server base URL, e.g. http://host:8000/v1. Without "
+                     "it, replay starts the built-in simulated engine. Repeat it for several "
+                     "replicas without a router: agents are spread over them, sticky per "
+                     "agent."),
     ] = None,
+    dialect: Annotated[
+        str,
+        typer.Option(help="Server family: auto (detect from /metrics and the URL), vllm, "
+                     "sglang, trtllm, llamacpp, ollama, openai, anthropic. Decides which "
+                     "extensions are tried, where load figures and cached tokens are read, "
+                     "and how --reset-cache empties the cache."),
+    ] = "auto",
+    reset_cache: Annotated[
+        bool,
+        typer.Option(help="Ask the server for a cold prefix cache before each level (vLLM "
+                     "/reset_prefix_cache with VLLM_SERVER_DEV_MODE=1, SGLang /flush_cache)."),
+    ] = False,
     api: Annotated[
         str, typer.Option(help="Wire API: chat (OpenAI chat completions), completions "
                           "(token-id prompts: exact), anthropic (messages); aliases of "
@@ -466,6 +546,9 @@ def replay(
         bool, typer.Option("--force", help="Replace the --json and --html files if they exist.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
+    allow_damaged: Annotated[
+        bool, typer.Option("--allow-damaged", help="Replay the intact frames of a damaged corpus.")
+    ] = False,
 ) -> None:
     """Replay CORPUS against an endpoint and find the most agents each SLO tier allows.
 
@@ -475,10 +558,17 @@ def replay(
     [bold]replay presets[/] (named SLO tiers), [bold]replay report RUN.json[/] and
     [bold]replay compare A.json B.json[/] (saved runs).
     """
+    endpoint = endpoints[0] if endpoints else None
     try:
         if api not in APIS and api not in (apis.BY_NAME[a].alias for a in APIS):
             raise ConfigError(f"--api {api!r}: expected one of {API_CHOICES}")
         api = resolve_api(api)
+        if dialect not in DIALECT_CHOICES:
+            raise ConfigError(f"--dialect {dialect!r}: expected one of "
+                              f"{', '.join(DIALECT_CHOICES)}")
+        if reset_cache and endpoint is None:
+            raise ConfigError("--reset-cache needs --endpoint (the simulated engine starts "
+                              "cold for every run)")
         if slo_preset == "list":
             for line in describe_presets():
                 console.print(line, highlight=False, soft_wrap=True)
@@ -527,9 +617,12 @@ def replay(
                     outfile.check(path, force=force)
                 except CorpusError as exc:
                     raise ConfigError(f"{flag} {exc}") from None
-        workload = Workload.load(corpus)
+        workload = Workload.load(corpus, allow_damaged=allow_damaged)
     except (ReplayError, CorpusError) as exc:
         raise _fail(str(exc)) from None
+    if workload.damage:
+        err_console.print(f"[yellow]warning:[/] {escape(workload.damage)}", highlight=False,
+                          soft_wrap=True)
     tag = run_tag if run_tag is not None else secrets.token_hex(4)
     settings: dict[str, Any] = {
         "wait": wait, "max_wait": max_wait or None,
@@ -539,6 +632,7 @@ def replay(
         "max_error_rate": max_error_rate, "timeout": timeout, "ignore_eos": ignore_eos,
         "affinity_header": affinity_header, "power_interval": power_interval,
         "repeats": repeats, "ray": ray,
+        "dialect": dialect, "reset_cache": reset_cache, "endpoints": endpoints or [],
     }
     opts = _Options(
         endpoint=endpoint, profile=profile, api=api, model=model, api_key=api_key,
@@ -548,6 +642,8 @@ def replay(
         power_interval=power_interval, metrics_url=metrics_url, workers=workers, ray=ray,
         time_scale=scale, plan=plan, quick=is_quick, settings=settings,
         slo_notes=tuple(choice.notes),
+        replicas=tuple(endpoints[1:]) if endpoints else (), dialect=dialect,
+        reset_cache=reset_cache,
     )
     label = f"simulated {profile}" if endpoint is None else endpoint
     state = _State()
@@ -556,7 +652,8 @@ def replay(
     # cancellation of the run, so every level's cleanup runs (see `_on_sigterm`).
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        with View(console, label=label, enabled=progress, simulated=endpoint is None) as view:
+        with View(console, label=label, enabled=progress, simulated=endpoint is None,
+                  stats=(tiers[0].speed_pct, tiers[0].ttft_pct)) as view:
             asyncio.run(_on_sigterm(_execute(state, workload, opts, view)))
     except (KeyboardInterrupt, asyncio.CancelledError):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough: finish saving

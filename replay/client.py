@@ -4,9 +4,13 @@ prompts) and Anthropic messages servers.
 Timing uses `time.perf_counter_ns`: `start` just before the request is written, `first` when the
 first content event (text, reasoning or tool-call delta) is parsed, `end` when the stream ends.
 Server errors, 429s, timeouts and dropped connections come back as `Result.error`, never raised.
-vLLM-style `ignore_eos`/`min_tokens` (so the server generates exactly `max_tokens`) and
-`stream_options.include_usage` are sent to OpenAI-style servers until one answers 400 naming
-them; then the client drops them and retries that request once.
+vLLM-style `ignore_eos`/`min_tokens` (so the server generates exactly `max_tokens`),
+`stream_options.include_usage` and `return_token_ids` are sent to OpenAI-style servers as
+`extras` allows (the start-up probe, `replay.probe`, drops those the server refused); should a
+server still answer 400 naming one, the client drops them all and retries that request once.
+Streamed tokens are counted from chunks' `token_ids` when the server sends them (a server
+without a tokenizer streams empty text), else one per content chunk; the final usage report,
+when there is one, gives the output count.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ from corpus.wire import SSEDecoder, apis
 from replay.endpoint import Progress, Request, Result, resolve_api
 from replay.errors import ConfigError, EndpointError
 from replay.prompts import Form
+from replay.replicas import Replicas
 
 ANTHROPIC_VERSION = "2023-06-01"
-_EXTRAS = (b"ignore_eos", b"min_tokens", b"stream_options")
+_EXTRAS = (b"ignore_eos", b"min_tokens", b"stream_options", b"return_token_ids")
+_ALL_EXTRAS = frozenset(("ignore_eos", "min_tokens", "stream_options", "token_ids",
+                         "return_token_ids"))
 
 
 def base_url(url: str) -> str:
@@ -75,12 +82,21 @@ class _Choice(msgspec.Struct):
     delta: _Delta | None = None
     text: str | None = None
     finish_reason: str | None = None
+    token_ids: list[int] | None = None
+
+
+class _Timings(msgspec.Struct):
+    """llama.cpp's per-request figures: prompt tokens evaluated and reused from its cache."""
+
+    prompt_n: int | None = None
+    cache_n: int | None = None
 
 
 class _Chunk(msgspec.Struct):
     choices: list[_Choice] = []
     usage: _Usage | None = None
     error: Any = None
+    timings: _Timings | None = None
 
 
 class _AUsage(msgspec.Struct):
@@ -131,7 +147,7 @@ class _Stream:
         self.done = False
         self.error = ""
 
-    def token(self) -> None:
+    def token(self, n: int = 1) -> None:
         now = time.perf_counter_ns()
         if not self.first:
             self.first = now
@@ -140,7 +156,7 @@ class _Stream:
         elif now - self.last > self.gap:  # the longest pause between tokens (stutter)
             self.gap = now - self.last
         self.last = now
-        self.tokens += 1
+        self.tokens += n
         if self.progress is not None:
             self.progress.tokens = self.tokens
 
@@ -158,7 +174,9 @@ class _Stream:
             return
         for choice in chunk.choices:
             d = choice.delta
-            if choice.text or (
+            if choice.token_ids:
+                self.token(len(choice.token_ids))
+            elif choice.text or (
                 d is not None and (d.content or d.reasoning_content or d.reasoning or d.tool_calls)
             ):
                 self.token()
@@ -171,6 +189,12 @@ class _Stream:
             details = u.prompt_tokens_details
             if details is not None and details.cached_tokens is not None:
                 self.cached = details.cached_tokens
+        t = chunk.timings
+        if t is not None and t.cache_n is not None and t.prompt_n is not None:
+            if self.cached < 0:
+                self.cached = t.cache_n
+            if self.input < 0:
+                self.input = t.prompt_n + t.cache_n
 
     def anthropic(self, data: str) -> None:
         try:
@@ -214,15 +238,23 @@ class ClientFactory:
     headers: Mapping[str, str] = field(default_factory=dict)
     affinity_header: str | None = None
     timeout: float = 600.0
-    extras: bool = True
+    extras: bool | frozenset[str] = True
+    """True/False as `Client` takes it, or the exact set to send (the start-up probe's)."""
+    replicas: tuple[str, ...] = ()
+    """More URLs of the same server: `open()` then spreads agents over all (`Replicas`)."""
 
-    def client(self) -> Client:
+    def client(self, url: str | None = None) -> Client:
         return Client(
-            self.url, api=self.api, model=self.model, api_key=self.api_key, headers=self.headers,
-            affinity_header=self.affinity_header, timeout=self.timeout, extras=self.extras,
+            url or self.url, api=self.api, model=self.model, api_key=self.api_key,
+            headers=self.headers, affinity_header=self.affinity_header, timeout=self.timeout,
+            extras=self.extras,
         )
 
-    async def open(self) -> Client:
+    async def open(self) -> Client | Replicas:
+        if self.replicas:
+            spread = Replicas([self.client(u) for u in (self.url, *self.replicas)])
+            await spread.open()
+            return spread
         client = self.client()
         await client.open()
         return client
@@ -242,7 +274,7 @@ class Client:
         headers: Mapping[str, str] | None = None,
         affinity_header: str | None = None,
         timeout: float = 600.0,
-        extras: bool = True,
+        extras: bool | frozenset[str] = True,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
     ) -> None:
         api = resolve_api(api)
@@ -251,7 +283,13 @@ class Client:
         self.model = model
         self.affinity_header = affinity_header
         self.timeout = timeout
-        self._extras = extras and api != apis.ANTHROPIC
+        if isinstance(extras, bool):  # False: all but the output-length controls
+            chosen = _ALL_EXTRAS if extras else _ALL_EXTRAS - {"ignore_eos", "min_tokens"}
+        else:
+            chosen = frozenset(extras)
+        self.sends: frozenset[str] = frozenset() if api == apis.ANTHROPIC else chosen
+        """Extension parameters this client sends (`replay.dialect.EXTRAS`)."""
+        self._extras = bool(self.sends - {"token_ids"})
         self._url = self.base + apis.path(api)
         h = {"content-type": "application/json"}
         if api == apis.ANTHROPIC:
@@ -267,7 +305,8 @@ class Client:
 
     @property
     def form(self) -> Form:
-        return "ids" if self.api == apis.OPENAI_COMPLETIONS else "text"
+        return ("ids" if self.api == apis.OPENAI_COMPLETIONS and "token_ids" in self.sends
+                else "text")
 
     async def open(self) -> None:
         if self._session is None:
@@ -323,9 +362,15 @@ class Client:
             body["messages"] = [{"role": "user", "content": prompt.text or ""}]
         body["stream"] = True
         if self._extras:
-            body["stream_options"] = {"include_usage": True}
-            body["ignore_eos"] = True
-            body["min_tokens"] = request.max_tokens
+            sends = self.sends
+            if "stream_options" in sends:
+                body["stream_options"] = {"include_usage": True}
+            if "ignore_eos" in sends:
+                body["ignore_eos"] = True
+            if "min_tokens" in sends:
+                body["min_tokens"] = request.max_tokens
+            if "return_token_ids" in sends:
+                body["return_token_ids"] = True
         return _encode(body)
 
     async def send(self, request: Request) -> Result:

@@ -51,6 +51,8 @@ class Request:
     max_tokens: int
     affinity: str = ""
     progress: Progress | None = None
+    agent: int = -1
+    """The agent sending it (replicas pin agents), -1 when unknown."""
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ from replay.clock import Clock
 from replay.fleet import Fleet
 from replay.metrics import CacheCounters
 from replay.power import Recorder, window_mean
-from replay.results import Level, Power, Sample
+from replay.results import Level, Load, Power, Sample
 from replay.summary import arrays, in_window
 
 
@@ -91,6 +91,7 @@ class Raw:
     level: Level
     samples: list[Sample] = field(default_factory=list)
     counters: float | None = None
+    server: Load | None = None
 
 
 def _done(samples: list[Sample], lo: float, hi: float) -> int:
@@ -156,7 +157,7 @@ async def measure(
     live = Live(level=index, agents=agents)
     ramp_end = started + ramp
     measuring = False
-    c0: tuple[float, float] | None = None
+    c0: dict[str, float] | None = None
     hard_end = window_end = 0.0
     try:
         while True:
@@ -189,7 +190,7 @@ async def measure(
                         window_end = now + timing.duration
                         hard_end = now + max(timing.duration, timing.max_window)
                         if counters is not None:
-                            c0 = await counters.read()
+                            c0 = await counters.begin()
                 recent = [s for s in got if s.end >= now - 10.0]
             else:
                 live.phase = "window"
@@ -207,10 +208,14 @@ async def measure(
     except BaseException:
         got.extend(fleet.take())
         raise
-    if counters is not None and c0 is not None:
-        c1 = await counters.read()
-        if c1 is not None and c1[0] > c0[0]:
-            raw.counters = (c1[1] - c0[1]) / (c1[0] - c0[0])
+    if counters is not None:
+        raw.server = await counters.end(c0)
+        if raw.server is not None and scale != 1.0:  # per modelled second, like every figure
+            for name in ("prompt_tps", "generation_tps"):
+                if (rate := getattr(raw.server, name)) is not None:
+                    setattr(raw.server, name, rate * scale)
+        if raw.server is not None:
+            raw.counters = raw.server.cache_hit_ratio
     live.phase = "drain"
     if on_tick is not None:
         on_tick(live)
@@ -242,3 +247,4 @@ def power_summary(recorder: Recorder, epoch: int, level: Level, scale: float = 1
         source=recorder.sampler.name, mode=wp.mode, mean_w=wp.mean_w, energy_j=energy,
         coverage=wp.coverage, readings=wp.readings, ok=wp.ok, problem=problem,
     )
+

@@ -36,6 +36,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     seed: int = 0
     epoch: int = 0
     time_scale: float = 1.0
+    template: int | None = None
+    """Tokens the server's chat template adds (the probe's finding; None: the corpus's)."""
+    cache_block: int | None = None
+    """The server's KV block size when it differs from the corpus's."""
 
 
 def make_worker(
@@ -43,7 +47,7 @@ def make_worker(
 ) -> Worker:
     synth = Synth(
         block_size=workload.header.block_size, tag=s.tag, tokenizer=s.tokenizer,
-        shared=workload.shared,
+        shared=workload.shared, template=s.template, cache_block=s.cache_block,
     )
     return Worker(
         workload=workload, synth=synth, endpoint=endpoint,
@@ -114,7 +118,7 @@ async def _serve(
             inbox.put_nowait(None)
 
     try:
-        workload = Workload.load(s.corpus)
+        workload = Workload.load(s.corpus, allow_damaged=True)  # the parent checked it
         endpoint = await factory.open()
         worker = make_worker(s, workload, endpoint)
     except (ReplayError, OSError) as exc:

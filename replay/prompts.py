@@ -131,7 +131,12 @@ class Synth:
         tag: str,
         tokenizer: str = bpe.DEFAULT,
         shared: Collection[int] | None = None,
+        template: int | None = None,
+        cache_block: int | None = None,
     ) -> None:
+        """`template`: tokens the server's chat template adds to a one-message request, when
+        measured (default: the corpus's role marker). `cache_block`: the server's KV block
+        size, when it differs from the corpus's (the cache ideal counts whole server blocks)."""
         if block_size < 1:
             raise ConfigError(f"block size must be at least 1 token, got {block_size}")
         self.block_size = block_size
@@ -140,7 +145,11 @@ class Synth:
         self._tag = np.uint64(tag_key(tag))
         self._shared: frozenset[int] | None = None if shared is None else frozenset(shared)
         self._pos = np.arange(block_size, dtype=np.uint64) * _GOLD
-        self.template = len(bpe.encoding(tokenizer).encode(USER_MARKER, disallowed_special=()))
+        self.template = (
+            len(bpe.encoding(tokenizer).encode(USER_MARKER, disallowed_special=()))
+            if template is None else template
+        )
+        self.cache_block = cache_block if cache_block and cache_block != block_size else None
         self._cache: dict[int, tuple[np.ndarray, str | None]] = {}
         self._tag_int = tag_key(tag)
         self._words: list[str] = self.vocab.words.tolist()
@@ -276,7 +285,10 @@ class Context:
             else:  # the block list is shorter than the token count: pad privately
                 pad = synth.tokens(synth.seeds([-1 - nblocks], scope ^ 0x5A5A))[0]
                 tail = np.resize(pad, tail_len)
-        prompt = Prompt(tokens=tokens, ideal_cached=ideal * bs)
+        cached = ideal * bs
+        if synth.cache_block:
+            cached -= cached % synth.cache_block
+        prompt = Prompt(tokens=tokens, ideal_cached=cached)
         if self.form == "text":
             body = "".join(t or "" for t in self._texts[:full])
             prompt.text = body + synth.text(tail) if tail is not None else body

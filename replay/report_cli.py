@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from corpus import CorpusError, outfile
 from replay import plots, report_html
 from replay import results as res
 from replay.compare import Comparison, compare, dumps, texts
@@ -45,11 +46,23 @@ def load(path: Path) -> res.Run:
                     "'replay CORPUS --json FILE'") from None
 
 
-def write_html(path: Path, text: str) -> None:
+def check(paths: list[Path | None], force: bool, inputs: list[Path]) -> None:
+    """Refuse, before any work, outputs that exist (without --force), a missing directory, or
+    an output that is also an input."""
+    for path in paths:
+        if path is not None:
+            try:
+                outfile.check(path, force=force, inputs=inputs)
+            except CorpusError as exc:
+                raise _fail(str(exc)) from None
+
+
+def write(path: Path, data: bytes) -> None:
+    """Write beside `path` and rename, so a failure never leaves half a file."""
     try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise _fail(f"--html {path}: cannot write ({exc.strerror or exc})") from None
+        outfile.write(path, data)
+    except CorpusError as exc:
+        raise _fail(str(exc)) from None
     console.print(f"wrote {path}", highlight=False)
 
 
@@ -76,12 +89,19 @@ def report(
         typer.Option(help="Write PNG plots for slides into this folder (needs matplotlib: "
                      "pip install 'agentload[plot]')."),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace output files that exist.")
+    ] = False,
 ) -> None:
-    """Show a saved run again: the table per tier, and with --html an offline HTML report."""
+    """Show a saved run again: the table per tier; --html an offline HTML report, --png
+    plots for slides."""
+    shots = ([png / f"{stem}.png" for stem, *_ in plots.FIGURES]
+             if png is not None and png.is_dir() else [])
+    check([html, *shots], force, [run_json])
     run = load(run_json)
     show(run)
     if html is not None:
-        write_html(html, report_html.render(run))
+        write(html, report_html.render(run).encode("utf-8"))
     if png is not None:
         try:
             paths = plots.write(run, png)
@@ -116,6 +136,9 @@ def compare_runs(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the comparison as JSON here.")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace output files that exist.")
+    ] = False,
 ) -> None:
     """Runs side by side: agents and agents per MW per tier, their ratios to the first run,
     and the settings that differ."""
@@ -126,6 +149,7 @@ def compare_runs(
         raise _fail(f"--name given {len(names)} times for {len(runs)} runs; give one per run")
     if len(set(names)) != len(names):
         names = [str(p) for p in runs]
+    check([html, json_out], force, list(runs))
     loaded = [load(p) for p in runs]
     comp = compare(loaded, names)
     console.print(_table(comp))
@@ -135,10 +159,6 @@ def compare_runs(
     for note in comp.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     if json_out is not None:
-        try:
-            json_out.write_bytes(dumps(comp))
-        except OSError as exc:
-            raise _fail(f"--json {json_out}: cannot write ({exc.strerror or exc})") from None
-        console.print(f"wrote {json_out}", highlight=False)
+        write(json_out, dumps(comp))
     if html is not None:
-        write_html(html, report_html.comparison(comp, loaded))
+        write(html, report_html.comparison(comp, loaded).encode("utf-8"))

@@ -103,6 +103,39 @@ class Fidelity(msgspec.Struct, kw_only=True):
     """Schedule lag: how late turns started after their wait was over (seconds)."""
 
 
+class Load(msgspec.Struct, kw_only=True):
+    """The server's own /metrics over a level's steady window: counter deltas, gauge means and
+    peaks (polled about once a second), GPU telemetry where an exporter reports it. None
+    where the server has no such metric."""
+
+    source: str
+    polls: int = 0
+    prefix_queries: float | None = None
+    prefix_hits: float | None = None
+    cache_hit_ratio: float | None = None
+    prompt_tokens: float | None = None
+    generation_tokens: float | None = None
+    prompt_tps: float | None = None
+    generation_tps: float | None = None
+    running_mean: float | None = None
+    running_max: float | None = None
+    waiting_mean: float | None = None
+    waiting_max: float | None = None
+    kv_usage_mean: float | None = None
+    """KV-cache usage, 0–1."""
+    kv_usage_max: float | None = None
+    cache_hit_rate_mean: float | None = None
+    """A server's own hit-rate gauge (SGLang), 0–1."""
+    cache_hit_rate_max: float | None = None
+    gpu_util_mean: float | None = None
+    """GPU utilisation, percent (mean over GPUs)."""
+    gpu_util_max: float | None = None
+    gpu_mem_used_mib_mean: float | None = None
+    gpu_mem_used_mib_max: float | None = None
+    sm_clock_mhz_mean: float | None = None
+    sm_clock_mhz_max: float | None = None
+
+
 class Level(msgspec.Struct, kw_only=True):
     """One measured agent count: the window's figures, verdicts and raw samples."""
 
@@ -139,6 +172,10 @@ class Level(msgspec.Struct, kw_only=True):
     power: Power | None = None
     fidelity: Fidelity = msgspec.field(default_factory=Fidelity)
     samples: list[Sample] = []
+    server: Load | None = None
+    """The server's own figures over the window (its /metrics), when it has them."""
+    bottleneck: str = ""
+    """Why the level failed a tier, in one line from the figures (empty when all passed)."""
 
 
 STATUSES = ("measured", "at limit", "unresolved", "not measured")
@@ -213,6 +250,35 @@ class Node(msgspec.Struct, kw_only=True):
     """Bound on the offset's error: half the best probe's round trip."""
 
 
+class Server(msgspec.Struct, kw_only=True):
+    """What replay learned about the server at start (`replay.probe`) and what it did about it."""
+
+    dialect: str
+    detected: bool = True
+    """Recognised from the server (`--dialect auto`), not named by the user."""
+    sends: list[str] = []
+    """Extension parameters sent with every request."""
+    refused: list[str] = []
+    """Extension parameters the server answered 400 to (not sent)."""
+    lost: list[str] = []
+    """The guarantees lost to refused parameters, one line each."""
+    template: int | None = None
+    """Tokens the server's chat template adds to a one-message request (text APIs)."""
+    template_source: str = ""
+    """How `template` was found: "tokenize" (the server's /tokenize), "usage" (a probe
+    request's usage), or "" (not measured: the corpus's role marker is assumed)."""
+    tokenizer_ratio: float | None = None
+    """Server tokens ÷ corpus-tokenizer tokens of the same text (1.0: same tokenizer)."""
+    block_size: int | None = None
+    """The server's KV-cache block size, from its /metrics."""
+    metrics: bool = False
+    """The server publishes Prometheus load figures replay reads."""
+    reset: str | None = None
+    """The cold-cache path asked before each level (`--reset-cache`)."""
+    endpoints: list[str] = []
+    """Every replica's base URL (agents are spread over them, sticky per agent)."""
+
+
 class Run(msgspec.Struct, kw_only=True):
     """Everything one `replay` run measured (the `--json` document)."""
 
@@ -236,6 +302,8 @@ class Run(msgspec.Struct, kw_only=True):
     levels: list[Level] = []
     notes: list[str] = []
     sample_fields: tuple[str, ...] = SAMPLE_FIELDS
+    server: Server | None = None
+    """What replay learned about a real server at start (None for the simulated engine)."""
     nodes: list[Node] = []
     """The Ray nodes the agents ran on (`--ray`); empty for a run on this machine."""
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from replay import summary
+from replay import bottleneck, summary
 from replay.clock import Clock
 from replay.fleet import Fleet
 from replay.level import Live, Raw, Timing, measure, power_summary
@@ -39,6 +39,8 @@ class Plan:
 def _finish_level(raw: Raw, plan: Plan) -> Level:
     level = summary.fill(raw.level, raw.samples, plan.tiers,
                          max_error_rate=plan.max_error_rate, counters=raw.counters)
+    level.server = raw.server
+    level.bottleneck = bottleneck.explain(level)
     p = level.power
     if p is not None and p.mean_w is not None and level.output_tokens:
         seconds = level.window_end - level.window_start
@@ -142,6 +144,7 @@ async def run(
     counters: CacheCounters | None = None,
     on_tick: Callable[[Live], None] | None = None,
     on_level: Callable[[Level], None] | None = None,
+    before_level: Callable[[], Awaitable[None]] | None = None,
 ) -> Run:
     """Search (or measure `plan.agents`) and fill `record` in place; `clock` is the fleet's."""
     search = Search(
@@ -155,6 +158,8 @@ async def run(
     try:
         while (n := search.next()) is not None:
             current.clear()
+            if before_level is not None:
+                await before_level()  # e.g. a cold prefix cache (--reset-cache)
             timing = longer(plan.timing) if search.needs_longer(n) else plan.timing
             raw = await measure(
                 fleet, index=len(record.levels), agents=n, timing=timing, epoch=epoch,

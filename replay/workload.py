@@ -135,6 +135,8 @@ class Workload:
     """Indexes into `sessions` of the top-level sessions (the ones dealt), in file order."""
     children: dict[int, tuple[Child, ...]]
     """Sub-agents of each session index that has any."""
+    damage: str | None = None
+    """What was lost, when a damaged file was read with `allow_damaged`."""
 
     @property
     def sub_agents(self) -> int:
@@ -142,13 +144,15 @@ class Workload:
         return len(self.sessions) - len(self.roots)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Workload:
-        """Read `path`; raises `ReplayError` for an unreadable, damaged-at-start or empty corpus."""
+    def load(cls, path: str | os.PathLike[str], *, allow_damaged: bool = False) -> Workload:
+        """Read `path`; raises `ReplayError` for an unreadable or empty corpus, and for a
+        damaged one (the message `corpus validate` gives) unless `allow_damaged`: then the
+        intact frames are replayed."""
         name = os.fspath(path)
         if not os.path.exists(name):
             raise ReplayError(f"{name}: no such corpus file")
         try:
-            reader = Reader(name)
+            reader = Reader(name, strict=not allow_damaged)
             sessions = tuple(s for s in reader.sessions() if s.turns)
         except CorpusError as exc:
             raise ReplayError(str(exc)) from exc
@@ -192,6 +196,7 @@ class Workload:
             ideal_cache_ratio=hit_tokens / inp if inp else 0.0,
             roots=roots,
             children=children,
+            damage=reader.damage.message(name, len(sessions)) if reader.damage else None,
         )
 
 

@@ -13,8 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from corpus import outfile
-from corpus.errors import CorpusError
+from corpus import CorpusError, outfile
 from stats import report_html, report_text
 from stats.capacity import HALVES, Forecaster
 from stats.checklist import Facility
@@ -49,14 +48,22 @@ def _json(doc: dict[str, Any]) -> None:
 
 
 def _profile(
-    path: str, *, name: str | None = None, quiet: bool = False, top_level: bool = False
+    path: str, *, name: str | None = None, quiet: bool = False, top_level: bool = False,
+    allow_damaged: bool = False,
 ) -> Profile:
     if quiet:
-        return profile(path, name=name, top_level=top_level)
+        return profile(path, name=name, top_level=top_level, allow_damaged=allow_damaged)
     with err.status("") as status:
         return profile(
-            path, name=name, progress=lambda msg: status.update(msg), top_level=top_level
+            path, name=name, progress=lambda msg: status.update(msg), top_level=top_level,
+            allow_damaged=allow_damaged,
         )
+
+
+AllowDamaged = Annotated[
+    bool,
+    typer.Option("--allow-damaged", help="Read the intact frames of a damaged corpus."),
+]
 
 
 def _check_html(path: Path | None, force: bool) -> None:
@@ -130,13 +137,14 @@ def describe(
         bool, typer.Option("--top-level", help="Leave sub-agent sessions out.")
     ] = False,
     force: Force = False,
+    allow_damaged: AllowDamaged = False,
 ) -> None:
     """Describe workloads: tokens, reuse, waits, sessions, cache hit ratios, arrivals."""
     try:
         _check_html(html, force)
         items = []
         for f in files:
-            p = _profile(f, quiet=as_json, top_level=top_level)
+            p = _profile(f, quiet=as_json, top_level=top_level, allow_damaged=allow_damaged)
             items.append((p, description(p, cache_tokens=cache_tokens)))
         if as_json:
             _json({"schema": SCHEMA, "corpora": [d for _, d in items]})
@@ -248,6 +256,7 @@ def compare(
         int, typer.Option("--gpus-per-node", min=1, help="GPUs per node.")
     ] = Facility.gpus_per_node,
     force: Force = False,
+    allow_damaged: AllowDamaged = False,
 ) -> None:
     """Compare a workload with a reference: the workload factor (agents per MW of yours ÷ the
     reference's, forecast on one modelled engine), why, the buyer's checklist, and verdicts
@@ -255,7 +264,7 @@ def compare(
     try:
         _check_html(html, force)
         ref = resolve(reference)
-        mine = _profile(file, quiet=as_json, top_level=top_level)
+        mine = _profile(file, quiet=as_json, top_level=top_level, allow_damaged=allow_damaged)
         theirs = (
             _profile(ref.corpus, name=ref.name, quiet=as_json, top_level=top_level)
             if ref.corpus is not None
@@ -286,6 +295,11 @@ def compare(
                         why=why,
                         progress=lambda msg: status.update(f"workload factor: {msg}"),
                     )
+        if answer is not None and top_level:
+            comp["notes"].append(
+                "--top-level applies to the metrics; the workload factor forecasts whole session "
+                "trees (sub-agents run inside their parent's agent, as replay does)"
+            )
         comp = finish(
             comp,
             mine,

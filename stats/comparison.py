@@ -3,17 +3,17 @@
 Every compared figure carries a 90 % interval from resampling sessions (`stats.bootstrap`), and
 verdicts (`match` < `differs` < `far`; thresholds in `THRESHOLDS`) judge only what the sample
 can tell:
-- a ratio (yours / reference, of medians; or yours / a published figure): `match` when its
-  interval reaches into 1/1.5–1.5×, `far` when the whole interval lies beyond 3× either way,
-  else `differs`. The KS distance is reported as the difference in shape; beyond 0.40 it turns
-  a `match` into `differs`, never into `far` (turns of a session are not independent draws, so
-  KS over thousands of turns flags trivial differences).
-- a published range by the share of your values inside it (match when the interval of that
-  share reaches 80 %, far when it stays below 50 %); a published floor ("sequences beyond
-  100K") by your maximum: `match` from half the floor on, else `differs` (a maximum depends on
+- a ratio (yours / reference, of medians; or yours / a published figure): `match` within
+  1/1.5–1.5×, `far` only when the whole interval lies beyond 3× either way, else `differs`.
+  The KS distance is reported as the difference in shape; beyond 0.40 it turns a `match`
+  into `differs`, never into `far` (turns of a session are not independent draws, so KS over
+  thousands of turns flags trivial differences).
+- a published range by the share of your values inside it (match from 80 %, far when the
+  share's interval stays below 50 %); a published floor ("sequences beyond 100K") by your
+  maximum: `match` from half the floor on, else `differs` (a maximum depends on
   the sample size: 30 sessions drawn like AA's rarely reach 100K, so never `far`).
-- the prefix hit ratio, a difference in points: `match` when its interval reaches within 5
-  points, `far` when it stays beyond 15 points.
+- the prefix hit ratio, a difference in points: `match` within 5 points, `far` when its
+  interval stays beyond 15 points.
 Where a reference has both a corpus and published figures, a metric takes the worse of the two.
 With fewer than `min_sessions` sessions (yours, or a reference corpus without published
 figures) a verdict is `too-few` ("too few sessions to judge").
@@ -167,7 +167,7 @@ def ratio_verdict(ratio: float, lo: float | None = None, hi: float | None = None
     m, f = THRESHOLDS["ratio_match"], THRESHOLDS["ratio_far"]
     if a > f or b < 1 / f:
         return "far"
-    if a <= m and b >= 1 / m:
+    if 1 / m <= ratio <= m:
         return "match"
     return "differs"
 
@@ -185,7 +185,7 @@ def points_verdict(diff: float, lo: float | None = None, hi: float | None = None
     m, f = THRESHOLDS["points_match"], THRESHOLDS["points_far"]
     if a > f or b < -f:
         return "far"
-    if a <= m and b >= -m:
+    if abs(diff) <= m:
         return "match"
     return "differs"
 
@@ -272,7 +272,7 @@ def published_check(y: Side, fig: Figure) -> dict[str, Any]:
         top = max(share, hi) if math.isfinite(hi) else share
         v = (
             "match"
-            if top >= THRESHOLDS["range_match"]
+            if share >= THRESHOLDS["range_match"]
             else "far"
             if top < THRESHOLDS["range_far"]
             else "differs"

@@ -52,10 +52,13 @@ class Profile:
         return self.hits.ratio
 
 
-def read(path: str | os.PathLike[str]) -> tuple[Table, str | None]:
-    """The table of the corpus at `path` and, for a damaged file, what was lost."""
+def read(
+    path: str | os.PathLike[str], *, allow_damaged: bool = False
+) -> tuple[Table, str | None]:
+    """The table of the corpus at `path` and, for a damaged file read with `allow_damaged`,
+    what was lost. Without it a damaged file raises the message `corpus validate` gives."""
     try:
-        reader = Reader(path)
+        reader = Reader(path, strict=not allow_damaged)
         table = reader.table()
     except FileNotFoundError as exc:
         raise StatsError(f"{os.fspath(path)}: no such file") from exc
@@ -87,6 +90,7 @@ def profile(
     name: str | None = None,
     progress: Callable[[str], None] | None = None,
     top_level: bool = False,
+    allow_damaged: bool = False,
 ) -> Profile:
     """Compute the arrays of `source` (a corpus path or an already-read `corpus.Table`);
     `progress` is told each step as it starts; `top_level` leaves sub-agent sessions out.
@@ -98,7 +102,7 @@ def profile(
         label = name or "table"
     else:
         step(f"reading {os.fspath(source)}")
-        table, damage = read(source)
+        table, damage = read(source, allow_damaged=allow_damaged)
         label = name or os.fspath(source)
     if table.header.block_size < 1:
         raise StatsError(f"{label}: block_size {table.header.block_size} in the header; need ≥ 1")

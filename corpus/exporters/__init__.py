@@ -1,9 +1,10 @@
 """Exporters: a corpus -> other tools' trace formats, so they can replay it too.
 
 `run(fmt, src, out)` writes `src` as `fmt`: `mooncake` (one JSONL file, with the `session_id` /
-`delay` extension AIPerf and Dynamo read) or `weka` (a folder of kv-cache-tester trace JSON,
-one file per session tree). What a format can't carry is listed in its module docstring;
-caveats about this corpus come back in `Report.warnings`.
+`delay` extension AIPerf and Dynamo read; later rows of a session hold what the turn adds),
+`agentperf-local` (a replay folder: manifest and one JSONL row per turn) or `weka` (a folder of
+kv-cache-tester trace JSON, one file per session tree). What a format can't carry is listed in
+its module docstring; caveats about this corpus come back in `Report.warnings`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import os
 from pathlib import Path
 
 from corpus.errors import CorpusError
-from corpus.exporters import mooncake, weka
+from corpus.exporters import agentperf, mooncake, weka
 from corpus.exporters.base import Report
 
-FORMATS: tuple[str, ...] = ("mooncake", "weka")
+FORMATS: tuple[str, ...] = ("agentperf-local", "mooncake", "weka")
 
 
 def run(
@@ -25,20 +26,30 @@ def run(
     *,
     block_size: int | None = None,
     whole: bool = False,
+    framing: int | None = None,
 ) -> Report:
     """Export corpus `src` to `out` in format `fmt`. `block_size` (mooncake only) coarsens
     the blocks to a multiple of the corpus's own size, e.g. 512 for a 64-token corpus.
     `whole` (mooncake only) writes every turn's whole input instead of what it adds to the
-    session (for replayers that send each row on its own)."""
+    session (for replayers that send each row on its own). `framing` (mooncake only): tokens
+    the replay server's chat template adds per message (default 5)."""
     src, out = Path(src), Path(out)
     if fmt == "mooncake":
         if out.exists():
             raise CorpusError(f"{out}: already exists; choose another output or remove it first")
         try:
-            return mooncake.write(src, out, block_size=block_size, whole=whole)
+            extra = {} if framing is None else {"framing": framing}
+            return mooncake.write(src, out, block_size=block_size, whole=whole, **extra)
         except BaseException:
             out.unlink(missing_ok=True)
             raise
+    if fmt == "agentperf-local":
+        if whole or block_size is not None:
+            raise CorpusError(
+                "agentperf-local rows hold whole conversations and no blocks; export without "
+                "a block size or whole requests"
+            )
+        return agentperf.write(src, out, **({} if framing is None else {"framing": framing}))
     if fmt == "weka":
         if whole:
             raise CorpusError("weka traces always hold whole requests; export without whole")

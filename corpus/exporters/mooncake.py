@@ -9,9 +9,12 @@ no timestamp, because AIPerf's fixed schedule lets a timestamp override a delay.
 A session replayer (AIPerf's multi-turn Mooncake mode, Dynamo's) sends each row as a new user
 message after the whole conversation so far, its own live responses included. So a session's
 first row holds its whole input, and each later row only what the turn adds: `input_length` =
-this turn's input − the previous turn's input − the previous turn's output (at least 1; a turn
-whose context shrank, a compaction, can't be expressed and is counted in a warning), and
-`hash_ids` the ids of the last blocks of the turn, as many as the new tokens need. `whole=True`
+this turn's input − the previous turn's input − the previous turn's output − the framing the
+server's chat template adds to the two messages the replayer sends for it (the previous reply
+and this row; `framing` tokens each, default 5: ChatML, Llama 3 and `replay serve` all add 5),
+at least 1 (a turn whose context shrank, a compaction, can't be expressed and is counted in a
+warning), and `hash_ids` the ids of the last blocks of the turn, as many as the new tokens need
+(AIPerf refuses more). `whole=True`
 writes every turn's full input and block chain instead (for replayers that send each row on
 its own, as Mooncake's own trace does).
 
@@ -35,6 +38,8 @@ from corpus.reader import Reader
 from corpus.records import Turn
 
 MOONCAKE_BLOCK_SIZE = 512
+FRAMING = 5
+"""Tokens a chat template adds around one message (ChatML, Llama 3 and `replay serve`: 5)."""
 
 
 def coarsen(blocks: list[int], factor: int) -> list[int]:
@@ -56,7 +61,14 @@ def _common(a: list[int], b: list[int]) -> int:
     return n
 
 
-def write(src: Path, out: Path, *, block_size: int | None = None, whole: bool = False) -> Report:
+def write(
+    src: Path,
+    out: Path,
+    *,
+    block_size: int | None = None,
+    whole: bool = False,
+    framing: int = FRAMING,
+) -> Report:
     reader = Reader(src)
     bs = reader.header.block_size
     target = block_size or bs
@@ -100,7 +112,7 @@ def write(src: Path, out: Path, *, block_size: int | None = None, whole: bool = 
                     row["hash_ids"] = ids
                 else:
                     before, before_ids = prev
-                    length = turn.input - before.input - before.output
+                    length = turn.input - before.input - before.output - 2 * framing
                     if length < 1:
                         shrunk += 1
                         length = 1

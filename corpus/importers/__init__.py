@@ -1,11 +1,12 @@
 """Importers: other tools' traces and recordings -> an anonymized corpus file.
 
 `run(fmt, sources, out)` reads `sources` (files or folders) in format `fmt` and writes a new
-corpus. Hash-only formats (mooncake, weka) keep their own block ids and block size; content
-formats (agentperf-local, mini-swe-agent, conversations) go through the same anonymizer as
-capture and honour any `block_size`. A source that is not the declared format raises
-`SourceError`; a bad record inside an otherwise usable source is left out and listed in
-`Report.skipped`. See `corpus/importers/README.md` for each format's rules.
+corpus. Hash-only formats (mooncake, weka, bailian) keep their own block ids and block size;
+content formats (agentperf-local, mini-swe-agent, conversations) and agent logs (claude-code,
+codex) go through the same anonymizer as capture and honour any `block_size`; count-only
+formats (otel, dynamo, tracelab) make blocks up from their cache-read counts. A source that is
+not the declared format raises `SourceError`; a bad record inside an otherwise usable source is
+left out and listed in `Report.skipped`. See `corpus/importers/README.md` for each format's rules.
 """
 
 from __future__ import annotations
@@ -49,9 +50,6 @@ _MODULES: dict[str, ModuleType] = {
     "weka": weka,
 }
 FORMATS: tuple[str, ...] = tuple(sorted(_MODULES))
-FRAME_TURNS = 1 << 16
-"""Turns per frame: an import is written at once, and larger frames compress better (the
-claude-code reference corpus is 9 % smaller in one frame than in 16,384-turn frames)."""
 
 
 def module(fmt: str) -> ModuleType:
@@ -111,7 +109,7 @@ def run(
         raise CorpusError(f"{out}: already exists; choose another output or remove it first")
     total = sum(p.stat().st_size for p in mod.files(paths))
     try:
-        with Writer(out, header, keys=keys, level=level, max_turns=FRAME_TURNS) as writer:
+        with Writer(out, header, keys=keys, level=level) as writer:
             anon = Anonymizer(writer.keys, block_size=bs)
             _write(mod.sessions(paths, anon, report), writer, report, progress, total)
         if report.sessions == 0:
@@ -120,6 +118,12 @@ def run(
                 f"no {fmt} sessions found in {', '.join(map(str, paths))}{first}; "
                 "is this the right format?"
             )
+    except OSError as exc:
+        out.unlink(missing_ok=True)
+        sidecar(out).unlink(missing_ok=True)
+        if exc.filename is not None and Path(exc.filename) not in (out, sidecar(out)):
+            raise  # a source's error names its own file
+        raise CorpusError(f"{out}: cannot write it ({exc.strerror or exc}); removed") from exc
     except BaseException:
         out.unlink(missing_ok=True)
         sidecar(out).unlink(missing_ok=True)

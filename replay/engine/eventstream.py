@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from corpus.wire import eventstream
-from corpus.wire.sse import SSEDecoder
+from corpus.wire import SSEDecoder, eventstream
 
 
 class EventStreamResponse(web.StreamResponse):

@@ -77,10 +77,18 @@ def test_mooncake_later_rows_hold_what_the_turn_adds(tmp_path: Path) -> None:
     exporters.run("mooncake", src, tmp_path / "a.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     a = [r for r in rows if r["session_id"] == "s0"]
-    assert [r["input_length"] for r in a] == [600, 1100 - 600 - 10, 1200 - 1100 - 30]
+    framing = 2 * 5  # the chat template's tokens around the reply and the new message
+    assert [r["input_length"] for r in a] == [
+        600,
+        1100 - 600 - 10 - framing,
+        1200 - 1100 - 30 - framing,
+    ]
     assert [r.get("context_length") for r in a] == [None, 1100, 1200]
     for r in a:
         assert len(r["hash_ids"]) == -(-r["input_length"] // 512)
+    exporters.run("mooncake", src, tmp_path / "f.jsonl", framing=0)
+    rows = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
+    assert [r["input_length"] for r in rows if r["session_id"] == "s0"] == [600, 490, 70]
     whole = exporters.run("mooncake", src, tmp_path / "w.jsonl", whole=True)
     assert whole.turns == 4
     rows = [json.loads(line) for line in (tmp_path / "w.jsonl").read_text().splitlines()]
@@ -95,6 +103,7 @@ def test_mooncake_round_trip_keeps_block_size_and_sub_agents(tmp_path: Path) -> 
     second = tmp_path / "b.zst"
     importers.run("mooncake", [tmp_path / "a.jsonl"], second, keys=False)
     assert Reader(second).header.block_size == Reader(first).header.block_size == 64
+
     def no_model(path: Path) -> list[tuple[object, ...]]:  # Mooncake has no model field
         return [(start, top, turns) for start, top, _, turns in numbers(path, timing=("wait",))]
 
@@ -195,7 +204,7 @@ def test_weka_export_needs_a_new_folder(tmp_path: Path) -> None:
         exporters.run("weka", src, tmp_path / "full")
     with pytest.raises(CorpusError, match="declare their own block size"):
         exporters.run("weka", src, tmp_path / "new", block_size=512)
-    with pytest.raises(CorpusError, match="expected one of mooncake, weka"):
+    with pytest.raises(CorpusError, match="expected one of agentperf-local, mooncake, weka"):
         exporters.run("bailian", src, tmp_path / "new")
 
 
@@ -206,3 +215,44 @@ def test_content_corpus_exports_map_openai_stop_reasons(tmp_path: Path) -> None:
     trace = json.loads((tmp_path / "traces" / "trace_0000.json").read_text())
     assert [r["stop"] for r in trace["requests"]] == ["end_turn"] * 3
     assert [r["input_types"] for r in trace["requests"]] == [["text"], ["tool_result"], ["text"]]
+
+
+# -- agentperf-local --------------------------------------------------------------------------
+
+
+def test_agentperf_local_rows_hold_each_turns_input_exactly(tmp_path: Path) -> None:
+    """agentperf-local sends each row's messages as written: counted with the chat template's 5
+    tokens per message, a row holds its turn's input, also where the context shrank."""
+    from corpus.tokenizer import count
+
+    src = tmp_path / "c.zst"
+    with Writer(src, Header(), keys=False) as w:
+        sid = w.open_session(start=0.0, agent="demo")
+        turns = [
+            Turn(t=0.0, input=1200, output=80),
+            Turn(t=1.0, input=1500, output=300, reasoning=250, wait=0.5, tool_calls=("bash",)),
+            Turn(t=2.0, input=1600, output=40, wait=0.25),  # the reasoning left the context
+            Turn(t=3.0, input=700, output=10, wait=1.0),  # a compaction
+        ]
+        for turn in turns:
+            w.add_turn(sid, turn, list(range(-(-turn.input // 64))))
+        w.close_session(sid)
+    report = exporters.run("agentperf-local", src, tmp_path / "out")
+    assert (report.sessions, report.turns, report.files) == (1, 4, 2)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["mode"] == "single_user_agentic_replay"
+    (task,) = manifest["tasks"]
+    assert (task["model_calls"], task["tool_calls"], task["total_recorded_tool_delay_ms"]) == (
+        4,
+        1,
+        1750,
+    )
+    rows = [json.loads(x) for x in (tmp_path / "out" / task["trace"]).read_text().splitlines()]
+    for row, turn in zip(rows, turns, strict=True):
+        sent = sum(count(m["content"]) + 5 for m in row["messages"])
+        assert sent == turn.input
+        assert row["target_output_tokens"] == row["max_output_tokens"] == turn.output
+    assert [len(r["messages"]) for r in rows] == [1, 3, 5, 1]
+    assert [r["simulated_tool_delay_ms_after"] for r in rows] == [500, 250, 1000, 0]
+    assert rows[1]["recorded_tool_calls_after"] == [{"duration_ms": 250, "tool_name": "bash"}]
+    assert rows[2]["messages"][:3] == rows[1]["messages"]  # each row extends the one before

@@ -270,3 +270,42 @@ def test_python_dash_m_replay_runs_the_command() -> None:
     assert done.returncode == 0, done.stderr
     assert "--endpoint" in done.stdout
     assert "replay serve" in done.stdout  # the other commands are findable from --help
+
+
+def test_a_damaged_corpus_is_an_error_with_the_message_validate_gives(
+    corpus: Path, tmp_path: Path
+) -> None:
+    from corpus.frames import Frame, scan
+    from corpus.validate import validate
+
+    last = [f for f in scan(corpus) if isinstance(f, Frame)][-1].offset
+    cut = tmp_path / "cut.zst"
+    cut.write_bytes(corpus.read_bytes()[: last + 9])
+    (message,) = validate(cut).problems
+    code, text = invoke(str(cut), *FAST)
+    assert code == 1
+    assert text == f"error: {message}\n"
+
+
+
+def test_allow_damaged_replays_the_intact_frames_and_says_what_was_lost(tmp_path: Path) -> None:
+    from corpus import Header, Turn, Writer
+    from corpus.frames import Frame, scan
+    from replay.errors import ReplayError
+    from replay.workload import Workload
+
+    path = tmp_path / "c.zst"
+    with Writer(path, Header(block_size=4), keys=False, max_turns=1) as w:
+        for i in range(4):
+            sid = w.open_session(start=float(i))
+            w.add_turn(sid, Turn(t=0.0, input=8, output=2), [2 * i, 2 * i + 1])
+            w.close_session(sid)
+    last = [f for f in scan(path) if isinstance(f, Frame)][-1].offset
+    cut = tmp_path / "cut.zst"
+    cut.write_bytes(path.read_bytes()[: last + 9])
+    with pytest.raises(ReplayError, match="is truncated"):
+        Workload.load(cut)
+    workload = Workload.load(cut, allow_damaged=True)
+    assert len(workload.sessions) == 4  # the cut frame held only the last Close
+    assert workload.damage is not None
+    assert "4 sessions before it are intact" in workload.damage

@@ -26,6 +26,11 @@ def test_report_writes_one_png_per_figure(tmp_path: Path) -> None:
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert int.from_bytes(data[16:20], "big") == 960  # 6.4 in at 150 dpi
         assert len(data) > 10_000
+    again = CliRunner().invoke(report_app, [str(src), "--png", str(tmp_path / "png")])
+    assert again.exit_code == 1
+    assert "speed.png: already exists; pass --force" in " ".join(again.output.split())
+    forced = CliRunner().invoke(report_app, [str(src), "--png", str(tmp_path / "png"), "--force"])
+    assert forced.exit_code == 0, forced.output
 
 
 def test_without_matplotlib_the_error_says_what_to_install(

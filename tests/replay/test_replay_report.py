@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 from fixtures_replay import make_corpus
 from run_samples import make_run
@@ -20,7 +21,7 @@ from replay import results as res
 from replay.cli import app, main
 from replay.compare import compare
 from replay.report_cli import compare_app, report_app
-from replay.results import Level
+from replay.results import Load
 from replay.slo import parse_limit, parse_task
 from replay.tiers import Tier
 
@@ -216,7 +217,7 @@ def test_a_replay_writes_its_html_report_and_report_reads_the_json_back(
     assert result.exit_code == 0, result.output
     page = out_html.read_text()
     assert 'class="badge live">live' in page
-    assert parse(page).svgs == 11
+    assert parse(page).svgs == 16  # 11, plus 5 from the server's /metrics (Level.server)
     again = tmp_path / "again.html"
     with pytest.raises(SystemExit) as stop:
         main(["report", str(out_json), "--html", str(again)])
@@ -224,25 +225,12 @@ def test_a_replay_writes_its_html_report_and_report_reads_the_json_back(
     assert again.read_text() == page
 
 
-class Load(msgspec.Struct, kw_only=True):
-    """The shape of a level's server figures (its own /metrics), as the server probe fills it."""
-
-    source: str
-    running_mean: float | None = None
-    kv_usage_mean: float | None = None
-    gpu_util_mean: float | None = None
-
-
-class ServedLevel(Level, kw_only=True):
-    server: Load | None = None
-
-
 def test_server_metrics_are_charted_when_the_levels_carry_them() -> None:
     run = make_run()
     assert "Server metrics" not in report_html.render(run)
-    run.levels = [ServedLevel(**{f: getattr(lv, f) for f in lv.__struct_fields__},
-                              server=Load(source="vllm", running_mean=lv.agents * 0.8,
-                                          kv_usage_mean=min(1.0, lv.agents / 30)))
+    run.levels = [msgspec.structs.replace(
+                      lv, server=Load(source="vllm", running_mean=lv.agents * 0.8,
+                                      kv_usage_mean=min(1.0, lv.agents / 30)))
                   for lv in run.levels]
     page = report_html.render(run)
     s = parse(page)
@@ -286,3 +274,57 @@ def test_a_boundary_label_at_the_right_edge_stays_inside_the_plot() -> None:
     left, right = text.split(">20 tok/s: 2<")[0], text.split(">20 tok/s: 99<")[0]
     assert not left.rsplit("<text", 1)[1].count("text-anchor")
     assert 'text-anchor="end"' in right.rsplit("<text", 1)[1]
+
+
+def test_report_and_compare_refuse_to_replace_outputs_without_force(tmp_path: Path) -> None:
+    a = save(make_run(), tmp_path / "a.json")
+    b = save(make_run(speed1=130.0), tmp_path / "b.json")
+    out = tmp_path / "out.html"
+    out.write_text("keep me")
+    for app_, args in ((report_app, [str(a)]), (compare_app, [str(a), str(b)])):
+        result = CliRunner().invoke(app_, [*args, "--html", str(out)])
+        assert result.exit_code == 1
+        assert f"{out}: already exists; pass --force to replace it" in " ".join(
+            result.output.split())
+        assert "20 tok/s" not in result.output  # refused before any work
+        assert out.read_text() == "keep me"
+        result = CliRunner().invoke(app_, [*args, "--html", str(out), "--force"])
+        assert result.exit_code == 0, result.output
+        assert out.read_text().startswith("<!doctype html>")
+        out.write_text("keep me")
+    result = CliRunner().invoke(compare_app, [str(a), str(b), "--json", str(a)])
+    assert result.exit_code == 1
+    assert "is also an input" in result.output
+
+
+def test_server_token_rates_are_per_modelled_second_on_a_time_scaled_engine(
+    tmp_path: Path,
+) -> None:
+    corpus = make_corpus(tmp_path / "tiny.zst", sessions=4, turns=6, output=60)
+    out = tmp_path / "run.json"
+    result = CliRunner().invoke(app, [
+        str(corpus), "--profile", "h100", "--time-scale", "0.25", "--agents", "2", "--quick",
+        "--duration", "4", "--warmup", "1", "--warmup-max", "2", "--min-requests", "3",
+        "--no-progress", "--wait", "fixed:0.01", "--json", str(out)])
+    assert result.exit_code in (0, 1), result.output
+    (level, *_) = res.loads(out.read_bytes()).levels
+    assert level.server is not None
+    assert level.server.generation_tps is not None
+    tokens_s = report_html.throughput(level)
+    assert tokens_s is not None
+    # the same tokens over the same window: rates agree far closer than the 4x time scale
+    assert 0.5 < level.server.generation_tps / tokens_s < 2.0
+
+
+def test_tokens_delivered_over_time_match_a_request_by_request_sum() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0, 100, 300)
+    b = a + rng.uniform(0, 20, 300)
+    b[:5] = a[:5]  # zero-length deliveries count at once
+    tokens = rng.integers(0, 500, 300).astype(float)
+    at = np.linspace(-5, 130, 28)
+    expected = [sum((t * (e >= x)) if y == x else t * min(max(e - x, 0), y - x) / (y - x)
+                    for x, y, t in zip(a, b, tokens, strict=True)) for e in at]
+    got = report_html.delivered(a, b, tokens, at)
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert got[-1] == pytest.approx(tokens.sum())

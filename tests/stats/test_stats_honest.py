@@ -105,8 +105,9 @@ def test_top_level_leaves_sub_agents_out(build: Build) -> None:
 
 
 def test_ratio_verdicts_judge_what_the_interval_allows() -> None:
-    assert ratio_verdict(2.0, 1.3, 2.6) == "match"  # the sample can't tell it from a match
-    assert ratio_verdict(2.0, 1.7, 2.3) == "differs"
+    assert ratio_verdict(1.4, 0.9, 2.6) == "match"
+    assert ratio_verdict(2.0, 1.3, 2.6) == "differs"
+    assert ratio_verdict(3.5, 1.3, 4.6) == "differs"  # the sample can't tell it is beyond 3×
     assert ratio_verdict(4.0, 2.5, 5.0) == "differs"  # not surely beyond 3×
     assert ratio_verdict(4.0, 3.5, 5.0) == "far"
     assert ratio_verdict(0.2, 0.1, 0.3) == "far"

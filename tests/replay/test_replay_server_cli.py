@@ -1,0 +1,96 @@
+"""The `replay` command's server-facing options end to end on loopback: the start-up probe's
+findings in the output, per-level server figures and fidelity in text and JSON, --reset-cache,
+--dialect, and power from a source without the watts metric."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fixtures_dialects import STREAMS, DialectServer, metrics
+from fixtures_replay import app_in_thread, make_corpus
+from typer.testing import CliRunner
+
+from replay.cli import app
+
+FAST = ["--quick", "--duration", "1", "--warmup", "0.2", "--warmup-max", "0.5",
+        "--min-requests", "3", "--no-progress", "--wait", "fixed:0.01", "--agents", "2"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("server-cli") / "tiny.zst", sessions=3, turns=3)
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_levels_carry_the_servers_own_figures_and_fidelity(
+    corpus: Path, engine_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "r.json"
+    code, text = invoke(str(corpus), "--endpoint", engine_url + "/v1", "--json", str(out),
+                        *FAST)
+    assert code == 0, text
+    doc = json.loads(out.read_text())
+    assert doc["server"]["dialect"] == "vllm"  # the simulated engine speaks vLLM's metrics
+    assert doc["server"]["template_source"] == "usage"
+    level = doc["levels"][-1]  # (a level too short to judge is measured again, longer)
+    load = level["server"]
+    assert load["prefix_queries"] > 0
+    assert load["generation_tokens"] > 0
+    assert load["running_max"] >= 1
+    assert load["polls"] >= 2
+    assert level["fidelity"]["cache_counters"] == load["cache_hit_ratio"]
+    assert "fidelity: input 100.0% (max dev" in text
+    assert "server: running" in text
+    assert "note: server: vllm (detected)" in text
+
+
+def test_reset_cache_asks_every_level_for_a_cold_cache(corpus: Path, tmp_path: Path) -> None:
+    srv = DialectServer(metrics=metrics("vllm"), tokenize=True, reset="/reset_prefix_cache",
+                        stream=STREAMS["vllm"])
+    with app_in_thread(srv.app()) as url:
+        code, text = invoke(str(corpus), "--endpoint", url + "/v1", "--reset-cache",
+                            "--json", str(tmp_path / "r.json"), *FAST)
+    assert code == 0, text
+    assert srv.resets == 2  # the probe's check, then the one level
+    assert "prefix cache emptied before each level (/reset_prefix_cache)" in text
+
+
+def test_reset_cache_on_a_server_that_cannot_is_an_error_at_start(
+    corpus: Path, engine_url: str
+) -> None:
+    code, text = invoke(str(corpus), "--endpoint", engine_url + "/v1", "--reset-cache", *FAST)
+    assert code == 1
+    assert "--reset-cache" in text
+    assert "VLLM_SERVER_DEV_MODE=1" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--reset-cache"], "--reset-cache needs --endpoint"),
+        (["--dialect", "tgi"], "--dialect 'tgi': expected one of auto, vllm"),
+    ],
+)
+def test_bad_server_options_are_one_line_errors(corpus: Path, args: list[str],
+                                                message: str) -> None:
+    code, text = invoke(str(corpus), *args, *FAST)
+    assert code == 1
+    assert message in " ".join(text.split())
+
+
+def test_power_from_a_server_without_the_watts_metric_names_it(
+    corpus: Path, engine_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "r.json"
+    code, text = invoke(str(corpus), "--endpoint", engine_url + "/v1", "--json", str(out),
+                        "--power", f"prometheus:{engine_url}/metrics#node_gpu_watts", *FAST)
+    assert code == 0, text
+    level = json.loads(out.read_text())["levels"][-1]
+    assert "no metric 'node_gpu_watts'" in level["power"]["problem"]
+    assert "node_gpu_watts" in " ".join(text.split())
