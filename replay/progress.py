@@ -267,4 +267,6 @@ def notes(run: Run) -> list[str]:
     out = list(run.notes)
     if run.interrupted:
         out.append("interrupted: results cover the levels measured before the stop")
+    if getattr(run, "forecast", False):  # every line of a forecast says so
+        out = [n if n.startswith("forecast") else f"forecast: {n}" for n in out]
     return out

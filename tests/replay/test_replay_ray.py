@@ -215,3 +215,9 @@ async def test_ctrl_c_keeps_the_partial_level_from_every_node(
     assert level.partial
     assert {s.agent % 2 for s in level.samples} == {0, 1}
     assert [n.agents for n in fleet.nodes(len(record.levels))] == [[2], [2]]
+
+
+def test_ray_is_refused_where_the_run_is_one_process(corpus: Path) -> None:
+    result = CliRunner().invoke(app, [str(corpus), "--forecast", "--ray", "auto", *FAST])
+    assert result.exit_code == 1
+    assert "--forecast runs in one process on virtual time; drop --ray" in result.output
