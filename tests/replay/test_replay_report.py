@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 from fixtures_replay import make_corpus
 from run_samples import make_run
@@ -313,3 +314,17 @@ def test_server_token_rates_are_per_modelled_second_on_a_time_scaled_engine(
     assert tokens_s is not None
     # the same tokens over the same window: rates agree far closer than the 4x time scale
     assert 0.5 < level.server.generation_tps / tokens_s < 2.0
+
+
+def test_tokens_delivered_over_time_match_a_request_by_request_sum() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0, 100, 300)
+    b = a + rng.uniform(0, 20, 300)
+    b[:5] = a[:5]  # zero-length deliveries count at once
+    tokens = rng.integers(0, 500, 300).astype(float)
+    at = np.linspace(-5, 130, 28)
+    expected = [sum((t * (e >= x)) if y == x else t * min(max(e - x, 0), y - x) / (y - x)
+                    for x, y, t in zip(a, b, tokens, strict=True)) for e in at]
+    got = report_html.delivered(a, b, tokens, at)
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert got[-1] == pytest.approx(tokens.sum())
