@@ -48,14 +48,21 @@ def _json(doc: dict[str, Any]) -> None:
 
 
 def _profile(
-    path: str, *, name: str | None = None, quiet: bool = False, top_level: bool = False,
+    path: str,
+    *,
+    name: str | None = None,
+    quiet: bool = False,
+    top_level: bool = False,
     allow_damaged: bool = False,
 ) -> Profile:
     if quiet:
         return profile(path, name=name, top_level=top_level, allow_damaged=allow_damaged)
     with err.status("") as status:
         return profile(
-            path, name=name, progress=lambda msg: status.update(msg), top_level=top_level,
+            path,
+            name=name,
+            progress=lambda msg: status.update(msg),
+            top_level=top_level,
             allow_damaged=allow_damaged,
         )
 
