@@ -280,7 +280,11 @@ def compare(
         comp = comparison(mine, ref, theirs, min_sessions=min_sessions)
         answer = None
         engine = None
-        if factor is not False:
+        if factor is None and ref.corpus is None:
+            comp["notes"].append(
+                f"no workload factor: reference '{ref.name}' has no corpus to forecast"
+            )
+        elif factor is not False:
             try:
                 engine = _forecaster(
                     engine_profile, replicas=replicas, gpu=gpu, model=model, gpus=gpus
