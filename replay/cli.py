@@ -61,6 +61,7 @@ from replay.probe import probe as probe_server
 from replay.processes import ProcessFleet, Settings, make_worker
 from replay.progress import View
 from replay.prompts import Synth
+from replay.rayfleet import RayFleet, is_loopback
 from replay.report_cli import show
 from replay.report_html import render as render_html
 from replay.runner import Plan, run
@@ -119,6 +120,7 @@ class _Options:
     power_interval: float
     metrics_url: str | None
     workers: int
+    ray: str | None
     time_scale: float
     plan: Plan
     quick: bool
@@ -213,9 +215,23 @@ async def _execute_at(
                 await reset_cache(session, r, path)
 
     recorder = Recorder(source, opts.power_interval, clock=clock) if source is not None else None
-    fleet: LocalFleet | ProcessFleet
+    fleet: LocalFleet | ProcessFleet | RayFleet
     client = None
-    if opts.workers > 1 and opts.arrivals is None:
+    if opts.ray is not None:
+        fleet = RayFleet(s, factory, opts.ray, per_node=opts.workers)
+        await fleet.start()
+        far = sorted({p.address for p in fleet.places} - {fleet.driver})
+        near = [u for u in (url, *opts.replicas) if is_loopback(u)]
+        if far and near:
+            await fleet.close()
+            raise ConfigError(
+                f"--ray: nodes {', '.join(far)} cannot reach {near[0]} (loopback); pass --endpoint "
+                "with an address every node reaches (e.g. 'replay serve --host 0.0.0.0' for "
+                "the simulated engine)")
+        record.notes.append(
+            f"ray: {fleet.n} shards on {len(fleet.places)} nodes; node clocks aligned to this "
+            f"machine's within {max(p.error for p in fleet.places) / 1e6:.3g} ms")
+    elif opts.workers > 1 and opts.arrivals is None:
         fleet = ProcessFleet(s, factory, opts.workers)
         await fleet.start()
     else:
@@ -240,6 +256,8 @@ async def _execute_at(
             poller.cancel()
             await asyncio.gather(poller, return_exceptions=True)
         await fleet.close()
+        if isinstance(fleet, RayFleet):
+            record.nodes = fleet.nodes(len(record.levels))
         if client is not None:
             await client.close()
         if counters is not None:
@@ -582,6 +600,14 @@ def replay(
     workers: Annotated[
         int, typer.Option(help="Worker processes the agents are sharded over.", min=1)
     ] = 1,
+    ray: Annotated[
+        str | None,
+        typer.Option("--ray", metavar="ADDRESS",
+                     help="Run the agents as Ray actors spread over a Ray cluster's nodes "
+                     "('auto', or bare --ray: the cluster this machine joined with 'ray start'; "
+                     "else HOST:PORT or ray://HOST:PORT); --workers is then shards per node. "
+                     "Needs agentload[ray] here and on every node."),
+    ] = None,
     time_scale: Annotated[
         float | None,
         typer.Option(help="Simulated engine only: run its model this many times real time "
@@ -709,8 +735,9 @@ def replay(
         if forecast_:
             if endpoint is not None:
                 raise ConfigError("--forecast models the engine (--profile); drop --endpoint")
-            if workers != 1:
-                raise ConfigError("--forecast runs in one process on virtual time; drop --workers")
+            if workers != 1 or ray is not None:
+                raise ConfigError("--forecast runs in one process on virtual time; drop "
+                                  f"{'--ray' if ray is not None else '--workers'}")
             if power not in (None, "sim"):
                 raise ConfigError("--forecast takes power from the modelled engines; drop --power")
             if time_scale is not None:
@@ -731,8 +758,9 @@ def replay(
             open_population = parse_arrivals(arrivals)
             if agents is not None:
                 raise ConfigError("--arrivals sets the population; drop --agents")
-            if workers != 1:
-                raise ConfigError("--arrivals runs in one worker process; drop --workers")
+            if workers != 1 or ray is not None:
+                raise ConfigError("--arrivals runs in one worker process; drop "
+                                  f"{'--ray' if ray is not None else '--workers'}")
         if power is not None:
             validate_power(power, simulated=endpoint is None)
         for flag, path in (("--json", json_out), ("--html", html)):
@@ -756,7 +784,7 @@ def replay(
         "timing": dataclasses.asdict(timing), "tokenizer": tokenizer, "workers": workers,
         "max_error_rate": max_error_rate, "timeout": timeout, "ignore_eos": ignore_eos,
         "affinity_header": affinity_header, "power_interval": power_interval,
-        "repeats": repeats, "arrivals": arrivals,
+        "repeats": repeats, "arrivals": arrivals, "ray": ray,
         "dialect": dialect, "reset_cache": reset_cache, "endpoints": endpoints or [],
     }
     if topology is not None:
@@ -767,7 +795,7 @@ def replay(
         headers=extra_headers, affinity_header=affinity_header, extras=ignore_eos,
         request_timeout=timeout, tag=tag, tokenizer=tokenizer, wait=wait, max_wait=max_wait or None,
         seed=seed, power=power,
-        power_interval=power_interval, metrics_url=metrics_url, workers=workers,
+        power_interval=power_interval, metrics_url=metrics_url, workers=workers, ray=ray,
         time_scale=1.0 if forecast_ else scale, plan=plan, quick=is_quick, settings=settings,
         slo_notes=tuple(choice.notes), topology=topology, engine=engine,
         arrivals=open_population,
@@ -860,4 +888,14 @@ def main(argv: list[str] | None = None) -> None:
 
         engines_app(args=args[1:], prog_name="replay engines")
         return
-    app(args=args, prog_name="replay")
+    app(args=_bare_ray(args), prog_name="replay")
+
+
+def _bare_ray(args: list[str]) -> list[str]:
+    """`--ray` with no address (last, or followed by another option) means `--ray auto`."""
+    out = list(args)
+    for i, a in enumerate(out):
+        if a == "--ray" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, "auto")
+            break
+    return out

@@ -246,6 +246,20 @@ class Corpus(msgspec.Struct, kw_only=True):
     """Sessions replayed inside their top-level session's agent (not dealt on their own)."""
 
 
+class Node(msgspec.Struct, kw_only=True):
+    """A Ray node that ran shards of the run (`--ray`)."""
+
+    id: str
+    address: str
+    shards: int
+    agents: list[int] = []
+    """Agents it ran at each level, in `levels` order."""
+    clock_offset_ms: float = 0.0
+    """Its monotonic clock minus the driver's, taken off its samples' times."""
+    clock_error_ms: float = 0.0
+    """Bound on the offset's error: half the best probe's round trip."""
+
+
 class Modelled(msgspec.Struct, kw_only=True):
     """What a forecast ran against: the engine model and the topology, and how long it took."""
 
@@ -328,6 +342,8 @@ class Run(msgspec.Struct, kw_only=True):
     """Open population (`--arrivals`): how sessions arrived; None for N closed-loop agents."""
     server: Server | None = None
     """What replay learned about a real server at start (None for the simulated engine)."""
+    nodes: list[Node] = []
+    """The Ray nodes the agents ran on (`--ray`); empty for a run on this machine."""
 
 
 _json = msgspec.json.Encoder()
