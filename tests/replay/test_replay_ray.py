@@ -1,5 +1,5 @@
-"""`replay --ray` on a real two-node Ray cluster (two raylets on this machine, started once per
-session and always shut down): agents placed on both nodes, results merged exactly as one
+"""`replay --ray` on a real two-node Ray cluster (two raylets on this machine, started once and
+always shut down): agents placed on both nodes, results merged exactly as one
 process's, clock offsets, a shard or node that dies and Ctrl-C keeping what was measured."""
 
 from __future__ import annotations
