@@ -120,6 +120,16 @@ class Agent:
             )
             self.sessions_done += 1
 
+    async def once(self, start: int, root: int, cycle: int) -> None:
+        """Replay top-level session `workload.roots[root]` once from `start` (ns), then end
+        (an open population's arrival; `cycle` makes its prompts its own)."""
+        await self.clock.sleep_until(start)
+        self.context.reset()
+        await self._session(
+            self.workload.roots[root], cycle, self.clock.now(), self.context, self.rng
+        )
+        self.sessions_done += 1
+
     async def _session(
         self, index: int, cycle: int, ready: int, context: Context, rng: random.Random
     ) -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import aiohttp
+import msgspec
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -32,15 +33,25 @@ from corpus import CorpusError, outfile
 from corpus import tokenizer as bpe
 from corpus.wire import apis
 from replay import results as res
+from replay import virtual
+from replay.arrivals import Arrivals
+from replay.arrivals import parse as parse_arrivals
 from replay.client import Client, ClientFactory, base_url, server_root
 from replay.clock import RealClock
 from replay.dialect import CHOICES as DIALECT_CHOICES
 from replay.dialect import DIALECTS, EXTRAS
 from replay.endpoint import API_CHOICES, APIS, resolve_api
-from replay.errors import ConfigError, ReplayError
+from replay.engine.errors import CatalogError
+from replay.engine.profiles import Profile
+from replay.engine.server import resolve as resolve_profile
+from replay.engine.setup_options import SetupOptions, setup_profile
+from replay.errors import ConfigError, ReplayError, flagged
 from replay.fleet import LocalFleet
+from replay.forecast import Topology, forecast
+from replay.forecast.run import engine_profile, modelled
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
 from replay.metrics import Counters
+from replay.population import run_open
 from replay.power import Nvml, Recorder, sampler
 from replay.power import validate as validate_power
 from replay.presets import choose as choose_slo
@@ -50,6 +61,7 @@ from replay.probe import probe as probe_server
 from replay.processes import ProcessFleet, Settings, make_worker
 from replay.progress import View
 from replay.prompts import Synth
+from replay.rayfleet import RayFleet, is_loopback
 from replay.report_cli import show
 from replay.report_html import render as render_html
 from replay.runner import Plan, run
@@ -108,11 +120,18 @@ class _Options:
     power_interval: float
     metrics_url: str | None
     workers: int
+    ray: str | None
     time_scale: float
     plan: Plan
     quick: bool
     settings: dict[str, Any]
     slo_notes: tuple[str, ...] = ()
+    topology: Topology | None = None
+    """Set for a forecast (`--forecast`): the modelled cluster."""
+    engine: Profile | None = None
+    """A forecast's engine built from --gpu/--model (else `profile` names it)."""
+    arrivals: Arrivals | None = None
+    """Set for an open population (`--arrivals`)."""
     replicas: tuple[str, ...] = ()
     dialect: str = "auto"
     reset_cache: bool = False
@@ -162,13 +181,7 @@ async def _execute_at(
     record = res.Run(
         simulated=simulated, profile=opts.profile if simulated else None, endpoint=probe.base,
         api=opts.api, model=model,
-        corpus=res.Corpus(
-            path=workload.path, domain=workload.header.domain, sessions=len(workload.sessions),
-            sub_agents=workload.sub_agents,
-            turns=workload.turns, block_size=workload.header.block_size,
-            tokenizer=workload.header.tokenizer, recorded_api=workload.api,
-            ideal_cache_ratio=workload.ideal_cache_ratio,
-        ),
+        corpus=_corpus(workload),
         run_tag=opts.tag, seed=opts.seed, settings=opts.settings, short_windows=opts.quick,
         power_source=power, time_scale=opts.time_scale,
     )
@@ -177,33 +190,7 @@ async def _execute_at(
             f"simulated: every figure comes from the built-in simulated engine (profile "
             f"{opts.profile}; model error: {error_band(opts.profile)}), not from hardware"
         )
-    record.notes.extend(opts.slo_notes)
-    if opts.time_scale != 1.0:
-        record.notes.append(
-            f"time-scaled: the simulated engine ran {1 / opts.time_scale:g}× faster than "
-            "modelled and waits shrank to match; every figure is in modelled seconds"
-        )
-    if workload.sub_agents:
-        n = workload.sub_agents
-        record.notes.append(
-            f"{n} sub-agent session{'s' if n != 1 else ''} replayed inside their parents' "
-            "agents (agents = concurrent top-level sessions)"
-        )
-    if opts.max_wait is not None:
-        policy = parse_wait(opts.wait, limit=opts.max_wait)
-        long = sum(1 for s in workload.sessions for t in s.turns if policy.clips(t.wait))
-        if long:
-            record.notes.append(
-                f"{long} wait{'s' if long != 1 else ''} longer than {opts.max_wait:g} s "
-                f"under --wait {policy} clipped to it (--max-wait; 0 keeps them)"
-            )
-    if opts.quick:
-        record.notes.append(
-            f"short windows (quick mode: {plan.timing.duration:g} s steady windows, "
-            f"{plan.timing.warmup_min:g}–{plan.timing.warmup_max:g} s warm-up"
-            f"{' in modelled time' if opts.time_scale != 1.0 else ''}): indicative only; "
-            "use --full or --duration for real measurements"
-        )
+    _workload_notes(record, workload, opts)
     if found is not None:
         record.server = found
         marker = Synth(block_size=1, tag="", tokenizer=opts.tokenizer).template
@@ -229,9 +216,23 @@ async def _execute_at(
                 await reset_cache(session, r, path)
 
     recorder = Recorder(source, opts.power_interval, clock=clock) if source is not None else None
-    fleet: LocalFleet | ProcessFleet
+    fleet: LocalFleet | ProcessFleet | RayFleet
     client = None
-    if opts.workers > 1:
+    if opts.ray is not None:
+        fleet = RayFleet(s, factory, opts.ray, per_node=opts.workers)
+        await fleet.start()
+        far = sorted({p.address for p in fleet.places} - {fleet.driver})
+        near = [u for u in (url, *opts.replicas) if is_loopback(u)]
+        if far and near:
+            await fleet.close()
+            raise ConfigError(
+                f"--ray: nodes {', '.join(far)} cannot reach {near[0]} (loopback); pass --endpoint "
+                "with an address every node reaches (e.g. 'replay serve --host 0.0.0.0' for "
+                "the simulated engine)")
+        record.notes.append(
+            f"ray: {fleet.n} shards on {len(fleet.places)} nodes; node clocks aligned to this "
+            f"machine's within {max(p.error for p in fleet.places) / 1e6:.3g} ms")
+    elif opts.workers > 1 and opts.arrivals is None:
         fleet = ProcessFleet(s, factory, opts.workers)
         await fleet.start()
     else:
@@ -241,14 +242,23 @@ async def _execute_at(
     try:
         if recorder is not None:
             poller = asyncio.create_task(recorder.run())
-        await run(record, fleet, plan, epoch=epoch, clock=clock, scale=opts.time_scale,
-                  recorder=recorder, counters=counters, on_tick=view.tick, on_level=view.level,
-                  before_level=cold_cache if found is not None and found.reset else None)
+        if opts.arrivals is not None:
+            assert isinstance(fleet, LocalFleet)
+            await run_open(record, fleet, plan, opts.arrivals, workload, epoch=epoch,
+                           clock=clock, seed=opts.seed, recorder=recorder, counters=counters,
+                           on_tick=view.tick, on_level=view.level)
+        else:
+            await run(record, fleet, plan, epoch=epoch, clock=clock, scale=opts.time_scale,
+                      recorder=recorder, counters=counters, on_tick=view.tick,
+                      on_level=view.level,
+                      before_level=cold_cache if found is not None and found.reset else None)
     finally:
         if poller is not None:
             poller.cancel()
             await asyncio.gather(poller, return_exceptions=True)
         await fleet.close()
+        if isinstance(fleet, RayFleet):
+            record.nodes = fleet.nodes(len(record.levels))
         if client is not None:
             await client.close()
         if counters is not None:
@@ -283,8 +293,99 @@ async def _probe(opts: _Options, url: str, model: str) -> res.Server:
     return found
 
 
+def _workload_notes(record: res.Run, workload: Workload, opts: _Options) -> None:
+    record.notes.extend(opts.slo_notes)
+    if opts.time_scale != 1.0:
+        record.notes.append(
+            f"time-scaled: the simulated engine ran {1 / opts.time_scale:g}× faster than "
+            "modelled and waits shrank to match; every figure is in modelled seconds"
+        )
+    if workload.sub_agents:
+        n = workload.sub_agents
+        record.notes.append(
+            f"{n} sub-agent session{'s' if n != 1 else ''} replayed inside their parents' "
+            "agents (agents = concurrent top-level sessions)"
+        )
+    if opts.max_wait is not None:
+        policy = parse_wait(opts.wait, limit=opts.max_wait)
+        long = sum(1 for s in workload.sessions for t in s.turns if policy.clips(t.wait))
+        if long:
+            record.notes.append(
+                f"{long} wait{'s' if long != 1 else ''} longer than {opts.max_wait:g} s "
+                f"under --wait {policy} clipped to it (--max-wait; 0 keeps them)"
+            )
+    if opts.quick:
+        record.notes.append(
+            f"short windows (quick mode: {opts.plan.timing.duration:g} s steady windows, "
+            f"{opts.plan.timing.warmup_min:g}–{opts.plan.timing.warmup_max:g} s warm-up"
+            f"{' in modelled time' if opts.time_scale != 1.0 else ''}): indicative only; "
+            "use --full or --duration for real measurements"
+        )
+
+
+def _corpus(workload: Workload) -> res.Corpus:
+    return res.Corpus(
+        path=workload.path, domain=workload.header.domain, sessions=len(workload.sessions),
+        sub_agents=workload.sub_agents,
+        turns=workload.turns, block_size=workload.header.block_size,
+        tokenizer=workload.header.tokenizer, recorded_api=workload.api,
+        ideal_cache_ratio=workload.ideal_cache_ratio,
+    )
+
+
+def _forecast(state: _State, workload: Workload, opts: _Options) -> res.Run:
+    """The record of a forecast, before it runs (`_run_forecast` fills it)."""
+    assert opts.topology is not None
+    profile = opts.engine or resolve_profile(opts.profile)
+    info = modelled(opts.topology, engine_profile(profile, workload))
+    record = res.Run(
+        simulated=False, forecast=True, modelled=info, profile=profile.name,
+        endpoint=f"forecast: {info.topology}", api="model", model=profile.model,
+        corpus=_corpus(workload), run_tag=opts.tag, seed=opts.seed, settings=opts.settings,
+        short_windows=opts.quick, power_source="forecast",
+    )
+    record.notes.append(
+        f"forecast: every figure is modelled — {info.topology}; engine {profile.name} "
+        f"({profile.description}; model error: {profile.error_band}); virtual time, no "
+        "hardware was used"
+    )
+    _workload_notes(record, workload, opts)
+    state.record = record
+    return record
+
+
+async def _run_forecast(record: res.Run, workload: Workload, opts: _Options,
+                        view: View) -> res.Run:
+    assert opts.topology is not None
+    profile = opts.engine or resolve_profile(opts.profile)
+    settings = Settings(corpus=workload.path, tag=opts.tag, tokenizer=opts.tokenizer,
+                        wait=opts.wait, max_wait=opts.max_wait, seed=opts.seed)
+    try:
+        await forecast(record, workload, opts.plan, topology=opts.topology, profile=profile,
+                       settings=settings, power_interval=opts.power_interval,
+                       arrivals=opts.arrivals, on_tick=view.tick, on_level=view.level)
+    finally:
+        _add_notes(record)
+        if record.modelled is not None:
+            m = record.modelled
+            record.notes.append(
+                f"forecast: {m.modelled_s:,.0f} modelled seconds in {m.wall_s:,.1f} wall "
+                f"seconds ({m.modelled_s / max(m.wall_s, 1e-9):,.0f}× real time)"
+            )
+    return record
+
+
 def _add_notes(record: res.Run) -> None:
     """Run notes about the levels: what each could not judge, why one stopped early, power."""
+    if record.arrivals is not None and record.levels and not record.levels[0].partial:
+        lv = record.levels[0]
+        peak = max((n for _, n in lv.in_flight), default=0)
+        record.notes.append(
+            f"open population: {record.arrivals}; {lv.arrivals} arrived in the window, "
+            f"{lv.agents} agents in flight on average (peak {peak}); SLO attainment "
+            + ", ".join(f"{v.floor:g} tok/s·{v.ttft:g} s {v.attainment:.0%}"
+                        for v in lv.verdicts if v.attainment is not None)
+        )
     unsure: dict[str, list[str]] = {}
     for lv in record.levels:
         if lv.problem and not lv.partial:
@@ -380,7 +481,8 @@ def replay(
                           "openai-chat, openai-completions, anthropic-messages.")
     ] = "chat",
     model: Annotated[
-        str | None, typer.Option(help="Model name; default: the server's first /v1/models entry.")
+        str | None, typer.Option(help="Model name; default: the server's first /v1/models entry. "
+                                 "With --forecast --gpu: the catalogue model the engine serves.")
     ] = None,
     api_key_env: Annotated[
         str | None,
@@ -499,11 +601,56 @@ def replay(
     workers: Annotated[
         int, typer.Option(help="Worker processes the agents are sharded over.", min=1)
     ] = 1,
+    ray: Annotated[
+        str | None,
+        typer.Option("--ray", metavar="ADDRESS",
+                     help="Run the agents as Ray actors spread over a Ray cluster's nodes "
+                     "('auto', or bare --ray: the cluster this machine joined with 'ray start'; "
+                     "else HOST:PORT or ray://HOST:PORT); --workers is then shards per node. "
+                     "Needs agentload[ray] here and on every node."),
+    ] = None,
     time_scale: Annotated[
         float | None,
         typer.Option(help="Simulated engine only: run its model this many times real time "
                      "(0.1 = ten times faster) and report in modelled seconds (default 0.1 "
                      "in quick mode, else 1)."),
+    ] = None,
+    forecast_: Annotated[
+        bool,
+        typer.Option("--forecast", help="Run against the modelled engine (--profile, or --gpu "
+                     "and --model) in virtual time instead of an endpoint: no sockets, no "
+                     "waiting."),
+    ] = False,
+    replicas: Annotated[
+        int, typer.Option(help="Forecast: identical engines behind --router.", min=1)
+    ] = 1,
+    router: Annotated[
+        str, typer.Option(help="Forecast: round-robin, least-loaded, affinity (one engine per "
+                          "conversation) or prefix (longest cached prefix).")
+    ] = "round-robin",
+    prefill_replicas: Annotated[
+        int, typer.Option(help="Forecast: disaggregated prefill engines (with "
+                          "--decode-replicas).", min=0)
+    ] = 0,
+    decode_replicas: Annotated[
+        int, typer.Option(help="Forecast: disaggregated decode engines (with "
+                          "--prefill-replicas).", min=0)
+    ] = 0,
+    kv_gbps: Annotated[
+        float, typer.Option(help="Forecast: KV-transfer link between prefill and decode "
+                            "engines, GB/s.")
+    ] = 50.0,
+    gpu: SetupOptions.Gpu = None,
+    gpus: SetupOptions.Gpus = 1,
+    tp: SetupOptions.Tp = None,
+    ep: SetupOptions.Ep = 1,
+    precision: SetupOptions.Precision = "fp8",
+    arrivals: Annotated[
+        str | None,
+        typer.Option(help="Open population instead of N agents: recorded[:SCALE] (sessions at "
+                     "their recorded start times, SCALE× compressed) or poisson:RATE (sessions "
+                     "per second); each session replays once. Reports SLO attainment and "
+                     "agents in flight over time."),
     ] = None,
     repeats: Annotated[
         int,
@@ -584,6 +731,37 @@ def replay(
         if api_key_env and api_key is None:
             raise ConfigError(f"--api-key-env {api_key_env}: that variable is not set")
         extra_headers = _headers(header or [])
+        topology = None
+        engine = None
+        if forecast_:
+            if endpoint is not None:
+                raise ConfigError("--forecast models the engine (--profile); drop --endpoint")
+            if workers != 1 or ray is not None:
+                raise ConfigError("--forecast runs in one process on virtual time; drop "
+                                  f"{'--ray' if ray is not None else '--workers'}")
+            if power not in (None, "sim"):
+                raise ConfigError("--forecast takes power from the modelled engines; drop --power")
+            if time_scale is not None:
+                raise ConfigError("--forecast runs in virtual time; drop --time-scale")
+            # in a forecast --model names the catalogue model the --gpu engine serves
+            engine = setup_profile(gpu, model if gpu is not None else None, gpus=gpus, tp=tp,
+                                   ep=ep, precision=precision)
+            if engine is None:
+                resolve_profile(profile)
+            topology = Topology(replicas=replicas, router=router, prefill=prefill_replicas,
+                                decode=decode_replicas, kv_gbps=kv_gbps)
+        elif (replicas, router, prefill_replicas, decode_replicas, gpu) != (
+                1, "round-robin", 0, 0, None):
+            raise ConfigError("--replicas, --router, --prefill-replicas, --decode-replicas and "
+                              "--gpu describe a modelled cluster: add --forecast")
+        open_population = None
+        if arrivals is not None:
+            open_population = parse_arrivals(arrivals)
+            if agents is not None:
+                raise ConfigError("--arrivals sets the population; drop --agents")
+            if workers != 1 or ray is not None:
+                raise ConfigError("--arrivals runs in one worker process; drop "
+                                  f"{'--ray' if ray is not None else '--workers'}")
         if power is not None:
             validate_power(power, simulated=endpoint is None)
         for flag, path in (("--json", json_out), ("--html", html)):
@@ -593,9 +771,13 @@ def replay(
                 except CorpusError as exc:
                     raise ConfigError(f"{flag} {exc}") from None
         workload = Workload.load(corpus, allow_damaged=allow_damaged)
-    except (ReplayError, CorpusError) as exc:
-        raise _fail(str(exc)) from None
-    tag = run_tag if run_tag is not None else secrets.token_hex(4)
+    except (ReplayError, CorpusError, CatalogError, ValueError) as exc:
+        raise _fail(flagged(exc)) from None
+    if workload.damage:
+        err_console.print(f"[yellow]warning:[/] {escape(workload.damage)}", highlight=False,
+                          soft_wrap=True)
+    tag = run_tag if run_tag is not None else (
+        f"forecast-{seed}" if forecast_ else secrets.token_hex(4))
     settings: dict[str, Any] = {
         "wait": wait, "max_wait": max_wait or None,
         "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers], **choice.settings,
@@ -603,29 +785,39 @@ def replay(
         "timing": dataclasses.asdict(timing), "tokenizer": tokenizer, "workers": workers,
         "max_error_rate": max_error_rate, "timeout": timeout, "ignore_eos": ignore_eos,
         "affinity_header": affinity_header, "power_interval": power_interval,
-        "repeats": repeats,
+        "repeats": repeats, "arrivals": arrivals, "ray": ray,
         "dialect": dialect, "reset_cache": reset_cache, "endpoints": endpoints or [],
     }
+    if topology is not None:
+        settings["topology"] = msgspec.structs.asdict(topology)
+        settings["profile"] = engine.name if engine is not None else profile
     opts = _Options(
         endpoint=endpoint, profile=profile, api=api, model=model, api_key=api_key,
         headers=extra_headers, affinity_header=affinity_header, extras=ignore_eos,
         request_timeout=timeout, tag=tag, tokenizer=tokenizer, wait=wait, max_wait=max_wait or None,
         seed=seed, power=power,
-        power_interval=power_interval, metrics_url=metrics_url, workers=workers,
-        time_scale=scale, plan=plan, quick=is_quick, settings=settings,
-        slo_notes=tuple(choice.notes),
+        power_interval=power_interval, metrics_url=metrics_url, workers=workers, ray=ray,
+        time_scale=1.0 if forecast_ else scale, plan=plan, quick=is_quick, settings=settings,
+        slo_notes=tuple(choice.notes), topology=topology, engine=engine,
+        arrivals=open_population,
         replicas=tuple(endpoints[1:]) if endpoints else (), dialect=dialect,
         reset_cache=reset_cache,
     )
-    label = f"simulated {profile}" if endpoint is None else endpoint
+    label = (f"forecast {engine.name if engine else profile}" if forecast_
+             else f"simulated {profile}" if endpoint is None else endpoint)
     state = _State()
     # SIGTERM stops a run like Ctrl-C: results so far are kept and the engine is shut down.
     # Outside the event loop it raises KeyboardInterrupt; inside, `_execute` turns it into a
     # cancellation of the run, so every level's cleanup runs (see `_on_sigterm`).
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        with View(console, label=label, enabled=progress, simulated=endpoint is None) as view:
-            asyncio.run(_on_sigterm(_execute(state, workload, opts, view)))
+        with View(console, label=label, enabled=progress, simulated=endpoint is None,
+                  stats=(tiers[0].speed_pct, tiers[0].ttft_pct)) as view:
+            if topology is not None:
+                record = _forecast(state, workload, opts)
+                virtual.run(_on_sigterm(_run_forecast(record, workload, opts, view)))
+            else:
+                asyncio.run(_on_sigterm(_execute(state, workload, opts, view)))
     except (KeyboardInterrupt, asyncio.CancelledError):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough: finish saving
         if state.record is not None:
@@ -637,7 +829,7 @@ def replay(
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if state.record is not None and state.record.levels:
             _report(state.record, json_out, html)
-        raise _fail(str(exc)) from None
+        raise _fail(flagged(exc)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert state.record is not None
@@ -697,4 +889,14 @@ def main(argv: list[str] | None = None) -> None:
 
         engines_app(args=args[1:], prog_name="replay engines")
         return
-    app(args=args, prog_name="replay")
+    app(args=_bare_ray(args), prog_name="replay")
+
+
+def _bare_ray(args: list[str]) -> list[str]:
+    """`--ray` with no address (last, or followed by another option) means `--ray auto`."""
+    out = list(args)
+    for i, a in enumerate(out):
+        if a == "--ray" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, "auto")
+            break
+    return out

@@ -10,6 +10,9 @@ runs live (monotonic time) and in a forecast (virtual time).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,6 +94,43 @@ class Worker:
         for task in self._tasks:
             task.add_done_callback(self._done)
 
+    def begin_open(self, level: int, arrivals: Sequence[tuple[int, int]]) -> None:
+        """Start an open population: at each (time ns, root index) a new agent replays that
+        top-level session once and leaves. Agent k is the k-th arrival."""
+        if self._tasks:
+            raise RuntimeError("a level is already running in this worker")
+        self.agents = []
+        launcher = asyncio.create_task(self._launch(level, arrivals), name="arrivals")
+        launcher.add_done_callback(self._done)
+        self._tasks = [launcher]
+
+    async def _launch(self, level: int, arrivals: Sequence[tuple[int, int]]) -> None:
+        n = len(arrivals)
+        for k, (at, root) in enumerate(arrivals):
+            await self.clock.sleep_until(at)
+            agent = Agent(
+                k, n, level=level, workload=self.workload, deck=self.deck, synth=self.synth,
+                endpoint=self.endpoint, wait=self.wait, clock=self.clock, sink=self._sink,
+                epoch=self.epoch, scale=self.scale, seed=self.seed, tag=self.tag,
+            )
+            self.agents.append(agent)
+            task = asyncio.create_task(agent.once(at, root, k), name=f"arrival-{k}")
+            self._tasks.append(task)
+            task.add_done_callback(self._done)
+            task.add_done_callback(functools.partial(self._left, agent))
+
+    def _left(self, agent: Agent, task: asyncio.Task[None]) -> None:
+        """An arrival's session ended: it no longer counts in flight."""
+        if not task.cancelled():
+            with contextlib.suppress(ValueError):  # `stop` may have let go of both already
+                self.agents.remove(agent)
+                self._tasks.remove(task)
+
+    @property
+    def sessions(self) -> int:
+        """Agents (top-level sessions) running now."""
+        return len(self.agents)
+
     def _done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None and self.failure is None:
             self.failure = task.exception()
@@ -161,6 +201,13 @@ class LocalFleet:
 
     async def begin(self, level: int, agents: int, t0: int, ramp: float) -> None:
         self.worker.begin(Shard(level, agents, tuple(range(agents)), t0, ramp))
+
+    async def begin_open(self, level: int, arrivals: Sequence[tuple[int, int]]) -> None:
+        self.worker.begin_open(level, arrivals)
+
+    @property
+    def sessions(self) -> int:
+        return self.worker.sessions
 
     def take(self) -> list[Sample]:
         return self.worker.take()

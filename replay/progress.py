@@ -31,7 +31,7 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
 
-LEGEND = "agents · P25 output speed · P95 time to first token · done · power · tier ✓/✗"
+LEGEND = "agents · P{sp} output speed · P{tp} time to first token · done · power · tier ✓/✗"
 """What the level lines show, printed once above them (≤ 80 columns)."""
 
 
@@ -42,11 +42,15 @@ class View:
     manager."""
 
     def __init__(
-        self, console: Console, *, label: str, enabled: bool = True, simulated: bool = False
+        self, console: Console, *, label: str, enabled: bool = True, simulated: bool = False,
+        stats: tuple[float, float] = (25.0, 95.0),
     ) -> None:
         self.console = console
         self.label = label
         self.enabled = enabled
+        self.stats = stats
+        """The percentiles of speed and TTFT the tiers check (--slo-stat): the level lines
+        show those, so a ✗ agrees with the figure beside it."""
         self._live: RichLive | None = None
         self._legend = False
         self._phase: tuple[int, str] | None = None
@@ -104,8 +108,10 @@ class View:
             self._legend = True
             self.console.print(f"{self.label}: one line per measured level", highlight=False,
                                style="dim", soft_wrap=True)
-            self.console.print(LEGEND, highlight=False, style="dim")
-        self.console.print(level_line(level), highlight=False, soft_wrap=True)
+            sp, tp = self.stats
+            self.console.print(LEGEND.format(sp=f"{sp:g}", tp=f"{tp:g}"), highlight=False,
+                               style="dim")
+        self.console.print(level_line(level, self.stats), highlight=False, soft_wrap=True)
         for line in detail(level):
             self.console.print(f"  {line}", highlight=False, style="dim", soft_wrap=True)
 
@@ -143,10 +149,11 @@ def detail(level: Level) -> list[str]:
     return out
 
 
-def level_line(level: Level) -> str:
-    """One finished level in ≤ 80 columns (rich markup): agents, P25 speed, P95 TTFT,
-    requests, errors when any, power, a mark per tier (✓ met, ✗ missed, ? could not judge),
-    and why the level cannot pass a tier (short, unstable, empty) or stopped early."""
+def level_line(level: Level, stats: tuple[float, float] = (25.0, 95.0)) -> str:
+    """One finished level in ≤ 80 columns (rich markup): agents, speed and TTFT at the tiers'
+    percentiles (`stats`, P25 and P95 by default), requests, errors when any, power, a mark
+    per tier (✓ met, ✗ missed, ? could not judge), and why the level cannot pass a tier
+    (short, unstable, empty) or stopped early."""
     marks = " ".join(
         f"[yellow]?{v.floor:g}[/]" if v.inconclusive
         else f"[green]✓{v.floor:g}[/]" if v.passed else f"[red]✗{v.floor:g}[/]"
@@ -158,10 +165,13 @@ def level_line(level: Level) -> str:
     errors = f" [red]{level.errors} err[/]" if level.errors else ""
     flags = (" [red]stopped[/]" if level.stopped else "") + (
         f" [yellow]{_flag(level.problem)}[/]" if level.problem else "")
+    speed, ttft = level.p25_speed, level.p95_ttft
+    if stats != (25.0, 95.0) and level.verdicts:  # the figures the tiers were judged on
+        speed, ttft = level.verdicts[0].speed, level.verdicts[0].ttft_at
     return (
         f"level {level.index + 1}: [bold]{level.agents}[/] {_agents(level.agents)}  "
-        f"P25 {_f(level.p25_speed, '.1f', ' tok/s')}  "
-        f"P95 {_f(level.p95_ttft, '.1f' if (level.p95_ttft or 0) >= 10 else '.2f', ' s')}  "
+        f"P{stats[0]:g} {_f(speed, '.1f', ' tok/s')}  "
+        f"P{stats[1]:g} {_f(ttft, '.1f' if (ttft or 0) >= 10 else '.2f', ' s')}  "
         f"{level.completed} ok{errors}{power}  {marks}{flags}"
     )
 
@@ -257,4 +267,6 @@ def notes(run: Run) -> list[str]:
     out = list(run.notes)
     if run.interrupted:
         out.append("interrupted: results cover the levels measured before the stop")
+    if getattr(run, "forecast", False):  # every line of a forecast says so
+        out = [n if n.startswith("forecast") else f"forecast: {n}" for n in out]
     return out

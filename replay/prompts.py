@@ -32,7 +32,9 @@ ID_LIMIT = 32_000
 """Only token ids below this are used, so id prompts stay valid on servers with small
 vocabularies (32K-token models and up)."""
 
-Form = Literal["text", "ids"]
+Form = Literal["text", "ids", "blocks"]
+"""What an endpoint takes: prompt `text`, token `ids`, or only the full blocks' seeds
+(`blocks`: a modelled engine needs the prefix structure, not the tokens)."""
 
 USER_MARKER = "<|user|>"
 """How `corpus.wire.linearize` renders a user message's role; a single-message chat request costs
@@ -111,13 +113,15 @@ def vocabulary(tokenizer: str = bpe.DEFAULT) -> Vocabulary:
 
 @dataclass(slots=True)
 class Prompt:
-    """One synthesized request prompt. `text` or `ids` is set, as the endpoint asked;
+    """One synthesized request prompt. `text`, `ids` or `blocks` is set, as the endpoint asked
+    (`blocks`: one seed per full block, equal seeds exactly where the content is equal);
     `ideal_cached` is how many leading tokens an infinite prefix cache would already hold."""
 
     tokens: int
     ideal_cached: int
     text: str | None = None
     ids: list[int] | None = None
+    blocks: list[int] | None = None
 
 
 class Synth:
@@ -160,10 +164,18 @@ class Synth:
 
     def seeds(self, blocks: Sequence[int], scope: int) -> list[int]:
         """One 64-bit seed per block: (tag, id) for shared blocks, (tag, id, scope) otherwise.
-        Plain integer arithmetic: turns add few blocks, where numpy's per-call cost dominates."""
+        Plain integer arithmetic for the few blocks a turn adds (numpy's per-call cost would
+        dominate), numpy for long runs."""
         tag = self._tag_int
         salt = _mix_int((scope + 1) & _MASK)
         shared = self._shared
+        if len(blocks) >= 64:  # a session's first turn: the same arithmetic, vectorized
+            ids = np.array([b & _MASK for b in blocks], dtype=np.uint64)
+            salts = np.array(
+                [0 if shared is None or b in shared else salt for b in blocks], dtype=np.uint64
+            )
+            mixed: list[int] = (_mix(_mix(ids * _GOLD + salts) ^ np.uint64(tag))).tolist()
+            return mixed
         out: list[int] = []
         for b in blocks:
             s = 0 if shared is None or b in shared else salt
@@ -212,6 +224,9 @@ class Synth:
         return [p for p in out if p is not None]
 
 
+_NO_IDS = np.zeros(0, dtype=np.int64)
+
+
 class Context:
     """One agent's prompt state within a session: the blocks sent so far and their content, so
     each turn costs O(new blocks) and the next prompt extends the previous one exactly.
@@ -234,6 +249,8 @@ class Context:
         self._ids: list[np.ndarray] = []
         self._texts: list[str | None] = []
         self._seen: set[int] = set()
+        self._marked = 0
+        """Leading seeds already in the seen sets (they only grow), so a turn costs O(new)."""
 
     def build(self, blocks: Sequence[int], tokens: int, scope: int) -> Prompt:
         """The prompt of a turn with full block-id list `blocks` and `tokens` input tokens.
@@ -250,33 +267,35 @@ class Context:
         if scope != self._scope:
             self.reset()
             self._scope = scope
-        same = 0
-        for a, b in zip(self._blocks, used, strict=False):
-            if a != b:
-                break
-            same += 1
+        same = min(len(self._blocks), len(used))
+        if self._blocks[:same] != used[:same]:  # rare (a rewritten context): find where
+            old = self._blocks
+            same = next(i for i in range(same) if old[i] != used[i])
         del self._blocks[same:], self._seeds[same:], self._ids[same:], self._texts[same:]
+        self._marked = min(self._marked, same)
         new = used[same:]
         if new:
             seeds = synth.seeds(new, scope)
-            shared = [synth.is_shared(b) for b in new]
-            for seed, (ids, text) in zip(
-                seeds, synth.contents(seeds, shared, self.form == "text"), strict=True
-            ):
-                self._seeds.append(seed)
-                self._ids.append(ids)
-                self._texts.append(text)
+            self._seeds.extend(seeds)
+            if self.form == "blocks":  # no content: a modelled engine needs only the seeds
+                self._ids.extend(_NO_IDS for _ in seeds)
+                self._texts.extend(None for _ in seeds)
+            else:
+                shared = [synth.is_shared(b) for b in new]
+                for ids, text in synth.contents(seeds, shared, self.form == "text"):
+                    self._ids.append(ids)
+                    self._texts.append(text)
             self._blocks.extend(new)
         full = min(nblocks, tokens // bs)
         seen, seen_shared = self._seen, synth.seen_shared
-        ideal = 0
-        for seed in self._seeds[:full]:
-            if seed in seen or seed in seen_shared:
-                ideal += 1
-            else:
-                break
-        for b, seed in zip(used[:full], self._seeds[:full], strict=True):
-            (seen_shared if synth.is_shared(b) else seen).add(seed)
+        ideal = min(self._marked, full)
+        while ideal < full and (self._seeds[ideal] in seen or self._seeds[ideal] in seen_shared):
+            ideal += 1
+        for i in range(self._marked, full):
+            (seen_shared if synth.is_shared(used[i]) else seen).add(self._seeds[i])
+        self._marked = max(self._marked, full)
+        if self.form == "blocks":
+            return Prompt(tokens=tokens, ideal_cached=ideal * bs, blocks=self._seeds[:full])
         tail_len = tokens - full * bs
         tail: np.ndarray | None = None
         if tail_len:

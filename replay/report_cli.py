@@ -93,9 +93,11 @@ def report(
         bool, typer.Option("--force", help="Replace output files that exist.")
     ] = False,
 ) -> None:
-    """Show a saved run again: the table per tier, and with --html an offline HTML report."""
-    shots = [png / f"{stem}.png" for stem, *_ in plots.FIGURES] if png is not None else []
-    check([html, *(p for p in shots if png is not None and png.is_dir())], force, [run_json])
+    """Show a saved run again: the table per tier; --html an offline HTML report, --png
+    plots for slides."""
+    shots = ([png / f"{stem}.png" for stem, *_ in plots.FIGURES]
+             if png is not None and png.is_dir() else [])
+    check([html, *shots], force, [run_json])
     run = load(run_json)
     show(run)
     if html is not None:

@@ -24,7 +24,7 @@ from replay.summary import arrays, in_window
 
 CSS = """
 .badge{font-weight:700;padding:1px 7px;border-radius:3px;color:#fff;background:#7b52ab}
-.badge.live{background:#2a9d4b}.why{color:#8a6d00;text-align:left}
+.badge.live{background:#2a9d4b}.badge.forecast{background:#e8731a}.why{color:#8a6d00;text-align:left}
 .notes li{margin:2px 0}
 """
 
@@ -201,6 +201,27 @@ def agent_charts(run: Run) -> list[str]:
     return [svg.render(share), svg.render(spread)]
 
 
+def delivered(a: np.ndarray, b: np.ndarray, tokens: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Tokens delivered by each time in `at`, each request's `tokens` spread evenly over
+    [a, b) (all at `a` when b ≤ a): Σ r·(min(t, b) − a)⁺ with r = tokens ÷ (b − a), from
+    prefix sums over the sorted starts and ends, so a million requests cost a sort, not a
+    loop."""
+    at = np.asarray(at, dtype=np.float64)
+    instant = b <= a
+    r = np.where(instant, 0.0, tokens / np.where(instant, 1.0, b - a))
+
+    def ramp(points: np.ndarray) -> np.ndarray:  # Σ_{p < t} r·(t − p)
+        order = np.argsort(points)
+        p, w = points[order], r[order]
+        cw, cwp = np.concatenate(([0.0], np.cumsum(w))), np.concatenate(([0.0], np.cumsum(w * p)))
+        k = np.searchsorted(p, at, side="left")
+        return at * cw[k] - cwp[k]
+
+    steps = np.sort(a[instant])
+    done = np.concatenate(([0.0], np.cumsum(tokens[instant][np.argsort(a[instant])])))
+    return ramp(a) - ramp(b) + done[np.searchsorted(steps, at, side="right")]
+
+
 def time_charts(run: Run, buckets: int = 120) -> list[str]:
     """The load over the run, from the raw samples: output tokens/s, requests in flight and
     TTFT by start time, with each level's steady window shaded."""
@@ -215,18 +236,10 @@ def time_charts(run: Run, buckets: int = 120) -> list[str]:
     edges = np.linspace(t0, t1, buckets + 1)
     mid = ((edges[:-1] + edges[1:]) / 2).tolist()
     width = (t1 - t0) / buckets or 1.0
-    # a request's tokens are spread evenly from its first token to its end
-    rate = np.zeros(buckets)
-    gen_start = np.where(first > 0, first, end)
-    for a, b, tok in zip(gen_start, end, out_tokens, strict=True):
-        if tok <= 0:
-            continue
-        lo, hi = np.searchsorted(edges, [a, b], side="right") - 1
-        lo, hi = max(lo, 0), min(hi, buckets - 1)
-        overlap = np.minimum(edges[lo + 1:hi + 2], b) - np.maximum(edges[lo:hi + 1], a)
-        dur = max(b - a, 1e-9)
-        rate[lo:hi + 1] += tok * np.clip(overlap, 0, None) / dur
-    inflight = [float(np.sum((start <= m) & (end > m))) for m in mid]
+    rate = np.diff(delivered(np.where(first > 0, first, end), end, out_tokens, edges))
+    order_s, order_e = np.sort(start), np.sort(end)
+    inflight = (np.searchsorted(order_s, mid, side="right")
+                - np.searchsorted(order_e, mid, side="right")).astype(float).tolist()
     spans = [(lv.window_start, lv.window_end, f"level {lv.index + 1}: {lv.agents} agents window")
              for lv in run.levels]
     tokens = svg.Chart("Output tokens/s over the run", "run time (s)", "tokens/s",

@@ -63,6 +63,9 @@ class TierVerdict(msgspec.Struct, kw_only=True):
     """TTFT at the tier's TTFT statistic (P95 unless --slo-stat says otherwise)."""
     limits: dict[str, float] = {}
     """Each further constraint's figure by its name (e.g. `P95 e2e ≤ 60 s`)."""
+    attainment: float | None = None
+    """SLO attainment: share of the window's requests that met the tier on their own (speed
+    at least the floor, TTFT at most the ceiling; failed requests miss)."""
 
 
 class Power(msgspec.Struct, kw_only=True):
@@ -172,6 +175,11 @@ class Level(msgspec.Struct, kw_only=True):
     power: Power | None = None
     fidelity: Fidelity = msgspec.field(default_factory=Fidelity)
     samples: list[Sample] = []
+    arrivals: int = 0
+    """Open population (`--arrivals`): sessions that arrived during the level; `agents` is
+    then the mean number in flight over the window."""
+    in_flight: list[tuple[float, int]] = []
+    """Open population: (seconds since the run's epoch, agents in flight) through the level."""
     server: Load | None = None
     """The server's own figures over the window (its /metrics), when it has them."""
     bottleneck: str = ""
@@ -220,6 +228,8 @@ class TierResult(msgspec.Struct, kw_only=True):
     cache_hit_ratio: float | None = None
     errors: int = 0
     agent_share: float | None = None
+    attainment: float | None = None
+    """Share of the level's window requests that met this tier on their own."""
 
 
 class Corpus(msgspec.Struct, kw_only=True):
@@ -234,6 +244,43 @@ class Corpus(msgspec.Struct, kw_only=True):
     ideal_cache_ratio: float
     sub_agents: int = 0
     """Sessions replayed inside their top-level session's agent (not dealt on their own)."""
+
+
+class Node(msgspec.Struct, kw_only=True):
+    """A Ray node that ran shards of the run (`--ray`)."""
+
+    id: str
+    address: str
+    shards: int
+    agents: list[int] = []
+    """Agents it ran at each level, in `levels` order."""
+    clock_offset_ms: float = 0.0
+    """Its monotonic clock minus the driver's, taken off its samples' times."""
+    clock_error_ms: float = 0.0
+    """Bound on the offset's error: half the best probe's round trip."""
+
+
+class Modelled(msgspec.Struct, kw_only=True):
+    """What a forecast ran against: the engine model and the topology, and how long it took."""
+
+    engine: str
+    """Engine profile name."""
+    engine_description: str
+    gpus_per_engine: int
+    topology: str
+    """One line: engines, router, link, GPUs in all."""
+    replicas: int
+    router: str
+    prefill_replicas: int = 0
+    decode_replicas: int = 0
+    kv_gbps: float | None = None
+    gpus: int
+    block_size: int
+    """Prefix-cache block (tokens): the corpus's, so cache hits are whole corpus blocks."""
+    modelled_s: float = 0.0
+    """Virtual seconds the whole forecast covered."""
+    wall_s: float = 0.0
+    """Wall seconds it took (the one figure that varies between identical forecasts)."""
 
 
 class Server(msgspec.Struct, kw_only=True):
@@ -288,8 +335,15 @@ class Run(msgspec.Struct, kw_only=True):
     levels: list[Level] = []
     notes: list[str] = []
     sample_fields: tuple[str, ...] = SAMPLE_FIELDS
+    forecast: bool = False
+    """True when the figures come from a modelled engine in virtual time (`--forecast`)."""
+    modelled: Modelled | None = None
+    arrivals: str | None = None
+    """Open population (`--arrivals`): how sessions arrived; None for N closed-loop agents."""
     server: Server | None = None
     """What replay learned about a real server at start (None for the simulated engine)."""
+    nodes: list[Node] = []
+    """The Ray nodes the agents ran on (`--ray`); empty for a run on this machine."""
 
 
 _json = msgspec.json.Encoder()

@@ -36,7 +36,8 @@ class Plan:
     """Judge the levels either side of each tier's boundary this many times."""
 
 
-def _finish_level(raw: Raw, plan: Plan) -> Level:
+def finish_level(raw: Raw, plan: Plan) -> Level:
+    """`raw` summarized: figures, verdicts, fidelity, J per token."""
     level = summary.fill(raw.level, raw.samples, plan.tiers,
                          max_error_rate=plan.max_error_rate, counters=raw.counters)
     level.server = raw.server
@@ -55,6 +56,7 @@ def _figures(res: TierResult, lv: Level, t: int) -> None:
     if lv.verdicts:
         v = lv.verdicts[t]
         res.agent_share = v.agent_share
+        res.attainment = v.attainment
         if v.speed is not None or v.ttft_at is not None:  # the tier's own statistics
             res.p25_speed, res.p95_ttft = v.speed, v.ttft_at
     f = lv.fidelity
@@ -167,7 +169,7 @@ async def run(
                 on_start=current.append, max_error_rate=plan.max_error_rate,
             )
             current.clear()
-            level = _finish_level(raw, plan)
+            level = finish_level(raw, plan)
             record.levels.append(level)
             search.record(n, [None if v.inconclusive else v.passed for v in level.verdicts])
             record.tiers = answers(record, search, plan)
@@ -184,7 +186,7 @@ async def run(
                 pass
             if recorder is not None:
                 raw.level.power = power_summary(recorder, epoch, raw.level, scale)
-            record.levels.append(_finish_level(raw, plan))
+            record.levels.append(finish_level(raw, plan))
         raise
     finally:
         record.tiers = answers(record, search, plan)

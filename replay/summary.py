@@ -39,6 +39,17 @@ def arrays(samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return agent, speed, ttft
 
 
+def attainment(tier: Tier, speed: np.ndarray, ttft: np.ndarray, requests: int) -> float | None:
+    """Share of `requests` whose own speed and TTFT meet `tier` (`speed`/`ttft` are the
+    successful ones'; a request too short for a speed is judged on TTFT alone)."""
+    if not requests:
+        return None
+    with np.errstate(invalid="ignore"):
+        fast = np.isnan(speed) | (speed >= tier.floor)
+        met = fast & (ttft <= tier.ttft)
+    return int(np.count_nonzero(met)) / requests
+
+
 def problem(level: Level) -> str:
     """Why `level`'s window cannot pass a tier, or "" when it can: it must be complete,
     stable, and hold enough completed requests (`short` is set by the level's timing). A
@@ -126,14 +137,16 @@ def fill(
             level.verdicts.append(
                 TierVerdict(floor=tier.floor, ttft=tier.ttft, passed=False,
                             reason=level.problem, inconclusive=True, agent_share=share,
-                            speed=at_speed, ttft_at=at_ttft))
+                            speed=at_speed, ttft_at=at_ttft,
+                            attainment=attainment(tier, speed, ttft, level.requests)))
             continue
         level.verdicts.append(
             TierVerdict(floor=tier.floor, ttft=tier.ttft, passed=v.passed, reason=v.reason,
                         inconclusive=v.inconclusive, agent_share=share, speed=at_speed,
                         ttft_at=at_ttft,
                         limits={limit.name: value for limit, value in extra
-                                if value is not None})
+                                if value is not None},
+                        attainment=attainment(tier, speed, ttft, level.requests))
         )
     level.fidelity = fidelity.measure(window, counters)
     return level

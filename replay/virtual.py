@@ -45,8 +45,10 @@ class _Selector(selectors.BaseSelector):
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is None:  # nothing scheduled: only real I/O (a thread's wake-up) can come
             return self._real.select(None)
+        if timeout <= 0:  # callbacks are ready: real I/O waits for the next jump (no syscall)
+            return []
         ready = self._real.select(0)
-        if not ready and timeout > 0:
+        if not ready:
             self._loop.advance(timeout)
         return ready
 

@@ -135,6 +135,8 @@ class Workload:
     """Indexes into `sessions` of the top-level sessions (the ones dealt), in file order."""
     children: dict[int, tuple[Child, ...]]
     """Sub-agents of each session index that has any."""
+    damage: str | None = None
+    """What was lost, when a damaged file was read with `allow_damaged`."""
 
     @property
     def sub_agents(self) -> int:
@@ -194,6 +196,7 @@ class Workload:
             ideal_cache_ratio=hit_tokens / inp if inp else 0.0,
             roots=roots,
             children=children,
+            damage=reader.damage.message(name, len(sessions)) if reader.damage else None,
         )
 
 

@@ -1,9 +1,10 @@
 """Exporters: a corpus -> other tools' trace formats, so they can replay it too.
 
 `run(fmt, src, out)` writes `src` as `fmt`: `mooncake` (one JSONL file, with the `session_id` /
-`delay` extension AIPerf and Dynamo read) or `weka` (a folder of kv-cache-tester trace JSON,
-one file per session tree). What a format can't carry is listed in its module docstring;
-caveats about this corpus come back in `Report.warnings`.
+`delay` extension AIPerf and Dynamo read; later rows of a session hold what the turn adds),
+`agentperf-local` (a replay folder: manifest and one JSONL row per turn) or `weka` (a folder of
+kv-cache-tester trace JSON, one file per session tree). What a format can't carry is listed in
+its module docstring; caveats about this corpus come back in `Report.warnings`.
 """
 
 from __future__ import annotations

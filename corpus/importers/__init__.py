@@ -1,11 +1,12 @@
 """Importers: other tools' traces and recordings -> an anonymized corpus file.
 
 `run(fmt, sources, out)` reads `sources` (files or folders) in format `fmt` and writes a new
-corpus. Hash-only formats (mooncake, weka) keep their own block ids and block size; content
-formats (agentperf-local, mini-swe-agent, conversations) go through the same anonymizer as
-capture and honour any `block_size`. A source that is not the declared format raises
-`SourceError`; a bad record inside an otherwise usable source is left out and listed in
-`Report.skipped`. See `corpus/importers/README.md` for each format's rules.
+corpus. Hash-only formats (mooncake, weka, bailian) keep their own block ids and block size;
+content formats (agentperf-local, mini-swe-agent, conversations) and agent logs (claude-code,
+codex) go through the same anonymizer as capture and honour any `block_size`; count-only
+formats (otel, dynamo, tracelab) make blocks up from their cache-read counts. A source that is
+not the declared format raises `SourceError`; a bad record inside an otherwise usable source is
+left out and listed in `Report.skipped`. See `corpus/importers/README.md` for each format's rules.
 """
 
 from __future__ import annotations

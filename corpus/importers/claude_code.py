@@ -139,7 +139,7 @@ class _Call:
     compacted: bool
     stop: str | None = None
     tools: list[str] = field(default_factory=list)
-    line: int = 0
+    id: str = ""  # the API message id
 
 
 @dataclass
@@ -248,7 +248,7 @@ def _feed(s: _Stream, n: int, rec: dict[str, Any]) -> None:
             model=str(msg.get("model") or ""),
             after=after(prev is None, s.human, bool(prev and prev.tools)),
             compacted=s.compacted,
-            line=n,
+            id=msg["id"],
         )
         s.by_id[msg["id"]] = call
         s.human = s.compacted = False
@@ -334,7 +334,11 @@ def sessions(sources: list[Path], anon: Anonymizer, report: Report) -> Iterator[
     stamps = [s[0] for s in scans.values() if s[0] is not None]
     origin = min(stamps) if stamps else 0.0
     shared = _Shares.scan(scans)
-    mains = sorted((p for p in paths if not _sub(p)), key=lambda p: (scans[p][0] or 0.0, p))
+    # by start; a resumed or forked session's file starts with a copy of the one it continues,
+    # so among equal starts the smaller file (the original) comes first
+    mains = sorted(
+        (p for p in paths if not _sub(p)), key=lambda p: (scans[p][0] or 0.0, p.stat().st_size, p)
+    )
     subs: dict[Path, list[Path]] = {}
     for p in paths:
         if _sub(p):
@@ -357,6 +361,7 @@ class _Context:
     report: Report
     origin: float
     shared: _Shares
+    seen: set[str] = field(default_factory=set)  # message ids already imported
 
     def file(self, path: Path, parent: Path | None) -> Iterator[Imported]:
         sub = _sub(path)
@@ -366,6 +371,17 @@ class _Context:
             self.report.skip(where(path), "no model call (assistant record with usage); left out")
             return
         for k, stream in enumerate(streams):
+            # a resumed or forked session's file repeats the calls it continues: count them once
+            fresh = [c for c in stream.calls if c.id not in self.seen]
+            if len(fresh) < len(stream.calls):
+                self.report.warn(
+                    "calls repeated in a later transcript (a resumed or forked session) are "
+                    "counted once, in the first transcript that holds them"
+                )
+            self.seen.update(c.id for c in stream.calls)
+            stream.calls = fresh
+            if not fresh:
+                continue
             side = sub or k > 0
             key = (path, k)
             yield self._session(
@@ -412,7 +428,7 @@ class _Context:
                 input=prompt.tokens,
                 output=c.output,
                 wait=0.0 if prev is None else max(0.0, c.t_req - prev.end),
-                after=c.after,
+                after="start" if prev is None else c.after,
                 tool_calls=tuple(anon.tool(n) for n in c.tools),
                 duration=max(0.0, c.end - c.t_req),
                 usage_input=c.total,

@@ -55,7 +55,8 @@ def serve(
         int, typer.Option(help="TCP port; 0 picks a free one (printed on the first line).")
     ] = 8000,
     profile: Annotated[
-        str, typer.Option(help=f"Engine profile: {', '.join(sorted(PROFILES))}.")
+        str, typer.Option(help=f"Engine profile: {', '.join(sorted(PROFILES))}, or a "
+                          "profile .json file.")
     ] = "h100",
     max_queue: Annotated[
         int | None,

@@ -14,6 +14,8 @@ results. Every figure the engine reports while using them is labelled "simulated
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 
 from replay.engine.roofline import Roofline
@@ -213,3 +215,18 @@ INSTANT = Profile(
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (H100, B200, INSTANT)}
 """Built-in profiles by name: `h100`, `b200`, `instant`."""
+
+
+def load_profile(path: str | Path) -> Profile:
+    """A profile from a JSON object with `Profile`'s fields; raises ValueError naming the file
+    and what is wrong."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"engine profile {path}: cannot read it ({exc.strerror})") from None
+    try:
+        return msgspec.json.decode(data, type=Profile)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"engine profile {path}: {exc}; see replay/engine/README.md") from None
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"engine profile {path}: not JSON ({exc})") from None

@@ -3,10 +3,16 @@
 Each step decodes one token for every running sequence that has finished its prompt, and spends
 the rest of the token budget (`prefill_budget` minus the decode tokens) prefilling prompts in
 arrival order, in chunks. A step lasts the profile's modelled time (x `time_scale`), paced
-against the monotonic clock so the long-run rate is right even when single sleeps are late.
+against the event loop's clock so the long-run rate is right even when single sleeps are late.
 A request is admitted when the KV cache can hold its whole prompt plus the output it will
 produce (so nothing is ever preempted); cached prompt blocks skip prefill. No admission, no
 HTTP: the API modules turn `Generation` streams into responses.
+
+One core, two drivers: `replay serve` runs it on a normal loop in real time, one step per sleep,
+waking every stream each step; a forecast runs it on a `replay.virtual` loop with `burst=True`,
+where a run of decode-only steps with nothing to admit is taken as one sleep (the state after k
+such steps is exactly k single steps'; an arrival or a cancel cuts the burst at the next step
+boundary), so modelled hours cost events, not steps.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, Self
 
 import msgspec
@@ -70,6 +76,7 @@ class Generation:
         "_hit",
         "_pinned",
         "_prefill_left",
+        "_prefilled",
         "_private",
         "_read",
         "_waiter",
@@ -117,6 +124,7 @@ class Generation:
         self._waiter: asyncio.Future[None] | None = None
         self._cancelled = False
         self._admitted = False
+        self._prefilled = False
 
     def __aiter__(self) -> Self:
         return self
@@ -165,6 +173,7 @@ class Engine:
         max_queue: int | None = None,
         seed: int = 0,
         time_scale: float = 1.0,
+        burst: bool = False,
     ) -> None:
         if time_scale < 0:
             raise ValueError(f"time_scale must be >= 0, got {time_scale}")
@@ -173,7 +182,10 @@ class Engine:
         self.seed = seed
         self.time_scale = time_scale
         self.cache = PrefixCache(max(1, profile.kv_capacity_tokens // profile.block_size))
-        self.power = PowerMeter(profile.idle_power_w, time.monotonic())
+        self.burst = burst
+        """Take runs of identical decode steps as one sleep (for virtual time; see module)."""
+        self._clock: Callable[[], float] = time.monotonic
+        self.power = PowerMeter(profile.idle_power_w, self._clock())
         self._waiting: deque[Generation] = deque()
         self._num_waiting = 0
         self._prefilling: deque[Generation] = deque()
@@ -190,13 +202,17 @@ class Engine:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._vclock = 0.0
+        self._cut: asyncio.Future[None] | None = None
 
     # lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start the step loop in the running event loop."""
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="engine-steps")
+            loop = asyncio.get_running_loop()
+            self._clock = loop.time
+            self.power = PowerMeter(self.power.watts, loop.time())
+            self._task = loop.create_task(self._run(), name="engine-steps")
 
     async def stop(self) -> None:
         """Stop the step loop; requests still queued or generating fail with `EngineStopped`."""
@@ -268,6 +284,40 @@ class Engine:
                 tail_hash(prompt, hashes, bs), self.seed, p.natural_median_tokens
             )
             target = min(max_tokens, max(natural, min_tokens))
+        finish: Finish = "length" if target == max_tokens else "stop"
+        return self._enqueue(n, hashes, target, finish, param, prefilled=False)
+
+    def submit_blocks(
+        self, tokens: int, hashes: list[int], max_tokens: int, *, prefilled: bool = False
+    ) -> Generation:
+        """Queue a request given as its size and the chained hashes of its full blocks (the
+        engine's `block_size`), generating exactly `max_tokens` — what a forecast sends, with
+        no token ids to hash. `prefilled`: the prompt's KV arrives from a prefill engine
+        (disaggregated serving), so it takes KV space but no prefill compute and counts no
+        prefix-cache query. Raises as `submit` does."""
+        if self._task is None:
+            raise EngineStopped("the simulated engine is not running")
+        p = self.profile
+        if tokens < 1:
+            raise InvalidRequest("the prompt is empty", param="prompt")
+        if max_tokens < 1:
+            raise InvalidRequest(
+                f"max_tokens must be at least 1, got {max_tokens}", param="max_tokens"
+            )
+        if tokens + max_tokens > p.max_context:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {p.max_context} tokens. However, you "
+                f"requested {tokens + max_tokens} tokens ({tokens} in the prompt, {max_tokens} "
+                "in the completion). Please reduce the length of the prompt or completion.",
+                param="prompt",
+            )
+        return self._enqueue(tokens, hashes, max_tokens, "length", "prompt", prefilled=prefilled)
+
+    def _enqueue(
+        self, n: int, hashes: list[int], target: int, finish: Finish, param: str, *,
+        prefilled: bool,
+    ) -> Generation:
+        bs = self.profile.block_size
         blocks = -(-(n + target) // bs)
         if blocks > self.cache.capacity:
             raise ContextLengthExceeded(
@@ -276,8 +326,8 @@ class Engine:
                 param=param,
             )
         self._count += 1
-        finish: Finish = "length" if target == max_tokens else "stop"
         gen = Generation(self, self._count, n, hashes, target, finish, blocks)
+        gen._prefilled = prefilled
         if self._num_waiting or not self._admit_one(gen):
             if self.max_queue is not None and self._num_waiting >= self.max_queue:
                 raise Overloaded(
@@ -287,11 +337,18 @@ class Engine:
             self._waiting.append(gen)
             self._num_waiting += 1
         self._wake.set()
+        self._interrupt()
         return gen
+
+    def _interrupt(self) -> None:
+        """Something changed (an arrival, a cancel): end a running burst at its next step."""
+        cut = self._cut
+        if cut is not None and not cut.done():
+            cut.set_result(None)
 
     def stats(self) -> Stats:
         """Counters and gauges now (safe to call from the engine's loop at any time)."""
-        now = time.monotonic()
+        now = self._clock()
         return Stats(
             running=len(self._prefilling) + len(self._decoding),
             waiting=self._num_waiting,
@@ -321,12 +378,17 @@ class Engine:
         gen._hit = gen._pinned = hit
         gen._private = gen._blocks - hit
         gen.cached_tokens = cached
-        gen.context = cached
-        gen._prefill_left = gen.prompt_tokens - cached
-        self._kv_tokens += cached
-        self._prompt_total += gen.prompt_tokens
-        self._queries += gen.prompt_tokens
-        self._hits += cached
+        if gen._prefilled:  # the KV arrives whole: no compute, joins decoding next step
+            gen.context = gen.prompt_tokens
+            gen._prefill_left = 0
+            self._kv_tokens += gen.prompt_tokens
+        else:
+            gen.context = cached
+            gen._prefill_left = gen.prompt_tokens - cached
+            self._kv_tokens += cached
+            self._prompt_total += gen.prompt_tokens
+            self._queries += gen.prompt_tokens
+            self._hits += cached
         self._prefilling.append(gen)
         return True
 
@@ -348,6 +410,7 @@ class Engine:
             self._end(gen, "abort")
         else:
             self._purge = True
+            self._interrupt()
 
     def _end(self, gen: Generation, reason: str) -> None:
         """Mark `gen` done, return its KV blocks and wake its consumer."""
@@ -400,7 +463,7 @@ class Engine:
         decoding = self._decoding
         prefilling = self._prefilling
         if not decoding and not prefilling:
-            self.power.set(p.idle_power_w, time.monotonic())
+            self.power.set(p.idle_power_w, loop.time())
             self._wake.clear()
             await self._wake.wait()
             return
@@ -417,7 +480,10 @@ class Engine:
             prefill += chunk
             pairs += chunk * (gen.context + chunk / 2)  # the chunk attends its prefix and itself
         work = prefill + len(decoding)
-        self.power.set(p.power(work), time.monotonic())
+        self.power.set(p.power(work), loop.time())
+        if self.burst and not chunks and not self._purge:
+            await self._burst(loop, decoding)
+            return
         dt = p.step_time(prefill, len(decoding), self._kv_tokens, pairs) * self.time_scale
         if dt <= 0:
             await asyncio.sleep(0)
@@ -430,18 +496,61 @@ class Engine:
             await asyncio.sleep(max(0.0, self._vclock - now))
         self._commit(decoding, chunks)
 
-    def _commit(self, decoding: list[Generation], chunks: list[tuple[Generation, int]]) -> None:
-        self._steps += 1
+    async def _burst(self, loop: asyncio.AbstractEventLoop, decoding: list[Generation]) -> None:
+        """Run decode-only steps until the first sequence completes, as one sleep; an
+        interrupt (`_interrupt`) ends the burst at the step in progress."""
+        p = self.profile
+        n = len(decoding)
+        kv = self._kv_tokens
+        scale = self.time_scale
+        k = min(g.target - g.generated for g in decoding)
+        start = loop.time()
+        end = start + p.steps_time(n, kv, k) * scale
+        cut = loop.create_future()
+        self._cut = cut
+        timer = loop.call_at(end, _settle, cut)
+        try:
+            await cut
+        finally:
+            timer.cancel()
+            self._cut = None
+        now = loop.time()
+        if now < end:  # interrupted: finish the step in progress, then stop
+            lo, hi = 0, k  # least j with start + steps_time(j) >= now
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if start + p.steps_time(n, kv, mid) * scale >= now:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            k = max(1, lo)
+            end = start + p.steps_time(n, kv, k) * scale
+            if end > now:
+                await asyncio.sleep(end - now)
+        self._vclock = loop.time()
+        self._commit(decoding, [], k)
+
+    def _commit(
+        self, decoding: list[Generation], chunks: list[tuple[Generation, int]], steps: int = 1
+    ) -> None:
+        """Apply `steps` steps of this composition (only decode-only steps repeat: `chunks`
+        is empty when `steps` > 1)."""
+        self._steps += steps
         emitted = 0
         keep: list[Generation] = []
         for gen in decoding:
-            if gen._cancelled:
+            if gen._cancelled:  # cancelled during the last of these steps
+                if steps > 1:
+                    gen.generated += steps - 1
+                    gen.context += steps - 1
+                    self._kv_tokens += steps - 1
+                    emitted += steps - 1
                 self._end(gen, "abort")
                 continue
-            gen.generated += 1
-            gen.context += 1
-            self._kv_tokens += 1
-            emitted += 1
+            gen.generated += steps
+            gen.context += steps
+            self._kv_tokens += steps
+            emitted += steps
             if gen.generated >= gen.target:
                 self._end(gen, gen.finish_reason)
             else:
@@ -464,7 +573,7 @@ class Engine:
             self.cache.register(gen._hashes, gen._hit)
             gen._private -= len(gen._hashes) - gen._hit
             gen._pinned = len(gen._hashes)
-            gen.generated = 1  # the last prefill chunk samples the first token
+            gen.generated = 1  # the last prefill chunk (or a transferred KV's first decode step)
             gen.context += 1
             self._kv_tokens += 1
             emitted += 1
@@ -475,3 +584,8 @@ class Engine:
                 gen._wake()
         self._decoding = keep
         self._generated_total += emitted
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -22,7 +22,7 @@ from aiohttp import web
 from corpus import TokenCache
 from replay.engine import api_anthropic, api_completions, api_openai, api_responses, metrics
 from replay.engine.errors import EngineError
-from replay.engine.profiles import PROFILES, Profile
+from replay.engine.profiles import PROFILES, Profile, load_profile
 from replay.engine.scheduler import Engine
 from replay.engine.wire import ENGINE, ENGINE_HEADER, TOKENS, json_response
 
@@ -33,14 +33,18 @@ _STARTED = time.time()
 
 
 def resolve(profile: str | Profile) -> Profile:
-    """A `Profile` from a name in `PROFILES` (or the profile itself)."""
+    """A `Profile` from a name in `PROFILES`, a `.json` file holding one (every field of
+    `Profile`; see `replay.engine.profiles`), or the profile itself."""
     if isinstance(profile, Profile):
         return profile
+    if profile.endswith(".json"):
+        return load_profile(profile)
     try:
         return PROFILES[profile]
     except KeyError:
         raise ValueError(
-            f"unknown engine profile {profile!r}; choose one of {', '.join(sorted(PROFILES))}"
+            f"unknown engine profile {profile!r}; choose one of {', '.join(sorted(PROFILES))} "
+            "or give a profile .json file"
         ) from None
 
 

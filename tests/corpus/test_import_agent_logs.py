@@ -382,3 +382,40 @@ def test_codex_no_rollout_text_reaches_the_file(tmp_path: Path) -> None:
     for secret in canaries.values():
         assert secret.encode() not in body
     assert session.turns[0].tool_calls[0].startswith("tool-")
+
+
+def test_claude_code_sidechains_in_the_main_transcript_are_sub_agents(tmp_path: Path) -> None:
+    """Older Claude Code versions wrote a sub-agent's records into the main transcript as a
+    sidechain (isSidechain, its first record without a parentUuid)."""
+    src = next(p for p in CLAUDE.rglob("*.jsonl") if p.parent.name != "subagents")
+    sub = next((src.parent / src.stem / "subagents").glob("agent-*.jsonl"))
+    main_lines = src.read_text().splitlines()
+    side_lines = sub.read_text().splitlines()
+    first_call = next(i for i, ln in enumerate(main_lines) if '"type":"assistant"' in ln)
+    merged = main_lines[: first_call + 1] + side_lines + main_lines[first_call + 1 :]
+    old = tmp_path / "old" / src.name
+    old.parent.mkdir()
+    old.write_text("\n".join(merged) + "\n")
+    sessions, _ = load(tmp_path, "claude-code", old)
+    main, side = sessions
+    assert side.parent == main.id
+    assert len(side.turns) == 2
+    assert len(main.turns) == len([ln for ln in main_lines if '"model":"claude' in ln])
+    assert side.turns[0].tool_calls == ("Glob", "Bash")
+
+
+def test_claude_code_calls_repeated_by_a_resumed_session_count_once(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(CLAUDE, src)
+    main = next(p for p in src.rglob("*.jsonl") if p.parent.name != "subagents")
+    lines = main.read_text().splitlines()
+    last = json.loads(next(ln for ln in reversed(lines) if '"type":"assistant"' in ln))
+    last["message"]["id"] = "msg_new_call"
+    last["timestamp"] = "2026-12-06T13:00:00.000Z"
+    fork = main.with_name("0000-forked.jsonl")
+    fork.write_text("\n".join([*lines, json.dumps(last)]) + "\n")
+    sessions, report = load(tmp_path, "claude-code", src)
+    assert sum(len(s.turns) for s in sessions) == 16 + 1
+    forked = [s for s in sessions if len(s.turns) == 1 and s.parent is None]
+    assert forked[0].turns[0].after == "start"
+    assert any("counted once" in w for w in report.warnings)

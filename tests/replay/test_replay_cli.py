@@ -219,6 +219,7 @@ def test_replay_serve_dispatches_to_the_engine(capsys: pytest.CaptureFixture[str
     assert "--profile" in capsys.readouterr().out
 
 
+@pytest.mark.timeout(900)  # a starved machine is slow to start and to save; not a speed check
 @pytest.mark.parametrize(
     ("sig", "phase"),
     [(signal.SIGINT, "window"), (signal.SIGTERM, "window"), (signal.SIGTERM, "warm-up")],
@@ -246,7 +247,7 @@ def test_a_stop_signal_saves_what_was_measured(
                 break
         else:
             pytest.fail("no progress line for the phase: " + "".join(seen))
-        rest, _ = proc.communicate(timeout=120)
+        rest, _ = proc.communicate(timeout=600)  # a guard against a hang only
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -286,3 +287,26 @@ def test_a_damaged_corpus_is_an_error_with_the_message_validate_gives(
     assert code == 1
     assert text == f"error: {message}\n"
 
+
+
+def test_allow_damaged_replays_the_intact_frames_and_says_what_was_lost(tmp_path: Path) -> None:
+    from corpus import Header, Turn, Writer
+    from corpus.frames import Frame, scan
+    from replay.errors import ReplayError
+    from replay.workload import Workload
+
+    path = tmp_path / "c.zst"
+    with Writer(path, Header(block_size=4), keys=False, max_turns=1) as w:
+        for i in range(4):
+            sid = w.open_session(start=float(i))
+            w.add_turn(sid, Turn(t=0.0, input=8, output=2), [2 * i, 2 * i + 1])
+            w.close_session(sid)
+    last = [f for f in scan(path) if isinstance(f, Frame)][-1].offset
+    cut = tmp_path / "cut.zst"
+    cut.write_bytes(path.read_bytes()[: last + 9])
+    with pytest.raises(ReplayError, match="is truncated"):
+        Workload.load(cut)
+    workload = Workload.load(cut, allow_damaged=True)
+    assert len(workload.sessions) == 4  # the cut frame held only the last Close
+    assert workload.damage is not None
+    assert "4 sessions before it are intact" in workload.damage

@@ -165,3 +165,15 @@ def test_live_line_stays_one_line_at_80_columns() -> None:
         assert line.startswith("level 3: 4 agents  window 12 s  10 done  4 in flight  "
                                "P25 54.3 tok/s  P95 0.74 s")
         assert len(line) <= 80
+
+
+def test_level_lines_show_the_statistics_the_tiers_check() -> None:
+    lv = quick_start_like().levels[0]
+    lv.verdicts = [TierVerdict(floor=25, ttft=0.45, passed=False, speed=21.5, ttft_at=2.25)]
+    buf = io.StringIO()
+    console = Console(file=buf, width=80, color_system=None)
+    with View(console, label="simulated h100", stats=(1.0, 99.0)) as view:
+        view.level(lv)
+    lines = buf.getvalue().splitlines()
+    assert "P1 output speed · P99 time to first token" in lines[1]
+    assert lines[2] == "level 1: 1 agent  P1 21.5 tok/s  P99 2.25 s  0 ok  ✗25"

@@ -139,3 +139,10 @@ def test_block_content_is_spread_over_the_vocabulary() -> None:
     rng = random.Random(0)
     sample = rng.sample(ids, 500)
     assert np.isin(sample, s.vocab.ids).all()
+
+
+def test_long_runs_of_seeds_match_the_per_block_arithmetic() -> None:
+    synth = Synth(block_size=64, tag="x", shared={1, 5, 7})
+    blocks = [*range(200), -3]
+    short = [s for i in range(0, len(blocks), 10) for s in synth.seeds(blocks[i : i + 10], 12)]
+    assert synth.seeds(blocks, 12) == short

@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 from fixtures_replay import make_corpus
 from run_samples import make_run
@@ -141,6 +142,9 @@ def test_compare_gives_ratios_to_the_first_run_and_the_settings_that_differ() ->
     assert diff["measured"] == ["simulated engine, profile h100", "simulated engine, profile b200"]
     assert diff["wait"] == ["recorded", "aa"]
     assert "api" not in diff
+    a.settings["ray"], b.settings["endpoints"] = None, []  # unset, None and empty read alike
+    again = compare([a, b], ["a", "b"]).differences
+    assert {"ray", "endpoints"}.isdisjoint(d.setting for d in again)
     page = report_html.comparison(comp, [a, b])
     s = parse(page)
     assert s.fetches == []
@@ -313,3 +317,32 @@ def test_server_token_rates_are_per_modelled_second_on_a_time_scaled_engine(
     assert tokens_s is not None
     # the same tokens over the same window: rates agree far closer than the 4x time scale
     assert 0.5 < level.server.generation_tps / tokens_s < 2.0
+
+
+def test_tokens_delivered_over_time_match_a_request_by_request_sum() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0, 100, 300)
+    b = a + rng.uniform(0, 20, 300)
+    b[:5] = a[:5]  # zero-length deliveries count at once
+    tokens = rng.integers(0, 500, 300).astype(float)
+    at = np.linspace(-5, 130, 28)
+    expected = [sum((t * (e >= x)) if y == x else t * min(max(e - x, 0), y - x) / (y - x)
+                    for x, y, t in zip(a, b, tokens, strict=True)) for e in at]
+    got = report_html.delivered(a, b, tokens, at)
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert got[-1] == pytest.approx(tokens.sum())
+
+
+def test_a_forecast_says_so_and_names_its_topology() -> None:
+    from replay.results import Modelled
+    run = make_run()
+    run.simulated, run.forecast = False, True
+    run.modelled = Modelled(engine="h100", engine_description="modelled", gpus_per_engine=1,
+                            topology="2 × h100 behind a prefix router (2 GPUs)", replicas=2,
+                            router="prefix", gpus=2, block_size=64)
+    page = report_html.render(run)
+    assert 'class="badge forecast">forecast' in page
+    assert "forecast, 2 × h100 behind a prefix router (2 GPUs)" in page
+    comp = compare([make_run(), run], ["sim", "forecast"])
+    assert comp.kinds == ["simulated", "forecast"]
+    assert any("different kinds" in n for n in comp.notes)
