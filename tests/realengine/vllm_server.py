@@ -6,7 +6,6 @@ tier. The venv comes from `setup_vllm.sh`; the model directory is written at tes
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import socket
@@ -107,6 +106,8 @@ def start(python: Path, model_dir: Path, log: Path, *, block_size: int = BLOCK_S
             with urllib.request.urlopen(server.url + "/health", timeout=5) as resp:
                 if resp.status == 200:
                     return server
+        except urllib.error.HTTPError as exc:  # not ready yet (it holds the response open)
+            exc.close()
         except (urllib.error.URLError, OSError):
             pass
         try:
@@ -116,10 +117,3 @@ def start(python: Path, model_dir: Path, log: Path, *, block_size: int = BLOCK_S
     server.stop()
     raise RuntimeError(f"vLLM did not answer /health within {START_TIMEOUT:g} s:\n{server.tail()}")
 
-
-def post(url: str, body: dict[str, object], timeout: float = 300.0) -> dict[str, object]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        out: dict[str, object] = json.loads(resp.read())
-        return out
