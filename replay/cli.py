@@ -52,7 +52,7 @@ from replay.forecast.run import engine_profile, modelled
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
 from replay.metrics import Counters
 from replay.population import run_open
-from replay.power import Recorder, sampler
+from replay.power import Nvml, Recorder, sampler
 from replay.power import validate as validate_power
 from replay.presets import choose as choose_slo
 from replay.presets import describe as describe_presets
@@ -201,7 +201,8 @@ async def _execute_at(
     names = DIALECTS[found.dialect].metrics if found is not None else None
     gpu_url = power[len("dcgm:"):] if power.startswith("dcgm:") else None
     counters = (
-        Counters(metrics_url or root + "/metrics", names=names, gpu_url=gpu_url)
+        Counters(metrics_url or root + "/metrics", names=names, gpu_url=gpu_url,
+                 gpu=source.telemetry if isinstance(source, Nvml) else None)
         if metrics_url != "none" else None
     )
     resets = [server_root(base_url(u)) for u in (url, *opts.replicas)]
