@@ -247,7 +247,15 @@ def test_a_stop_signal_saves_what_was_measured(
                 break
         else:
             pytest.fail("no progress line for the phase: " + "".join(seen))
-        rest, _ = proc.communicate(timeout=600)  # a guard against a hang only
+        try:
+            rest, _ = proc.communicate(timeout=600)  # a guard against a hang only
+        except subprocess.TimeoutExpired:
+            masks = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+            proc.kill()
+            rest, _ = proc.communicate()
+            pytest.fail("no exit after the signal; " + " ".join(
+                m for m in masks if m.startswith(("SigIgn", "SigCgt"))) + "\n" + "".join(seen)
+                + rest)
     finally:
         if proc.poll() is None:
             proc.kill()
