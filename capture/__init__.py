@@ -2,6 +2,10 @@
 parsers, session assembly). `capture --upstream URL -o corpus.zst` is the command; the names
 below are the library. Heavy ones (mitmproxy, the corpus writer) load on first use, so the
 command reports argument errors at once.
+
+Errors: `CaptureError` (anything that stops the proxy starting or running; messages name
+parameters, the CLI says flags) and, from the corpus writer, `corpus.CorpusError`. A recorder
+failure while capturing is never raised at the agent: it is counted and reported.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from capture import hints
-from capture.errors import CaptureError
+from capture.errors import CaptureError, flagged
 from capture.listeners import Listener, plan
 from capture.recorder import Recorder, Stats
 from corpus import CorpusError
@@ -220,7 +220,7 @@ def capture(
         listeners = plan(upstream or [], listen or [], forward=forward)
         writer, notes = open_corpus(output, domain=domain)
     except (CaptureError, CorpusError) as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(flagged(exc)) from None
     except OSError as exc:
         raise _fail(f"{output}: {exc.strerror or exc}") from None
     for note in notes:
@@ -242,7 +242,7 @@ def capture(
             )
         )
     except CaptureError as exc:
-        failure = str(exc)
+        failure = flagged(exc)
     except KeyboardInterrupt:
         pass
     finally:

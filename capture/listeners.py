@@ -1,4 +1,5 @@
-"""Where the proxy listens and where it forwards: parsing `--listen` and `--upstream`.
+"""Where the proxy listens and where it forwards: parsing the `listen` and `upstream` settings
+(errors name those parameters; the CLI says its flags).
 
 Kept free of mitmproxy imports so argument errors are reported at once.
 """
@@ -38,13 +39,14 @@ def parse_listen(text: str) -> tuple[str, int]:
     if value.startswith("["):
         end = value.find("]")
         if end < 0 or value[end + 1 : end + 2] != ":":
-            raise CaptureError(f"--listen {text!r}: expected [IPv6]:PORT")
+            raise CaptureError(f"listen {text!r}: expected [IPv6]:PORT", params=("listen",))
         host, port = value[1:end], value[end + 2 :]
     elif ":" in value:
         host, port = value.rsplit(":", 1)
         host = host or "127.0.0.1"
     if not port.isdigit() or not 0 <= int(port) < 65536:
-        raise CaptureError(f"--listen {text!r}: expected HOST:PORT with a port in 0..65535")
+        raise CaptureError(f"listen {text!r}: expected HOST:PORT with a port in 0..65535",
+                           params=("listen",))
     return host, int(port)
 
 
@@ -54,10 +56,12 @@ def parse_upstream(url: str) -> tuple[str, str]:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CaptureError(
-            f"--upstream {url!r}: expected an http(s) URL such as https://api.anthropic.com"
+            f"upstream {url!r}: expected an http(s) URL such as https://api.anthropic.com",
+            params=("upstream",),
         )
     if parts.query or parts.fragment or parts.username:
-        raise CaptureError(f"--upstream {url!r}: give scheme, host, port and path only")
+        raise CaptureError(f"upstream {url!r}: give scheme, host, port and path only",
+                           params=("upstream",))
     origin = f"{parts.scheme}://{parts.netloc}"
     return origin, parts.path.rstrip("/")
 
@@ -68,17 +72,21 @@ def plan(upstreams: list[str], listen: list[str], *, forward: bool) -> list[List
     addrs = [parse_listen(x) for x in listen]
     if forward:
         if upstreams:
-            raise CaptureError("--forward takes no --upstream: agents choose their own hosts")
+            raise CaptureError("forward takes no upstream: agents choose their own hosts",
+                               params=("forward", "upstream"))
         if len(addrs) > 1:
-            raise CaptureError("--forward takes one --listen")
+            raise CaptureError("forward takes one listen address",
+                               params=("forward", "listen"))
         host, port = addrs[0] if addrs else ("127.0.0.1", DEFAULT_FORWARD_PORT)
         return [Listener(host, port)]
     if not upstreams:
-        raise CaptureError("give at least one --upstream URL, or --forward")
+        raise CaptureError("give at least one upstream URL, or forward",
+                           params=("upstream", "forward"))
     if len(addrs) > len(upstreams):
         raise CaptureError(
-            f"{len(addrs)} --listen addresses for {len(upstreams)} --upstream URLs; "
-            "give one --listen per upstream (or fewer, the rest get default ports)"
+            f"{len(addrs)} listen addresses for {len(upstreams)} upstream URLs; give one "
+            "listen address per upstream URL (or fewer, the rest get default ports)",
+            params=("listen", "upstream"),
         )
     used = {port for _, port in addrs}
     out: list[Listener] = []

@@ -1,5 +1,8 @@
 """The agentload trajectory corpus: records, reader/writer, anonymizer, importers/exporters.
 
+Errors (`corpus.errors`): CorpusError ├── FormatError ── DamagedError ├── TruncatedError,
+└── CorruptError; └── SourceError (an import source that does not match its format).
+
 `corpus` is the ground floor: capture, replay and stats import what they need from the names
 below (and from `corpus.wire`, the shared wire knowledge), never from other submodules.
 """

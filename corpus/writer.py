@@ -46,9 +46,14 @@ from corpus.records import (
 # at most BATCH_TURNS, so a file cut inside a frame still keeps the complete records before the
 # cut. Smaller frames or records compress worse (each column is cut into shorter runs); these
 # sizes keep the bundled corpora within their size target (benchmarks/bench_corpus.py).
+# A file whose turns all fit its first frame (written at once: most imports) would be one
+# frame, lost whole to one flipped byte: with at least SPREAD_TURNS turns it is written at close
+# as SPREAD frames of two records each instead.
 FRAME_BYTES = 256 << 10
 MIN_FRAME_TURNS = 256
 BATCH_TURNS = 4096
+SPREAD_TURNS = 2048
+SPREAD = 4
 _TIME = 1 << 62  # microseconds that still fit the int64 time columns
 _TIME_S = float(_TIME // 10**6)  # the same bound in seconds, a little inside it
 
@@ -249,6 +254,7 @@ class Writer:
         self.flush_every = flush_every
         self.max_turns = max_turns
         self._frame_turns = max_turns  # this frame's bound (FRAME_BYTES, once estimated)
+        self._wrote_turns = False  # a frame of turns has been written
         self.level = level
         self.sessions = 0
         self.turns = 0
@@ -356,22 +362,59 @@ class Writer:
         if not records and not force:
             self._flushed_at = time.monotonic()
             return
+        size = self._write(records)
+        if len(self._rows) >= MIN_FRAME_TURNS:  # a timed flush of a few turns says little
+            fit = int(FRAME_BYTES * len(self._rows) / size)
+            self._frame_turns = max(MIN_FRAME_TURNS, min(self.max_turns, fit))
+        self._pending, self._rows, self._closing = [], [], []
+        self._flushed_at = time.monotonic()
+
+    def _write(self, records: list[Record]) -> int:
+        """Write `records` as one frame; returns its size in bytes."""
         self.keys.save()
         data = compress(pieces(records), self.level)
         self._file.write(data)
         self._file.flush()
         self.frames += 1
-        if len(self._rows) >= MIN_FRAME_TURNS:  # a timed flush of a few turns says little
-            fit = int(FRAME_BYTES * len(self._rows) / len(data))
-            self._frame_turns = max(MIN_FRAME_TURNS, min(self.max_turns, fit))
+        self._wrote_turns = self._wrote_turns or any(isinstance(r, Turns) for r in records)
+        return len(data)
+
+    def _spread(self) -> None:
+        """At close: when no frame of turns was written yet and many are pending (a file
+        written at once), write them as SPREAD frames. Each frame opens the sessions first seen
+        in it and closes those last seen in it, so damage to one frame loses only its turns."""
+        rows = self._rows
+        if self._wrote_turns or self.flush_every is not None or len(rows) < SPREAD_TURNS:
+            return
+        step = -(-len(rows) // SPREAD)
+        chunks = [rows[i : i + step] for i in range(0, len(rows), step)]
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for k, chunk in enumerate(chunks):
+            for sid, _ in chunk:
+                first.setdefault(sid, k)
+                last[sid] = k
+        opens: list[list[Record]] = [[] for _ in chunks]
+        for rec in self._pending:
+            opens[first.get(rec.id, 0) if isinstance(rec, Open) else 0].append(rec)
+        closes: list[list[int]] = [[] for _ in chunks]
+        for sid in self._closing:
+            closes[last.get(sid, len(chunks) - 1)].append(sid)
+        half = -(-step // 2)
+        for k, chunk in enumerate(chunks):
+            records = [*opens[k]]
+            records += [col.encode(chunk[i : i + half]) for i in range(0, len(chunk), half)]
+            if closes[k]:
+                records.append(Close(ids=closes[k]))
+            self._write(records)
         self._pending, self._rows, self._closing = [], [], []
-        self._flushed_at = time.monotonic()
 
     def close(self) -> None:
         """Flush and close. Sessions still open stay open in the file (readers yield them)."""
         if self._file.closed:
             return
         try:
+            self._spread()
             self.flush()
         finally:
             self._file.close()

@@ -1,5 +1,17 @@
 """Replay a corpus against an LLM endpoint: synthesized prompts with the recorded prefix
-structure, agents pacing turns as recorded, and AA-AgentPerf's SLO search with power."""
+structure, agents pacing turns as recorded, and AA-AgentPerf's SLO search with power; or
+forecast it against modelled engines on a virtual clock (`replay.forecast`). Module map:
+replay/README.md.
+
+Errors (`replay.errors`; library messages name parameters, the CLI says flags):
+
+    ReplayError               anything that stops a run
+    ├── ConfigError           a value or setting that cannot be used
+    ├── EndpointError         the endpoint cannot be reached or does not speak the API
+    └── PowerError            a power source that cannot be read
+    EngineError               the simulated engine's (replay.engine): InvalidRequest,
+                              ContextLengthExceeded, Overloaded, EngineStopped, CatalogError
+"""
 
 from replay.agent import Agent
 from replay.client import Client, ClientFactory

@@ -45,14 +45,14 @@ from replay.engine.errors import CatalogError
 from replay.engine.profiles import Profile
 from replay.engine.server import resolve as resolve_profile
 from replay.engine.setup_options import SetupOptions, setup_profile
-from replay.errors import ConfigError, ReplayError
+from replay.errors import ConfigError, ReplayError, flagged
 from replay.fleet import LocalFleet
 from replay.forecast import Topology, forecast
 from replay.forecast.run import engine_profile, modelled
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
 from replay.metrics import Counters
 from replay.population import run_open
-from replay.power import Recorder, sampler
+from replay.power import Nvml, Recorder, sampler
 from replay.power import validate as validate_power
 from replay.presets import choose as choose_slo
 from replay.presets import describe as describe_presets
@@ -201,7 +201,8 @@ async def _execute_at(
     names = DIALECTS[found.dialect].metrics if found is not None else None
     gpu_url = power[len("dcgm:"):] if power.startswith("dcgm:") else None
     counters = (
-        Counters(metrics_url or root + "/metrics", names=names, gpu_url=gpu_url)
+        Counters(metrics_url or root + "/metrics", names=names, gpu_url=gpu_url,
+                 gpu=source.telemetry if isinstance(source, Nvml) else None)
         if metrics_url != "none" else None
     )
     resets = [server_root(base_url(u)) for u in (url, *opts.replicas)]
@@ -336,7 +337,7 @@ def _forecast(state: _State, workload: Workload, opts: _Options) -> res.Run:
     """The record of a forecast, before it runs (`_run_forecast` fills it)."""
     assert opts.topology is not None
     profile = opts.engine or resolve_profile(opts.profile)
-    info = modelled(opts.topology, engine_profile(profile, workload.header.block_size))
+    info = modelled(opts.topology, engine_profile(profile, workload))
     record = res.Run(
         simulated=False, forecast=True, modelled=info, profile=profile.name,
         endpoint=f"forecast: {info.topology}", api="model", model=profile.model,
@@ -771,7 +772,7 @@ def replay(
                     raise ConfigError(f"{flag} {exc}") from None
         workload = Workload.load(corpus, allow_damaged=allow_damaged)
     except (ReplayError, CorpusError, CatalogError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(flagged(exc)) from None
     if workload.damage:
         err_console.print(f"[yellow]warning:[/] {escape(workload.damage)}", highlight=False,
                           soft_wrap=True)
@@ -828,7 +829,7 @@ def replay(
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if state.record is not None and state.record.levels:
             _report(state.record, json_out, html)
-        raise _fail(str(exc)) from None
+        raise _fail(flagged(exc)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert state.record is not None

@@ -77,8 +77,8 @@ def _flat(run: Run) -> dict[str, str]:
         if isinstance(value, dict):
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            out[prefix] = str(value)
+        else:  # unset, None and empty read alike (runs saved before a setting existed)
+            out[prefix] = "—" if value is None or value == [] else str(value)
 
     walk("", run.settings)
     return out

@@ -13,16 +13,15 @@ from replay.results import Level, Run, TierResult
 def where(run: Run) -> str:
     """What the run measured: the simulated profile, the forecast's modelled topology, or the
     endpoint."""
-    if getattr(run, "forecast", False):
-        modelled = getattr(run, "modelled", None)
-        topology = getattr(modelled, "topology", "")
+    if run.forecast:
+        topology = run.modelled.topology if run.modelled is not None else ""
         return f"forecast, {topology}" if topology else "forecast (modelled engine)"
     return f"simulated engine, profile {run.profile}" if run.simulated else run.endpoint
 
 
 def kind(run: Run) -> str:
     """`simulated`, `forecast` or `live` (the badge every page carries)."""
-    if getattr(run, "forecast", None):
+    if run.forecast:
         return "forecast"
     return "simulated" if run.simulated else "live"
 
@@ -64,7 +63,7 @@ def why(run: Run, tier: int) -> str | None:
 def hint(run: Run) -> str | None:
     """What to try when some tier is out of reach of a single stream on the simulated engine
     (the quick start): one line, or None."""
-    if not run.simulated or getattr(run, "forecast", False):
+    if not run.simulated or run.forecast:
         return None
     lines = [why(run, i) or "" for i in range(len(run.tiers))]
     if not any(line.startswith("a single agent gets") for line in lines):

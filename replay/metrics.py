@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import aiohttp
@@ -188,12 +188,15 @@ class Counters:
     def __init__(
         self, url: str, *, names: Mapping[str, Sequence[str]] | None = None,
         gpu_url: str | None = None, interval: float = 1.0,
+        gpu: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self.url = url
         self.gpu_url = gpu_url
         self.names: dict[str, tuple[str, ...]] = {
             **{k: tuple(v) for k, v in (names if names is not None else VLLM).items()}, **GPU}
         self.interval = interval
+        self.gpu = gpu
+        """Local GPU telemetry (NVML) merged into every read, where the run has it."""
         self._session: aiohttp.ClientSession | None = None
         self.available = True
         self._gauges: list[dict[str, float]] = []
@@ -218,6 +221,8 @@ class Counters:
             except ReplayError:
                 self.gpu_url = None  # no GPU telemetry; the server's figures still count
         got = figures(values, self.names)
+        if self.gpu is not None:
+            got.update(self.gpu())
         if not got:
             self.available = False
             return None

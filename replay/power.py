@@ -237,6 +237,20 @@ class Nvml:
     async def read(self) -> Reading:
         return self._read()  # NVML calls take microseconds; no thread hop needed
 
+    def telemetry(self) -> dict[str, float]:
+        """GPU utilisation (percent, mean over GPUs), memory used (MiB, summed) and SM clock
+        (MHz, mean), as `replay.metrics` names them; {} when NVML cannot say."""
+        nv = self._nv
+        try:
+            util = [nv.nvmlDeviceGetUtilizationRates(h).gpu for h in self._handles]
+            used = [nv.nvmlDeviceGetMemoryInfo(h).used for h in self._handles]
+            clock = [nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM) for h in self._handles]
+        except (nv.NVMLError, AttributeError):
+            return {}
+        n = len(self._handles)
+        return {"gpu_util": sum(util) / n, "gpu_mem_used_mib": sum(used) / 2**20,
+                "sm_clock_mhz": sum(clock) / n}
+
     async def close(self) -> None:
         try:
             self._nv.nvmlShutdown()

@@ -72,6 +72,9 @@ async def probe(
         out.block_size = dialects.block_size(info(metric_text)) if metric_text else None
         out.metrics = any(n in values for names in d.metrics.values() for n in names)
         status, detail, _ = await _request(session, base, target, set())
+        if status != 200 and target.api == apis.OPENAI_COMPLETIONS and "token_ids" in wanted:
+            # a server without a tokenizer takes token ids only
+            status, detail, _ = await _request(session, base, target, {"token_ids"})
         if status != 200:
             raise EndpointError(
                 f"{base}{apis.path(target.api)}: a plain one-turn request failed with HTTP "

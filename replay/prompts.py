@@ -267,11 +267,10 @@ class Context:
         if scope != self._scope:
             self.reset()
             self._scope = scope
-        same = 0
-        for a, b in zip(self._blocks, used, strict=False):
-            if a != b:
-                break
-            same += 1
+        same = min(len(self._blocks), len(used))
+        if self._blocks[:same] != used[:same]:  # rare (a rewritten context): find where
+            old = self._blocks
+            same = next(i for i in range(same) if old[i] != used[i])
         del self._blocks[same:], self._seeds[same:], self._ids[same:], self._texts[same:]
         self._marked = min(self._marked, same)
         new = used[same:]

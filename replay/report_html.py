@@ -24,7 +24,7 @@ from replay.summary import arrays, in_window
 
 CSS = """
 .badge{font-weight:700;padding:1px 7px;border-radius:3px;color:#fff;background:#7b52ab}
-.badge.live{background:#2a9d4b}.why{color:#8a6d00;text-align:left}
+.badge.live{background:#2a9d4b}.badge.forecast{background:#e8731a}.why{color:#8a6d00;text-align:left}
 .notes li{margin:2px 0}
 """
 

@@ -55,7 +55,8 @@ def parse_resolution(spec: str) -> Resolution:
         return Resolution(relative=0.0, absolute=n)
     except ValueError:
         raise ConfigError(
-            f"--resolution {spec!r}: expected a percentage like 10% or a number of agents like 1"
+            f"resolution {spec!r}: expected a percentage like 10% or a number of agents like 1",
+            params=("resolution",),
         ) from None
 
 
@@ -84,9 +85,10 @@ class Search:
         if tiers < 1:
             raise ConfigError("at least one SLO tier is needed")
         if max_agents < 1:
-            raise ConfigError(f"--max-agents must be at least 1, got {max_agents}")
+            raise ConfigError(f"max_agents must be at least 1, got {max_agents}",
+                              params=("max_agents",))
         if repeats < 1:
-            raise ConfigError(f"--repeats must be at least 1, got {repeats}")
+            raise ConfigError(f"repeats must be at least 1, got {repeats}", params=("repeats",))
         self.tiers = tiers
         self.max_agents = max_agents
         self.resolution = resolution or Resolution(relative=0.1)

@@ -1,5 +1,8 @@
 """Statistics over agentload corpora: describe a workload, compare it with a reference.
 
+Errors: `StatsError` (a corpus or reference that cannot be described or compared as asked);
+corpus errors pass through as `corpus.CorpusError`.
+
 The small pure API other packages use (`replay` for its summaries): `percentiles`,
 `summary`, `ks`. `describe` and `compare` return the JSON-ready documents of the CLI.
 """

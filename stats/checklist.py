@@ -5,9 +5,10 @@ Per SLO tier, for your corpus on the forecast engine: concurrent agents at the t
 task cost (joules per session = J per output token × output tokens per session, sub-agents
 included; dollars with a GPU-hour price: GPU-seconds per session = GPUs × J per session ÷ mean
 watts), power-normalised throughput (output tokens/s per MW = 10⁶ ÷ J per token), and agents per
-MW twice: GPU-only (as AA-AgentPerf reports) and facility (GPU watts plus `node_watts` per node
-of `gpus_per_node` GPUs, all times `pue`). Then the three matches: model (what the forecast
-assumes vs the models your corpus names), trace (the workload factor and the verdict), facility.
+MW twice: GPU-only (as AA-AgentPerf reports) and facility (GPU watts plus each GPU's share of
+`node_watts` per node of `gpus_per_node` GPUs, all times `pue`). Then the three matches: model
+(what the forecast assumes vs the models your corpus names), trace (the workload factor and the
+verdict), facility.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class Facility:
     gpus_per_node: int = 8
 
     def watts(self, gpu_watts: float, gpus: int) -> float:
-        nodes = math.ceil(max(gpus, 1) / self.gpus_per_node)
+        """Facility watts of `gpus` GPUs drawing `gpu_watts`: each GPU carries its share of its
+        node's overhead (a 1-GPU engine is an eighth of an 8-GPU node, not a whole node)."""
+        nodes = max(gpus, 1) / self.gpus_per_node
         return (gpu_watts + nodes * self.node_watts) * self.pue
 
 
@@ -124,7 +127,8 @@ def checklist(
             "node_watts": fac.node_watts,
             "gpus_per_node": fac.gpus_per_node,
             "note": (
-                "facility agents/MW = agents ÷ ((GPU W + nodes × node W) × PUE); the defaults "
+                "facility agents/MW = agents ÷ ((GPU W + GPUs ÷ GPUs per node × node W) × PUE); "
+                "the defaults "
                 "(PUE 1.3, 2,300 W per 8-GPU node) are stated assumptions — set --pue and "
                 "--node-watts for your site"
             ),

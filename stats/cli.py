@@ -48,14 +48,21 @@ def _json(doc: dict[str, Any]) -> None:
 
 
 def _profile(
-    path: str, *, name: str | None = None, quiet: bool = False, top_level: bool = False,
+    path: str,
+    *,
+    name: str | None = None,
+    quiet: bool = False,
+    top_level: bool = False,
     allow_damaged: bool = False,
 ) -> Profile:
     if quiet:
         return profile(path, name=name, top_level=top_level, allow_damaged=allow_damaged)
     with err.status("") as status:
         return profile(
-            path, name=name, progress=lambda msg: status.update(msg), top_level=top_level,
+            path,
+            name=name,
+            progress=lambda msg: status.update(msg),
+            top_level=top_level,
             allow_damaged=allow_damaged,
         )
 
@@ -273,7 +280,11 @@ def compare(
         comp = comparison(mine, ref, theirs, min_sessions=min_sessions)
         answer = None
         engine = None
-        if factor is not False:
+        if factor is None and ref.corpus is None:
+            comp["notes"].append(
+                f"no workload factor: reference '{ref.name}' has no corpus to forecast"
+            )
+        elif factor is not False:
             try:
                 engine = _forecaster(
                     engine_profile, replicas=replicas, gpu=gpu, model=model, gpus=gpus

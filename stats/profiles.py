@@ -52,9 +52,7 @@ class Profile:
         return self.hits.ratio
 
 
-def read(
-    path: str | os.PathLike[str], *, allow_damaged: bool = False
-) -> tuple[Table, str | None]:
+def read(path: str | os.PathLike[str], *, allow_damaged: bool = False) -> tuple[Table, str | None]:
     """The table of the corpus at `path` and, for a damaged file read with `allow_damaged`,
     what was lost. Without it a damaged file raises the message `corpus validate` gives."""
     try:

@@ -98,7 +98,7 @@ def req_messages(body: Mapping[str, Any], roles: frozenset[str]) -> list[dict[st
                 f"messages[{i}] must be an object, got {_kind(msg)}", param=f"messages[{i}]"
             )
         role = msg.get("role")
-        if role not in roles:
+        if not isinstance(role, str) or role not in roles:  # a list or dict isn't hashable
             raise InvalidRequest(
                 f"messages[{i}].role must be one of {', '.join(sorted(roles))}, got {role!r}",
                 param=f"messages[{i}].role",

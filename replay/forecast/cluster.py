@@ -37,8 +37,13 @@ class Pool:
 class Cluster:
     """An `Endpoint` over the engines of `topology`, all running `profile` in burst mode."""
 
-    def __init__(self, topology: Topology, profile: Profile, clock: Clock) -> None:
+    def __init__(
+        self, topology: Topology, profile: Profile, clock: Clock, *, grain: int = 1
+    ) -> None:
+        """`grain`: corpus blocks per engine block (`profile.block_size` is that many corpus
+        blocks); a prompt's blocks are every `grain`-th seed."""
         self.topology = topology
+        self.grain = grain
         self.profile = profile
         self.clock = clock
         capacity = max(1, profile.kv_capacity_tokens // profile.block_size)
@@ -72,6 +77,8 @@ class Cluster:
         clock = self.clock
         prompt = request.prompt
         blocks = prompt.blocks or []
+        if self.grain > 1:
+            blocks = blocks[self.grain - 1 :: self.grain]
         start = clock.now()
         cached = -1
         try:

@@ -25,11 +25,27 @@ from replay.results import Level, Modelled, Run
 from replay.runner import Plan, run
 from replay.workload import Workload
 
+BLOCKS_PER_PROMPT = 256
+"""A forecast's cache block grows (by powers of two, up to 16 corpus blocks) until the corpus's
+mean prompt holds about this many: cache work per request stays bounded on long-context
+corpora, at a granularity error under 1 / BLOCKS_PER_PROMPT of a prompt."""
 
-def engine_profile(profile: Profile, block_size: int) -> Profile:
-    """`profile` with the corpus's block size, so the prefix cache works in whole corpus blocks
-    (a prompt is its block seeds; there are no tokens to cut finer)."""
-    return msgspec.structs.replace(profile, block_size=block_size)
+
+def grain(workload: Workload) -> int:
+    """Corpus blocks per forecast cache block for `workload` (see `BLOCKS_PER_PROMPT`)."""
+    mean = workload.input_tokens / max(1, workload.turns)
+    k = 1
+    while k < 16 and mean / (workload.header.block_size * 2 * k) >= BLOCKS_PER_PROMPT:
+        k *= 2
+    return k
+
+
+def engine_profile(profile: Profile, workload: Workload) -> Profile:
+    """`profile` with a block of whole corpus blocks (`grain` of them), so the prefix cache
+    works on the prompts' block seeds (there are no tokens to cut finer): equal seeds mean an
+    equal prefix, so every `grain`-th seed is the chained hash of a coarser block."""
+    return msgspec.structs.replace(
+        profile, block_size=workload.header.block_size * grain(workload))
 
 
 def modelled(topology: Topology, profile: Profile) -> Modelled:
@@ -63,10 +79,10 @@ async def forecast(
     clock = LoopClock()
     epoch = clock.now()
     wall = time.perf_counter()
-    profile = engine_profile(profile, workload.header.block_size)
+    profile = engine_profile(profile, workload)
     if record.modelled is None:
         record.modelled = modelled(topology, profile)
-    cluster = Cluster(topology, profile, clock)
+    cluster = Cluster(topology, profile, clock, grain=grain(workload))
     await cluster.start()
     worker = make_worker(msgspec.structs.replace(settings, epoch=epoch, time_scale=1.0),
                          workload, cluster, clock)

@@ -201,3 +201,15 @@ def test_forward_mode_records_model_calls_and_tunnels_the_rest(engine: Running,
     sessions = list(Reader(path).sessions())
     assert len(sessions) == 1
     assert len(sessions[0].turns) == 1
+
+
+def test_library_errors_name_parameters_and_the_cli_says_flags() -> None:
+    from capture.errors import flagged
+
+    with pytest.raises(CaptureError) as info:
+        plan(["https://a"], ["1"], forward=True)
+    assert str(info.value) == "forward takes no upstream: agents choose their own hosts"
+    assert flagged(info.value) == "--forward takes no --upstream: agents choose their own hosts"
+    with pytest.raises(CaptureError) as info:
+        parse_listen("host:port")
+    assert flagged(info.value).startswith("--listen 'host:port': expected HOST:PORT")

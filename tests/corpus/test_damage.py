@@ -137,3 +137,21 @@ def test_a_full_disk_names_the_output_not_the_temporary_file(tmp_path: Path) -> 
     assert ".tmp" not in message
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_written_at_once_is_spread_so_one_flipped_byte_loses_a_quarter(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.zst"
+    n = _requests(path, 6_000)  # fits one frame: spread at close
+    frames = [f for f in scan(path) if isinstance(f, Frame)]
+    per_frame = [sum(r.n for r in f.records if isinstance(r, Turns)) for f in frames]
+    assert per_frame[1:] == [1_500] * 4
+    assert validate(path).ok
+    for frame in frames[1:]:
+        bad = bytearray(path.read_bytes())
+        bad[frame.offset + 200] ^= 0xFF
+        flipped = tmp_path / "flipped.zst"
+        flipped.write_bytes(bytes(bad))
+        result = ops.salvage(flipped, tmp_path / "fixed.zst", keys=False, force=True)
+        assert result.turns == n - 1_500

@@ -32,6 +32,8 @@ class DialectServer:
     reset: str | None = None
     stream: list[str] = field(default_factory=lambda: STREAMS["sglang"])
     server_header: str = ""
+    ids_only: bool = False
+    """No tokenizer (vLLM --skip-tokenizer-init): text prompts are refused."""
     root_text: str = ""
     bodies: list[dict[str, Any]] = field(default_factory=list)
     resets: int = 0
@@ -77,6 +79,9 @@ class DialectServer:
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.bodies.append(body)
+        if self.ids_only and not isinstance(body.get("prompt"), list):
+            return web.json_response({"error": {"message": "text input needs a tokenizer"}},
+                                     status=400)
         bad = sorted(k for k in body if k in self.refuses)
         if isinstance(body.get("prompt"), list) and "token_ids" in self.refuses:
             bad.append("prompt")

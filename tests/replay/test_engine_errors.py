@@ -14,7 +14,7 @@ import anthropic
 import msgspec
 import openai
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from replay.engine import PROFILES, Running
@@ -233,6 +233,7 @@ bodies = st.fixed_dictionaries(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(path=st.sampled_from(OPENAI_PATHS + ANTHROPIC_PATHS), body=bodies)
+@example(path="/v1/chat/completions", body={"model": "sim", "messages": [{"role": []}]})
 def test_arbitrary_bodies_never_crash_the_server(
     engine_url: str, path: str, body: dict[str, Any]
 ) -> None:

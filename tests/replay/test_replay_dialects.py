@@ -13,7 +13,7 @@ from replay import dialect
 from replay.client import Client, _Stream
 from replay.endpoint import Request
 from replay.errors import ConfigError, EndpointError
-from replay.metrics import GPU, figures, info, samples, window
+from replay.metrics import GPU, Counters, figures, info, samples, window
 from replay.probe import PROBE_WORDS, Target, describe, probe
 from replay.prompts import Prompt
 from replay.replicas import Replicas
@@ -157,6 +157,16 @@ def _request() -> Request:
     return Request(Prompt(tokens=3, ideal_cached=0, text=" a b c"), 5)
 
 
+async def test_a_server_without_tokenizer_is_probed_with_token_ids() -> None:
+    srv = DialectServer(metrics=metrics("vllm"), ids_only=True,
+                        stream=STREAMS["vllm_no_tokenizer"])
+    async with running(srv.app()) as url:
+        found = await probe(target(url, "completions"))
+    assert "token_ids" in found.sends
+    assert "return_token_ids" in found.sends  # what times its empty-text stream
+    assert found.lost == []
+
+
 async def test_hosted_openai_is_not_sent_vllm_extensions_and_says_so() -> None:
     srv = DialectServer(refuses=frozenset({"ignore_eos", "min_tokens", "return_token_ids"}),
                         template=7)
@@ -208,3 +218,26 @@ async def test_replicas_pin_each_agent_to_one_server() -> None:
         await spread.close()
     assert len(a.bodies) == 4  # agents 0 and 2
     assert len(b.bodies) == 2  # agents 1 and 3
+
+
+async def test_a_window_reads_each_familys_figures_and_local_gpu_telemetry() -> None:
+    srv = DialectServer(metrics=metrics("sglang"))
+    async with running(srv.app()) as url:
+        counters = Counters(url + "/metrics", names=dialect.DIALECTS["sglang"].metrics,
+                            gpu=lambda: {"gpu_util": 75.0, "sm_clock_mhz": 1900.0})
+        first = await counters.begin()
+        load = await counters.end(first)
+        await counters.close()
+    assert load is not None
+    assert (load.running_max, load.waiting_max, load.kv_usage_max) == (12, 3, 0.28)
+    assert (load.gpu_util_mean, load.sm_clock_mhz_mean) == (75.0, 1900.0)
+    assert load.prompt_tokens == 0  # counters did not move between the two reads
+
+
+async def test_a_server_without_metrics_gives_no_window_figures() -> None:
+    srv = DialectServer()
+    async with running(srv.app()) as url:
+        counters = Counters(url + "/metrics")
+        assert await counters.begin() is None
+        assert await counters.end(None) is None
+        await counters.close()

@@ -123,6 +123,13 @@ def fake_pynvml(
     mod.nvmlDeviceGetHandleByIndex = lambda i: i  # type: ignore[attr-defined]
     mod.nvmlDeviceGetTotalEnergyConsumption = total_energy  # type: ignore[attr-defined]
     mod.nvmlDeviceGetPowerUsage = lambda h: 350_000 + 1000 * h  # type: ignore[attr-defined]
+    mod.NVML_CLOCK_SM = 1  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetUtilizationRates = (  # type: ignore[attr-defined]
+        lambda h: types.SimpleNamespace(gpu=90 - 20 * h, memory=40))
+    mod.nvmlDeviceGetMemoryInfo = (  # type: ignore[attr-defined]
+        lambda h: types.SimpleNamespace(used=(60 + h) * 2**30, total=80 * 2**30))
+    mod.nvmlDeviceGetClockInfo = (  # type: ignore[attr-defined]
+        lambda h, kind: 1980 - 20 * h if kind == 1 else 0)
     mod.state = state  # type: ignore[attr-defined]
     return mod
 
@@ -146,6 +153,13 @@ async def test_nvml_sums_every_gpu_and_reads_the_energy_counter(pynvml: types.Mo
     assert r2.joules - r1.joules == pytest.approx(3.0)  # 1 J + 2 J from the two GPUs
     await nv.close()
     assert pynvml.state["shutdown"]
+
+
+def test_nvml_gives_gpu_telemetry_for_the_level_figures(pynvml: types.ModuleType) -> None:
+    from replay.power import Nvml
+
+    assert Nvml().telemetry() == {"gpu_util": 80.0, "gpu_mem_used_mib": 121 * 1024,
+                                  "sm_clock_mhz": 1970.0}
 
 
 async def test_nvml_without_energy_support_reads_power(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,12 +1,16 @@
-"""`replay --ray` on a real two-node Ray cluster (two raylets on this machine, started once per
-session and always shut down): agents placed on both nodes, results merged exactly as one
-process's, clock offsets, a shard that dies and Ctrl-C keeping what was measured."""
+"""`replay --ray` on a real two-node Ray cluster (two raylets on this machine, started once and
+always shut down): agents placed on both nodes, results merged exactly as one
+process's, clock offsets, a shard or node that dies and Ctrl-C keeping what was measured."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,9 +44,11 @@ def ray() -> Any:
     return load_ray()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster(ray: Any) -> Iterator[Any]:
-    """Two raylets (`node_a`, `node_b`), one CPU each; this process is the driver."""
+    """Two raylets (`node_a`, `node_b`), one CPU each; this process is the driver. Started
+    once (only this module uses it) and shut down as soon as the module is done, even after a
+    failure, so the rest of the suite has the memory back."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={**SMALL, "resources": {"node_a": 1}})
@@ -221,3 +227,75 @@ def test_ray_is_refused_where_the_run_is_one_process(corpus: Path) -> None:
     result = CliRunner().invoke(app, [str(corpus), "--forecast", "--ray", "auto", *FAST])
     assert result.exit_code == 1
     assert "--forecast runs in one process on virtual time; drop --ray" in result.output
+
+
+def test_ctrl_c_in_a_replay_process_joined_with_a_bare_ray_flag_saves_every_node(
+    ray_cluster: Any, corpus: Path, engine_url: str, tmp_path: Path
+) -> None:
+    """As a user runs it: a separate `replay` process joins the cluster (`--ray` alone reads
+    RAY_ADDRESS, as `ray start` and KubeRay leave it), and Ctrl-C during the window saves the
+    partial level with both nodes' agents and the node list; exit 130, no traceback."""
+    out = tmp_path / "int.json"
+    cmd = [sys.executable, "-c", "from replay.cli import main; main()", str(corpus),
+           "--endpoint", engine_url, "--agents", "4", "--json", str(out), "--quick",
+           "--duration", "600", "--warmup", "0.2", "--warmup-max", "600", "--wait",
+           "fixed:0.01", "--ray"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": ray_cluster.address}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            text=True)
+    assert proc.stdout is not None
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if "4 agents  window" in line:
+                proc.send_signal(signal.SIGINT)
+                break
+        else:
+            pytest.fail("no progress line for the window: " + "".join(seen))
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    output = "".join(seen) + rest
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    doc = json.loads(out.read_text())
+    assert doc["interrupted"] is True
+    (level,) = doc["levels"]
+    assert level["partial"] is True
+    fields = doc["sample_fields"]
+    assert {s[fields.index("agent")] for s in level["samples"]} == {0, 1, 2, 3}
+    assert [n["agents"] for n in doc["nodes"]] == [[2], [2]]
+    assert doc["settings"]["ray"] == "auto"
+
+
+async def test_a_node_that_dies_mid_level_ends_the_run_and_keeps_what_was_measured(
+    ray: Any, ray_cluster: Any, corpus: Path, engine_url: str
+) -> None:
+    """A third raylet joins, takes its share of agents, and is killed while they stream: the
+    run ends with an error naming that node, and the samples collected before are kept."""
+    doomed = ray_cluster.add_node(**SMALL, resources={"node_c": 1})
+    ray_cluster.wait_for_nodes()
+    fleet = _fleet(corpus, engine_url)
+    try:
+        await fleet.start()
+        (gone,) = [j for j, p in enumerate(fleet.places) if p.node == doomed.node_id]
+        clock = RealClock()
+        await fleet.begin(0, 6, clock.now(), 0.0)
+        kept: list[Sample] = []
+        while {s.agent % 3 for s in kept} != {0, 1, 2}:  # samples from every shard
+            await asyncio.sleep(0.05)  # the pump delivers every 0.2 s; nothing else to await
+            kept.extend(fleet.take())
+        ray_cluster.remove_node(doomed)
+        address = fleet.places[gone].address
+        with pytest.raises(ReplayError, match=rf"Ray shard {gone} on node {address} .* died"):
+            kept.extend(await fleet.finish(clock.now(), 0.0))
+        kept.extend(fleet.take())
+        assert {s.agent % 3 for s in kept} == {0, 1, 2}
+        assert [n.agents for n in fleet.nodes()] == [[2], [2], [2]]
+    finally:
+        await fleet.close()
+        if any(n is doomed for n in ray_cluster.worker_nodes):
+            ray_cluster.remove_node(doomed)

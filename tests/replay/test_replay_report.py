@@ -142,6 +142,9 @@ def test_compare_gives_ratios_to_the_first_run_and_the_settings_that_differ() ->
     assert diff["measured"] == ["simulated engine, profile h100", "simulated engine, profile b200"]
     assert diff["wait"] == ["recorded", "aa"]
     assert "api" not in diff
+    a.settings["ray"], b.settings["endpoints"] = None, []  # unset, None and empty read alike
+    again = compare([a, b], ["a", "b"]).differences
+    assert {"ray", "endpoints"}.isdisjoint(d.setting for d in again)
     page = report_html.comparison(comp, [a, b])
     s = parse(page)
     assert s.fetches == []
@@ -328,3 +331,18 @@ def test_tokens_delivered_over_time_match_a_request_by_request_sum() -> None:
     got = report_html.delivered(a, b, tokens, at)
     assert got == pytest.approx(expected, abs=1e-6)
     assert got[-1] == pytest.approx(tokens.sum())
+
+
+def test_a_forecast_says_so_and_names_its_topology() -> None:
+    from replay.results import Modelled
+    run = make_run()
+    run.simulated, run.forecast = False, True
+    run.modelled = Modelled(engine="h100", engine_description="modelled", gpus_per_engine=1,
+                            topology="2 × h100 behind a prefix router (2 GPUs)", replicas=2,
+                            router="prefix", gpus=2, block_size=64)
+    page = report_html.render(run)
+    assert 'class="badge forecast">forecast' in page
+    assert "forecast, 2 × h100 behind a prefix router (2 GPUs)" in page
+    comp = compare([make_run(), run], ["sim", "forecast"])
+    assert comp.kinds == ["simulated", "forecast"]
+    assert any("different kinds" in n for n in comp.notes)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from replay.errors import ConfigError
+from replay.errors import ConfigError, flagged
 from replay.search import Resolution, Search, parse_resolution
 
 
@@ -153,3 +153,13 @@ def test_capacity_function_with_noise_free_search_is_logarithmic() -> None:
 def test_bad_resolutions_are_rejected(spec: str) -> None:
     with pytest.raises(ConfigError):
         parse_resolution(spec)
+
+
+def test_search_errors_name_parameters_and_the_cli_says_flags() -> None:
+    with pytest.raises(ConfigError) as info:
+        Search(1, max_agents=0)
+    assert str(info.value) == "max_agents must be at least 1, got 0"
+    assert flagged(info.value) == "--max-agents must be at least 1, got 0"
+    with pytest.raises(ConfigError) as info:
+        parse_resolution("lots")
+    assert flagged(info.value).startswith("--resolution 'lots': expected a percentage")

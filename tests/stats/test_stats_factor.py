@@ -155,7 +155,7 @@ def test_buyers_checklist_figures(long_inputs: Path, like_coding: Path) -> None:
     assert t["tokens_per_s_per_mw"] == pytest.approx(1e6 / yours["j_per_token"])
     gpu_seconds = t["joules_per_session"] / yours["mean_w"]
     assert t["usd_per_session"] == pytest.approx(2.0 * gpu_seconds / 3600)
-    assert t["mean_w_facility"] == pytest.approx((yours["mean_w"] + 800.0) * 1.5)
+    assert t["mean_w_facility"] == pytest.approx((yours["mean_w"] + 800.0 / 8) * 1.5)
     assert t["agents_per_mw_facility"] < t["agents_per_mw_gpu"]
     assert check["trace_match"]["factor"] == doc["capacity"]["tiers"][0]["factor"]
     assert check["model_match"]["forecast_assumes"] == "load model (test engine)"
