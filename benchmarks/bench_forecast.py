@@ -87,7 +87,8 @@ def _level(doc: dict[str, object]) -> dict[str, float]:
 
 def compare(corpus: str, agents: int, profile: str) -> None:
     level = [corpus, "--profile", profile, "--agents", str(agents), "--full", "--duration",
-             "120", "--warmup", "30", "--warmup-max", "60", "--seed", "3", "--wait", "cap:30"]
+             "60", "--warmup", "20", "--warmup-max", "40", "--min-requests", "20", "--seed", "3",
+             "--wait", "cap:10"]
     live, lwall, _, _ = replay([*level, "--time-scale", "1"])
     fc, fwall, _, _ = replay([*level, "--forecast"])
     a, b = _level(live), _level(fc)
@@ -96,7 +97,7 @@ def compare(corpus: str, agents: int, profile: str) -> None:
         print(f"[compare] {key:>10}: live {a[key]:.3f}  forecast {b[key]:.3f}  "
               f"forecast/live {ratio:.3f}")
     print(f"[compare] one level: live {lwall:.0f} s wall, forecast {fwall:.1f} s wall")
-    quick = [corpus, "--profile", profile, "--seed", "3", "--wait", "cap:30"]
+    quick = [corpus, "--profile", profile, "--seed", "3", "--wait", "cap:10"]
     live, _, _, _ = replay(quick)
     fc, _, _, _ = replay([*quick, "--forecast"])
     for lt, ft in zip(live["tiers"], fc["tiers"], strict=True):  # type: ignore[call-overload]

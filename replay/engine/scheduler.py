@@ -23,7 +23,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Literal, Self
+from typing import Literal, Protocol, Self
 
 import msgspec
 
@@ -62,6 +62,10 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
     energy_j: float
 
 
+class _Tokens(Protocol):
+    tokens: int
+
+
 class Generation:
     """One request inside the engine. `async for n in gen` yields how many new tokens each
     wake-up brought (usually 1 per step; more when the consumer fell behind) and ends when the
@@ -77,6 +81,8 @@ class Generation:
         "_pinned",
         "_prefill_left",
         "_prefilled",
+        "progress",
+        "quiet",
         "_private",
         "_read",
         "_waiter",
@@ -125,6 +131,10 @@ class Generation:
         self._cancelled = False
         self._admitted = False
         self._prefilled = False
+        self.quiet = False
+        """Wake the consumer only for the first token and the end (a forecast's endpoint needs
+        no per-token wake-ups); `progress.tokens`, when set, still follows every commit."""
+        self.progress: _Tokens | None = None
 
     def __aiter__(self) -> Self:
         return self
@@ -418,6 +428,8 @@ class Engine:
             self.cache.release(gen._hashes[: gen._pinned], gen._private)
             gen._pinned = gen._private = 0
         self._kv_tokens -= gen.context
+        if gen.progress is not None:
+            gen.progress.tokens = gen.generated
         gen.done = True
         self._finished[reason] = self._finished.get(reason, 0) + 1
         gen._wake()
@@ -555,7 +567,10 @@ class Engine:
                 self._end(gen, gen.finish_reason)
             else:
                 keep.append(gen)
-                gen._wake()
+                if gen.progress is not None:
+                    gen.progress.tokens = gen.generated
+                if not gen.quiet:
+                    gen._wake()
         prefilling = self._prefilling
         for gen, chunk in chunks:
             if gen._cancelled:

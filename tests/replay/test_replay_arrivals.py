@@ -87,7 +87,7 @@ def test_a_live_run_takes_an_open_population(
 ) -> None:
     run(str(corpus), "--endpoint", engine_url + "/v1", "--arrivals", "poisson:0.5",
         "--duration", "3", "--warmup", "1", "--wait", "fixed:0.1", "--quick",
-        "--json", str(tmp_path / "l.json"))
+        "--min-requests", "1", "--json", str(tmp_path / "l.json"))
     doc = json.loads((tmp_path / "l.json").read_text())
     assert doc["levels"][0]["in_flight"]
 

@@ -231,7 +231,11 @@ def test_a_stop_signal_saves_what_was_measured(
     way: partial results saved, no traceback, exit 130. The signal is sent once the progress
     line of `phase` is printed (an event, not a sleep)."""
     out = tmp_path / "int.json"
-    cmd = [sys.executable, "-c", "from replay.cli import main; main()", str(corpus),
+    # as from an interactive shell: Ctrl-C delivered (a child inherits an ignored SIGINT, and
+    # Python then leaves it ignored)
+    start = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from replay.cli import main; main()")
+    cmd = [sys.executable, "-c", start, str(corpus),
            "--endpoint", engine_url, "--agents", "2", "--json", str(out), "--quick",
            "--duration", "600", "--warmup", "0.2", "--warmup-max", "600"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -247,7 +251,15 @@ def test_a_stop_signal_saves_what_was_measured(
                 break
         else:
             pytest.fail("no progress line for the phase: " + "".join(seen))
-        rest, _ = proc.communicate(timeout=600)  # a guard against a hang only
+        try:
+            rest, _ = proc.communicate(timeout=600)  # a guard against a hang only
+        except subprocess.TimeoutExpired:
+            masks = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+            proc.kill()
+            rest, _ = proc.communicate()
+            pytest.fail("no exit after the signal; " + " ".join(
+                m for m in masks if m.startswith(("SigIgn", "SigCgt"))) + "\n" + "".join(seen)
+                + rest)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -283,15 +284,16 @@ async def test_cancelled_power_command_is_killed_with_its_children(tmp_path: Pat
     marker = tmp_path / "pid"
     cmd = Command(f"sh -c 'echo $$ > {marker}; exec sleep 30'", timeout=20)
     task = asyncio.create_task(cmd.read())
-    for _ in range(200):
-        if _pid_written(marker):
-            break
+    deadline = time.monotonic() + 60  # guards against a hang; ends when the pid is written
+    while not _pid_written(marker):
+        assert time.monotonic() < deadline, "the power command never started"
         await asyncio.sleep(0.02)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     status = Path(f"/proc/{int(marker.read_text())}/status")
-    for _ in range(100):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         if _gone(status):
             return
         await asyncio.sleep(0.02)

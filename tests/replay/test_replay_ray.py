@@ -299,3 +299,20 @@ async def test_a_node_that_dies_mid_level_ends_the_run_and_keeps_what_was_measur
         await fleet.close()
         if any(n is doomed for n in ray_cluster.worker_nodes):
             ray_cluster.remove_node(doomed)
+
+
+def test_the_kuberay_example_runs_replay_with_options_it_has() -> None:
+    import shlex
+
+    import typer.main
+    import yaml
+
+    doc = yaml.safe_load((Path(__file__).parents[2] / "docs" / "kuberay.yaml").read_text())
+    argv = shlex.split(doc["spec"]["entrypoint"])
+    assert argv[0] == "replay"
+    known = {o for p in typer.main.get_command(app).params for o in (*p.opts, *p.secondary_opts)}
+    used = {a for a in argv if a.startswith("--")}
+    assert used <= known, used - known
+    assert "--ray" in used
+    head = doc["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]
+    assert head["num-cpus"] == "0"  # the driver's pod runs no shard

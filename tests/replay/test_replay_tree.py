@@ -301,7 +301,7 @@ def test_the_cli_notes_sub_agents_and_keeps_trees_in_one_worker(
     assert doc["corpus"]["sub_agents"] == 6
     assert any("6 sub-agent sessions replayed inside their parents' agents" in n
                for n in doc["notes"])
-    (level,) = doc["levels"]
+    *_, level = doc["levels"]  # a level too short or unstable to judge is measured again
     fields = doc["sample_fields"]
     rows = [dict(zip(fields, r, strict=True)) for r in level["samples"]]
     assert {r["agent"] for r in rows} == {0, 1}
