@@ -4,8 +4,10 @@ is not installed, unless AGENTLOAD_BROWSER=required (CI sets it when it could in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -29,7 +31,22 @@ def chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     cmd = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
            "--disable-extensions", "--disable-background-networking", "--hide-scrollbars",
            f"--user-data-dir={cwd / 'profile'}", *args]
-    return subprocess.run(cmd, capture_output=True, cwd=cwd, timeout=120, check=True)
+    # its own process group: on a time-out the whole group goes, so no renderer child is left
+    # holding the output pipes open (subprocess.run would then wait on them for ever)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"chromium did not finish in 240 s: {err.decode()[-2000:]}") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # stray renderers outliving the browser
+    if proc.returncode != 0:
+        raise AssertionError(f"chromium exited {proc.returncode}: {err.decode()[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
