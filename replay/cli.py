@@ -23,50 +23,33 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
-import aiohttp
-import msgspec
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from corpus import CorpusError, outfile
-from corpus import tokenizer as bpe
 from corpus.wire import apis
+from replay import launch
 from replay import results as res
-from replay import virtual
-from replay.arrivals import Arrivals
 from replay.arrivals import parse as parse_arrivals
-from replay.client import Client, ClientFactory, base_url, server_root
-from replay.clock import RealClock
+from replay.config import RunConfig
 from replay.dialect import CHOICES as DIALECT_CHOICES
-from replay.dialect import DIALECTS, EXTRAS
 from replay.endpoint import API_CHOICES, APIS, resolve_api
 from replay.engine.errors import CatalogError
-from replay.engine.profiles import Profile
 from replay.engine.server import resolve as resolve_profile
 from replay.engine.setup_options import SetupOptions, setup_profile
 from replay.errors import ConfigError, ReplayError, flagged
-from replay.fleet import LocalFleet
-from replay.forecast import Topology, forecast
-from replay.forecast.run import engine_profile, modelled
+from replay.forecast import Topology
+from replay.launch import unusable
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
-from replay.population import run_open
-from replay.power import Nvml, Recorder, sampler
 from replay.power import validate as validate_power
 from replay.presets import choose as choose_slo
 from replay.presets import describe as describe_presets
-from replay.probe import PROBE_WORDS, Target, describe, reset_cache
-from replay.probe import probe as probe_server
-from replay.processes import ProcessFleet, Settings, make_worker
 from replay.progress import View
-from replay.prompts import Synth
-from replay.rayfleet import RayFleet, is_loopback
 from replay.report_cli import show
 from replay.report_html import render as render_html
-from replay.runner import Plan, run
-from replay.scrapers import Counters
+from replay.runner import Plan
 from replay.search import parse_resolution
-from replay.simulated import Simulated, error_band
 from replay.tiers import Tier
 from replay.waits import parse as parse_wait
 from replay.workload import Workload
@@ -89,341 +72,6 @@ def _headers(pairs: list[str]) -> dict[str, str]:
             raise ConfigError(f"--header {pair!r}: expected NAME:VALUE")
         out[key.strip()] = value.strip()
     return out
-
-
-@dataclasses.dataclass
-class _State:
-    """What the run has produced so far (kept for Ctrl-C)."""
-
-    record: res.Run | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class _Options:
-    """Validated command-line settings for one run."""
-
-    endpoint: str | None
-    profile: str
-    api: str
-    model: str | None
-    api_key: str | None
-    headers: dict[str, str]
-    affinity_header: str | None
-    extras: bool
-    request_timeout: float
-    tag: str
-    tokenizer: str
-    wait: str
-    max_wait: float | None
-    seed: int
-    power: str | None
-    power_interval: float
-    metrics_url: str | None
-    workers: int
-    ray: str | None
-    time_scale: float
-    plan: Plan
-    quick: bool
-    settings: dict[str, Any]
-    slo_notes: tuple[str, ...] = ()
-    topology: Topology | None = None
-    """Set for a forecast (`--forecast`): the modelled cluster."""
-    engine: Profile | None = None
-    """A forecast's engine built from --gpu/--model (else `profile` names it)."""
-    arrivals: Arrivals | None = None
-    """Set for an open population (`--arrivals`)."""
-    replicas: tuple[str, ...] = ()
-    dialect: str = "auto"
-    reset_cache: bool = False
-
-
-async def _execute(state: _State, workload: Workload, opts: _Options, view: View) -> res.Run:
-    if opts.endpoint is None:
-        async with Simulated(opts.profile, time_scale=opts.time_scale) as root:
-            return await _execute_at(state, workload, opts, view, url=root + "/v1")
-    return await _execute_at(state, workload, opts, view, url=opts.endpoint)
-
-
-async def _execute_at(
-    state: _State, workload: Workload, opts: _Options, view: View, *, url: str
-) -> res.Run:
-    simulated = opts.endpoint is None
-    probe = Client(url, api=opts.api, api_key=opts.api_key, headers=opts.headers)
-    try:
-        listed = await probe.models(needed=not opts.model)
-    finally:
-        await probe.close()
-    model = opts.model
-    if not model:
-        if not listed:
-            raise ReplayError(f"{probe.base}/models lists no model; pass --model NAME")
-        model = listed[0]
-    root = server_root(probe.base)
-    found: res.Server | None = None
-    if not simulated:
-        found = await _probe(opts, url, model)
-    power = opts.power or ("sim" if simulated else "none")
-    source = sampler(power, sim_metrics=root + "/metrics" if simulated else None)
-    clock = RealClock()
-    epoch = clock.now()
-    factory = ClientFactory(
-        url=url, api=opts.api, model=model, api_key=opts.api_key, headers=opts.headers,
-        affinity_header=opts.affinity_header, timeout=opts.request_timeout,
-        extras=opts.extras if found is None else frozenset(found.sends), replicas=opts.replicas,
-    )
-    s = Settings(
-        corpus=workload.path, tag=opts.tag, tokenizer=opts.tokenizer, wait=opts.wait,
-        max_wait=opts.max_wait, seed=opts.seed, epoch=epoch, time_scale=opts.time_scale,
-        template=None if found is None or not found.template_source else found.template,
-        cache_block=None if found is None else found.block_size,
-    )
-    plan = opts.plan
-    record = res.Run(
-        simulated=simulated, profile=opts.profile if simulated else None, endpoint=probe.base,
-        api=opts.api, model=model,
-        corpus=_corpus(workload),
-        run_tag=opts.tag, seed=opts.seed, settings=opts.settings, short_windows=opts.quick,
-        power_source=power, time_scale=opts.time_scale,
-    )
-    if simulated:
-        record.notes.append(
-            f"simulated: every figure comes from the built-in simulated engine (profile "
-            f"{opts.profile}; model error: {error_band(opts.profile)}), not from hardware"
-        )
-    _workload_notes(record, workload, opts)
-    if found is not None:
-        record.server = found
-        marker = Synth(block_size=1, tag="", tokenizer=opts.tokenizer).template
-        record.notes.extend(describe(found, corpus_block=workload.header.block_size,
-                                     marker=marker, api=opts.api))
-    state.record = record
-    metrics_url = opts.metrics_url
-    names = DIALECTS[found.dialect].metrics if found is not None else None
-    gpu_url = power[len("dcgm:"):] if power.startswith("dcgm:") else None
-    counters = (
-        Counters(metrics_url or root + "/metrics", names=names, gpu_url=gpu_url,
-                 gpu=source.telemetry if isinstance(source, Nvml) else None)
-        if metrics_url != "none" else None
-    )
-    resets = [server_root(base_url(u)) for u in (url, *opts.replicas)]
-
-    async def cold_cache() -> None:
-        path = found.reset if found is not None else None
-        if path is None:
-            return
-        async with aiohttp.ClientSession() as session:
-            for r in resets:
-                await reset_cache(session, r, path)
-
-    recorder = Recorder(source, opts.power_interval, clock=clock) if source is not None else None
-    fleet: LocalFleet | ProcessFleet | RayFleet
-    client = None
-    if opts.ray is not None:
-        fleet = RayFleet(s, factory, opts.ray, per_node=opts.workers)
-        await fleet.start()
-        far = sorted({p.address for p in fleet.places} - {fleet.driver})
-        near = [u for u in (url, *opts.replicas) if is_loopback(u)]
-        if far and near:
-            await fleet.close()
-            raise ConfigError(
-                f"--ray: nodes {', '.join(far)} cannot reach {near[0]} (loopback); pass --endpoint "
-                "with an address every node reaches (e.g. 'replay serve --host 0.0.0.0' for "
-                "the simulated engine)")
-        record.notes.append(
-            f"ray: {fleet.n} shards on {len(fleet.places)} nodes; node clocks aligned to this "
-            f"machine's within {max(p.error for p in fleet.places) / 1e6:.3g} ms")
-    elif opts.workers > 1 and opts.arrivals is None:
-        fleet = ProcessFleet(s, factory, opts.workers)
-        await fleet.start()
-    else:
-        client = await factory.open()
-        fleet = LocalFleet(make_worker(s, workload, client, clock))
-    poller: asyncio.Task[None] | None = None
-    try:
-        if recorder is not None:
-            poller = asyncio.create_task(recorder.run())
-        if opts.arrivals is not None:
-            assert isinstance(fleet, LocalFleet)
-            await run_open(record, fleet, plan, opts.arrivals, workload, epoch=epoch,
-                           clock=clock, seed=opts.seed, recorder=recorder, counters=counters,
-                           on_tick=view.tick, on_level=view.level)
-        else:
-            await run(record, fleet, plan, epoch=epoch, clock=clock, scale=opts.time_scale,
-                      recorder=recorder, counters=counters, on_tick=view.tick,
-                      on_level=view.level,
-                      before_level=cold_cache if found is not None and found.reset else None)
-    finally:
-        if poller is not None:
-            poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
-        await fleet.close()
-        if isinstance(fleet, RayFleet):
-            record.nodes = fleet.nodes(len(record.levels))
-        if client is not None:
-            await client.close()
-        if counters is not None:
-            await counters.close()
-        if source is not None:
-            await source.close()
-        _add_notes(record)
-    return record
-
-
-async def _probe(opts: _Options, url: str, model: str) -> res.Server:
-    """Probe the (first) server once: dialect, refused extensions, template, block size."""
-    wanted = set(EXTRAS)
-    if not opts.extras:
-        wanted -= {"ignore_eos", "min_tokens"}
-    headers = dict(opts.headers)
-    if opts.affinity_header:
-        headers[opts.affinity_header] = f"{opts.tag}-probe"
-    if opts.api_key:
-        if opts.api == apis.ANTHROPIC:
-            headers["x-api-key"] = opts.api_key
-        else:
-            headers["authorization"] = f"Bearer {opts.api_key}"
-    try:
-        ids = bpe.encoding(opts.tokenizer).encode(PROBE_WORDS)
-    except CorpusError as exc:
-        raise ConfigError(str(exc)) from exc
-    target = Target(url=url, api=opts.api, model=model, headers=headers, ids=ids)
-    found = await probe_server(target, dialect=opts.dialect, wanted=frozenset(wanted),
-                        reset=opts.reset_cache)
-    found.endpoints = [base_url(u) for u in (url, *opts.replicas)]
-    return found
-
-
-def _workload_notes(record: res.Run, workload: Workload, opts: _Options) -> None:
-    record.notes.extend(opts.slo_notes)
-    if opts.time_scale != 1.0:
-        record.notes.append(
-            f"time-scaled: the simulated engine ran {1 / opts.time_scale:g}× faster than "
-            "modelled and waits shrank to match; every figure is in modelled seconds"
-        )
-    if workload.sub_agents:
-        n = workload.sub_agents
-        record.notes.append(
-            f"{n} sub-agent session{'s' if n != 1 else ''} replayed inside their parents' "
-            "agents (agents = concurrent top-level sessions)"
-        )
-    if opts.max_wait is not None:
-        policy = parse_wait(opts.wait, limit=opts.max_wait)
-        long = sum(1 for s in workload.sessions for t in s.turns if policy.clips(t.wait))
-        if long:
-            record.notes.append(
-                f"{long} wait{'s' if long != 1 else ''} longer than {opts.max_wait:g} s "
-                f"under --wait {policy} clipped to it (--max-wait; 0 keeps them)"
-            )
-    if opts.quick:
-        record.notes.append(
-            f"short windows (quick mode: {opts.plan.timing.duration:g} s steady windows, "
-            f"{opts.plan.timing.warmup_min:g}–{opts.plan.timing.warmup_max:g} s warm-up"
-            f"{' in modelled time' if opts.time_scale != 1.0 else ''}): indicative only; "
-            "use --full or --duration for real measurements"
-        )
-
-
-def _corpus(workload: Workload) -> res.Corpus:
-    return res.Corpus(
-        path=workload.path, domain=workload.header.domain, sessions=len(workload.sessions),
-        sub_agents=workload.sub_agents,
-        turns=workload.turns, block_size=workload.header.block_size,
-        tokenizer=workload.header.tokenizer, recorded_api=workload.api,
-        ideal_cache_ratio=workload.ideal_cache_ratio,
-    )
-
-
-def _forecast(state: _State, workload: Workload, opts: _Options) -> res.Run:
-    """The record of a forecast, before it runs (`_run_forecast` fills it)."""
-    assert opts.topology is not None
-    profile = opts.engine or resolve_profile(opts.profile)
-    info = modelled(opts.topology, engine_profile(profile, workload))
-    record = res.Run(
-        simulated=False, forecast=True, modelled=info, profile=profile.name,
-        endpoint=f"forecast: {info.topology}", api="model", model=profile.model,
-        corpus=_corpus(workload), run_tag=opts.tag, seed=opts.seed, settings=opts.settings,
-        short_windows=opts.quick, power_source="forecast",
-    )
-    record.notes.append(
-        f"forecast: every figure is modelled — {info.topology}; engine {profile.name} "
-        f"({profile.description}; model error: {profile.error_band}); virtual time, no "
-        "hardware was used"
-    )
-    _workload_notes(record, workload, opts)
-    state.record = record
-    return record
-
-
-async def _run_forecast(record: res.Run, workload: Workload, opts: _Options,
-                        view: View) -> res.Run:
-    assert opts.topology is not None
-    profile = opts.engine or resolve_profile(opts.profile)
-    settings = Settings(corpus=workload.path, tag=opts.tag, tokenizer=opts.tokenizer,
-                        wait=opts.wait, max_wait=opts.max_wait, seed=opts.seed)
-    try:
-        await forecast(record, workload, opts.plan, topology=opts.topology, profile=profile,
-                       settings=settings, power_interval=opts.power_interval,
-                       arrivals=opts.arrivals, on_tick=view.tick, on_level=view.level)
-    finally:
-        _add_notes(record)
-        if record.modelled is not None:
-            m = record.modelled
-            record.notes.append(
-                f"forecast: {m.modelled_s:,.0f} modelled seconds in {m.wall_s:,.1f} wall "
-                f"seconds ({m.modelled_s / max(m.wall_s, 1e-9):,.0f}× real time)"
-            )
-    return record
-
-
-def _add_notes(record: res.Run) -> None:
-    """Run notes about the levels: what each could not judge, why one stopped early, power."""
-    if record.arrivals is not None and record.levels and not record.levels[0].partial:
-        lv = record.levels[0]
-        peak = max((n for _, n in lv.in_flight), default=0)
-        record.notes.append(
-            f"open population: {record.arrivals}; {lv.arrivals} arrived in the window, "
-            f"{lv.agents} agents in flight on average (peak {peak}); SLO attainment "
-            + ", ".join(f"{v.floor:g} tok/s·{v.ttft:g} s {v.attainment:.0%}"
-                        for v in lv.verdicts if v.attainment is not None)
-        )
-    unsure: dict[str, list[str]] = {}
-    for lv in record.levels:
-        if lv.problem and not lv.partial:
-            unsure.setdefault(lv.problem.split(":")[0], []).append(str(lv.index + 1))
-    for why, which in unsure.items():
-        record.notes.append(
-            f"level{'s' if len(which) > 1 else ''} {', '.join(which)}: {why}; such a level "
-            "passes no tier (it was measured again with longer windows, or left out)")
-    for lv in record.levels:
-        if lv.stopped:
-            record.notes.append(f"level {lv.index + 1} ({lv.agents} agents) {lv.stopped}")
-    failing = next((lv for lv in record.levels if lv.bottleneck and not lv.partial), None)
-    if failing is not None:
-        record.notes.append(
-            f"level {failing.index + 1} ({failing.agents} agents) {failing.bottleneck}"
-        )
-    bad = [lv for lv in record.levels if lv.power is not None and not lv.power.ok]
-    if bad:
-        record.notes.append(f"power: level {bad[0].index + 1}: "
-                            f"{bad[0].power.problem if bad[0].power else ''}")
-
-
-def unusable(record: res.Run, max_error_rate: float) -> str:
-    """Why nothing `record` measured is usable, or "" when something is: a level that judged
-    its tiers with errors within the limit, and no level whose endpoint stopped answering."""
-    for lv in record.levels:
-        if lv.stopped and lv.errors_by_kind and max(
-                lv.errors_by_kind, key=lv.errors_by_kind.__getitem__) in ("connect", "timeout"):
-            return f"the endpoint stopped answering: level {lv.index + 1} ({lv.agents} " \
-                f"agents) {lv.stopped}"
-    done = [lv for lv in record.levels if not lv.partial]
-    if any(not lv.problem and lv.error_rate <= max_error_rate for lv in done):
-        return ""
-    if not done:
-        return "no level completed"
-    lv = done[0]
-    why = lv.stopped or lv.problem or (lv.verdicts[0].reason if lv.verdicts else "")
-    return f"nothing usable was measured: level {lv.index + 1} ({lv.agents} agents): {why}"
 
 
 def _write(path: Path, data: bytes, run_tag: str, what: str) -> None:
@@ -778,63 +426,43 @@ def replay(
                           soft_wrap=True)
     tag = run_tag if run_tag is not None else (
         f"forecast-{seed}" if forecast_ else secrets.token_hex(4))
-    settings: dict[str, Any] = {
-        "wait": wait, "max_wait": max_wait or None,
-        "tiers": [f"{t.floor:g}:{t.ttft:g}" for t in tiers], **choice.settings,
-        "resolution": res_spec, "max_agents": max_agents, "agents": agents,
-        "timing": dataclasses.asdict(timing), "tokenizer": tokenizer, "workers": workers,
-        "max_error_rate": max_error_rate, "timeout": timeout, "ignore_eos": ignore_eos,
-        "affinity_header": affinity_header, "power_interval": power_interval,
-        "repeats": repeats, "arrivals": arrivals, "ray": ray,
-        "dialect": dialect, "reset_cache": reset_cache, "endpoints": endpoints or [],
-    }
-    if topology is not None:
-        settings["topology"] = msgspec.structs.asdict(topology)
-        settings["profile"] = engine.name if engine is not None else profile
-    opts = _Options(
-        endpoint=endpoint, profile=profile, api=api, model=model, api_key=api_key,
-        headers=extra_headers, affinity_header=affinity_header, extras=ignore_eos,
-        request_timeout=timeout, tag=tag, tokenizer=tokenizer, wait=wait, max_wait=max_wait or None,
-        seed=seed, power=power,
-        power_interval=power_interval, metrics_url=metrics_url, workers=workers, ray=ray,
-        time_scale=1.0 if forecast_ else scale, plan=plan, quick=is_quick, settings=settings,
-        slo_notes=tuple(choice.notes), topology=topology, engine=engine,
-        arrivals=open_population,
-        replicas=tuple(endpoints[1:]) if endpoints else (), dialect=dialect,
-        reset_cache=reset_cache,
+    config = RunConfig(
+        plan=plan, endpoints=tuple(endpoints or ()), profile=profile, api=api, model=model,
+        api_key=api_key, headers=extra_headers, affinity_header=affinity_header,
+        extras=ignore_eos, request_timeout=timeout, dialect=dialect, reset_cache=reset_cache,
+        tag=tag, tokenizer=tokenizer, wait=wait, max_wait=max_wait or None, seed=seed,
+        power=power, power_interval=power_interval, metrics_url=metrics_url, workers=workers,
+        ray=ray, time_scale=1.0 if forecast_ else scale, quick=is_quick, resolution=res_spec,
+        slo_notes=tuple(choice.notes), slo_settings=dict(choice.settings), topology=topology,
+        engine=engine, arrivals=arrivals, open_population=open_population,
     )
     label = (f"forecast {engine.name if engine else profile}" if forecast_
              else f"simulated {profile}" if endpoint is None else endpoint)
-    state = _State()
+    kept: list[res.Run] = []
     # SIGTERM stops a run like Ctrl-C: results so far are kept and the engine is shut down.
-    # Outside the event loop it raises KeyboardInterrupt; inside, `_execute` turns it into a
+    # Outside the event loop it raises KeyboardInterrupt; inside, `_on_sigterm` turns it into a
     # cancellation of the run, so every level's cleanup runs (see `_on_sigterm`).
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with View(console, label=label, enabled=progress, simulated=endpoint is None,
                   stats=(tiers[0].speed_pct, tiers[0].ttft_pct)) as view:
-            if topology is not None:
-                record = _forecast(state, workload, opts)
-                virtual.run(_on_sigterm(_run_forecast(record, workload, opts, view)))
-            else:
-                asyncio.run(_on_sigterm(_execute(state, workload, opts, view)))
+            launch.run(config, workload, view, kept.append, wrap=_on_sigterm)
     except (KeyboardInterrupt, asyncio.CancelledError):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough: finish saving
-        if state.record is not None:
-            state.record.interrupted = True
-            _report(state.record, json_out, html)
+        if kept:
+            kept[0].interrupted = True
+            _report(kept[0], json_out, html)
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
     except ReplayError as exc:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if state.record is not None and state.record.levels:
-            _report(state.record, json_out, html)
+        if kept and kept[0].levels:
+            _report(kept[0], json_out, html)
         raise _fail(flagged(exc)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert state.record is not None
-    _report(state.record, json_out, html)
-    cause = unusable(state.record, max_error_rate)
+    _report(kept[0], json_out, html)
+    cause = unusable(kept[0], max_error_rate)
     if cause:
         raise _fail(cause)
 
