@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -30,12 +30,12 @@ from replay.errors import ConfigError, ReplayError
 from replay.fleet import LocalFleet
 from replay.forecast import forecast
 from replay.forecast.run import engine_profile, modelled
+from replay.level import Live
 from replay.population import run_open
 from replay.power import Nvml, Recorder, sampler
 from replay.probe import PROBE_WORDS, Target, describe, reset_cache
 from replay.probe import probe as probe_server
 from replay.processes import ProcessFleet, make_worker
-from replay.progress import View
 from replay.prompts import Synth
 from replay.rayfleet import RayFleet, is_loopback
 from replay.runner import run as run_plan
@@ -43,6 +43,16 @@ from replay.scrapers import Counters
 from replay.simulated import Simulated, error_band
 from replay.waits import parse as parse_wait
 from replay.workload import Workload
+
+
+class View(Protocol):
+    """What watches the run: every tick of a level, and each level when it ends
+    (`replay.progress.View` in the CLI)."""
+
+    def tick(self, live: Live) -> None: ...
+
+    def level(self, level: res.Level) -> None: ...
+
 
 type Keep = Callable[[res.Run], None]
 """Called once with the run's record as soon as it exists, so a caller keeps the partial
