@@ -50,7 +50,6 @@ from replay.fleet import LocalFleet
 from replay.forecast import Topology, forecast
 from replay.forecast.run import engine_profile, modelled
 from replay.level import FULL, QUICK, QUICK_TIME_SCALE, Timing
-from replay.metrics import Counters
 from replay.population import run_open
 from replay.power import Nvml, Recorder, sampler
 from replay.power import validate as validate_power
@@ -65,6 +64,7 @@ from replay.rayfleet import RayFleet, is_loopback
 from replay.report_cli import show
 from replay.report_html import render as render_html
 from replay.runner import Plan, run
+from replay.scrapers import Counters
 from replay.search import parse_resolution
 from replay.simulated import Simulated, error_band
 from replay.tiers import Tier

@@ -18,9 +18,9 @@ import numpy as np
 
 from replay.clock import Clock
 from replay.fleet import Fleet
-from replay.metrics import CacheCounters
 from replay.power import Recorder, window_mean
 from replay.results import Level, Load, Power, Sample
+from replay.scrapers import CacheCounters
 from replay.summary import arrays, in_window
 
 

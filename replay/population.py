@@ -13,10 +13,10 @@ from typing import Protocol
 from replay.arrivals import Arrivals
 from replay.clock import Clock
 from replay.level import Live, Raw, Timing, power_summary
-from replay.metrics import CacheCounters
 from replay.power import Recorder
 from replay.results import Level, Run, Sample, TierResult
 from replay.runner import Plan, finish_level
+from replay.scrapers import CacheCounters
 from replay.workload import Workload
 
 

@@ -27,7 +27,7 @@ import aiohttp
 
 from replay.clock import Clock, RealClock
 from replay.errors import ConfigError, PowerError, ReplayError
-from replay.metrics import scrape
+from replay.scrapers import scrape
 
 DCGM_POWER = "DCGM_FI_DEV_POWER_USAGE"
 DCGM_ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
@@ -239,7 +239,7 @@ class Nvml:
 
     def telemetry(self) -> dict[str, float]:
         """GPU utilisation (percent, mean over GPUs), memory used (MiB, summed) and SM clock
-        (MHz, mean), as `replay.metrics` names them; {} when NVML cannot say."""
+        (MHz, mean), as `replay.scrapers` names them; {} when NVML cannot say."""
         nv = self._nv
         try:
             util = [nv.nvmlDeviceGetUtilizationRates(h).gpu for h in self._handles]

@@ -20,8 +20,8 @@ from replay import dialect as dialects
 from replay.client import ANTHROPIC_VERSION, base_url, server_root
 from replay.endpoint import resolve_api
 from replay.errors import ConfigError, EndpointError
-from replay.metrics import info, samples
 from replay.results import Server
+from replay.scrapers import info, samples
 
 PROBE_WORDS = " the model is ready and the test can start now"
 """Probe text: single-token words under cl100k, so the corpus tokenizer's count is exact."""

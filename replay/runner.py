@@ -14,9 +14,9 @@ from replay import bottleneck, summary
 from replay.clock import Clock
 from replay.fleet import Fleet
 from replay.level import Live, Raw, Timing, measure, power_summary
-from replay.metrics import CacheCounters
 from replay.power import Recorder
 from replay.results import Level, Run, TierResult
+from replay.scrapers import CacheCounters
 from replay.search import Resolution, Search
 from replay.tiers import Tier
 

@@ -1,7 +1,7 @@
 """Prefix-cache hit ratios of a corpus: an infinite cache, and LRU caches of every size.
 
 Rules (the README repeats them):
-- Requests are served in request order (`stats.metrics.layout`), each touching its full block
+- Requests are served in request order (`stats.arrays.layout`), each touching its full block
   list in order. Block j of a turn with `input` tokens holds min(block_size, max(0, input −
   j·block_size)) tokens: block_size, or the remainder for the last partial block; tokens beyond
   the last block are in no block and always miss.
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from corpus import Table
-from stats.metrics import Layout
+from stats.arrays import Layout
 from stats.prefix import Tree
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from corpus import Table
-from stats.metrics import Layout
+from stats.arrays import Layout
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from corpus import AFTER, CorpusError, Counts, Header, Reader, Table, counts
+from stats import arrays as _arrays
 from stats import cache as _cache
-from stats import metrics as _metrics
 from stats import prefix as _prefix
 from stats import select
 from stats.distributions import summary
@@ -36,10 +36,10 @@ class Profile:
     name: str
     header: Header
     table: Table
-    layout: _metrics.Layout
-    turns: _metrics.TurnMetrics
-    sessions: _metrics.SessionMetrics
-    arrivals: _metrics.Arrivals
+    layout: _arrays.Layout
+    turns: _arrays.TurnMetrics
+    sessions: _arrays.SessionMetrics
+    arrivals: _arrays.Arrivals
     hits: _cache.Hits
     lru: _cache.LRU
     counts: Counts | None = None  # which input counts the figures use (None: local, unchecked)
@@ -108,13 +108,13 @@ def profile(
     if top_level:
         table, left_out = select.top_level(table)
     step(f"{label}: per-turn and per-session metrics")
-    lay = _metrics.layout(table)
-    turns = _metrics.turn_metrics(table)
+    lay = _arrays.layout(table)
+    turns = _arrays.turn_metrics(table)
     local = turns.input
     basis = counts(local, turns.reused, table.turns["usage_input"], lay.prev < 0)
     if basis.basis == "provider":
-        turns = _metrics.recount(turns, basis.input, basis.reused)
-    sessions = _metrics.session_metrics(table, lay, turns)
+        turns = _arrays.recount(turns, basis.input, basis.reused)
+    sessions = _arrays.session_metrics(table, lay, turns)
     step(f"{label}: prefix tree of {table.blocks.size:,} new blocks")
     tree = _prefix.tree(table, lay)
     step(f"{label}: cache hit ratios over {table.n_turns:,} requests")
@@ -125,7 +125,7 @@ def profile(
         layout=lay,
         turns=turns,
         sessions=sessions,
-        arrivals=_metrics.arrivals(sessions),
+        arrivals=_arrays.arrivals(sessions),
         hits=_hits(_cache.infinite(table, lay, tree), local, basis, lay.prev < 0),
         lru=_cache.lru(table, lay, tree),
         counts=basis,
@@ -149,7 +149,7 @@ def _stops(p: Profile) -> dict[str, int]:
 
 
 def _growth(p: Profile) -> list[dict[str, Any]]:
-    counts, pct = _metrics.grouped_percentiles(
+    counts, pct = _arrays.grouped_percentiles(
         p.turns.input.astype(np.float64), p.layout.turn_no, (10, 50, 90), GROWTH_TURNS
     )
     return [
@@ -258,7 +258,7 @@ def notes(p: Profile) -> list[str]:
         + (["block ids broke the prefix rule; blocks were split by prefix"] if p.split else [])
         + (
             ["no timings recorded (every t and wait is 0): waits are reported as missing"]
-            if _metrics.untimed(p.table)
+            if _arrays.untimed(p.table)
             else []
         )
     )

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from corpus import TokenCache
-from replay.engine import api_anthropic, api_completions, api_openai, api_responses, metrics
+from replay.engine import api_anthropic, api_completions, api_openai, api_responses, exposition
 from replay.engine.errors import EngineError
 from replay.engine.profiles import PROFILES, Profile, load_profile
 from replay.engine.scheduler import Engine
@@ -95,8 +95,8 @@ async def _models(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    text = metrics.render(engine.stats(), engine.profile)
-    return web.Response(text=text, headers={"Content-Type": metrics.CONTENT_TYPE})
+    text = exposition.render(engine.stats(), engine.profile)
+    return web.Response(text=text, headers={"Content-Type": exposition.CONTENT_TYPE})
 
 
 def make_app(

@@ -13,10 +13,10 @@ from replay import dialect
 from replay.client import Client, _Stream
 from replay.endpoint import Request
 from replay.errors import ConfigError, EndpointError
-from replay.metrics import GPU, Counters, figures, info, samples, window
 from replay.probe import PROBE_WORDS, Target, describe, probe
 from replay.prompts import Prompt
 from replay.replicas import Replicas
+from replay.scrapers import GPU, Counters, figures, info, samples, window
 
 IDS = list(range(len(PROBE_WORDS.split())))
 

@@ -8,7 +8,7 @@ import pytest
 
 import stats
 from corpus import Reader
-from stats.metrics import arrivals, grouped_percentiles, layout, session_metrics, turn_metrics
+from stats.arrays import arrivals, grouped_percentiles, layout, session_metrics, turn_metrics
 
 Build = Callable[..., Path]
 
