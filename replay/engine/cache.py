@@ -11,11 +11,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from itertools import compress, takewhile
-from operator import countOf, not_
-
-_inc = (1).__add__
-_dec = (-1).__add__
 
 
 def block_hashes(ids: Sequence[int], block_size: int) -> list[int]:
@@ -71,24 +66,26 @@ class PrefixCache:
 
     def match(self, hashes: Sequence[int], limit: int | None = None) -> int:
         """How many leading `hashes` (at most `limit`) are cached."""
-        hs = hashes[:limit] if limit is not None else hashes
-        return len(list(takewhile(self._refs.__contains__, hs)))
+        n = 0
+        refs = self._refs
+        for h in hashes[:limit] if limit is not None else hashes:
+            if h not in refs:
+                break
+            n += 1
+        return n
 
     def reserve(self, hashes: Sequence[int], hit: int, blocks: int) -> bool:
         """Pin `hashes[:hit]` (cached) and allocate `blocks - hit` private blocks, evicting LRU
         blocks as needed; False, changing nothing, when they don't fit even after eviction."""
         refs, lru = self._refs, self._lru
-        hits = hashes[:hit]
-        # The per-block work runs in C (map/compress over the dict's own methods); dict.update
-        # consumes the lazy map one pair at a time, so a repeated hash counts twice as in a loop.
-        unpinned_hits = countOf(map(refs.__getitem__, hits), 0)
+        unpinned_hits = sum(1 for h in hashes[:hit] if refs[h] == 0)
         new = blocks - hit
         if new > self.capacity - self.used + len(lru) - unpinned_hits:
             return False
-        if unpinned_hits:
-            for h in list(compress(hits, map(not_, map(refs.__getitem__, hits)))):
-                lru.pop(h, None)
-        refs.update(zip(hits, map(_inc, map(refs.__getitem__, hits)), strict=True))
+        for h in hashes[:hit]:
+            if refs[h] == 0:
+                del lru[h]
+            refs[h] += 1
         evict = new - (self.capacity - self.used)
         for _ in range(evict):
             old, _none = lru.popitem(last=False)
@@ -116,10 +113,9 @@ class PrefixCache:
         Blocks are queued for eviction tail first, so a shared prefix outlives its extensions.
         """
         refs, lru = self._refs, self._lru
-        back = hashes[::-1]
-        refs.update(zip(back, map(_dec, map(refs.__getitem__, back)), strict=True))
-        freed = dict.fromkeys(compress(hashes, map(not_, map(refs.__getitem__, hashes))))
-        # A loop over the reversed hashes queues each at its last zero, i.e. in reverse order
-        # of first occurrence: the same order as reversing the first occurrences.
-        lru.update(dict.fromkeys(reversed(freed)))
+        for h in reversed(hashes):
+            count = refs[h] - 1
+            refs[h] = count
+            if count == 0:
+                lru[h] = None
         self.private -= private
