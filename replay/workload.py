@@ -168,19 +168,24 @@ class Workload:
         for s in sessions:
             apis[s.api] += 1
             mine: set[int] = set()
+            # A turn's prompt reuses the previous turn's leading `reuse` blocks (corpus format),
+            # already in `mine` and, as far as they are full, in `seen`: only the rest is added
+            # and searched, so a session costs its new blocks rather than turns x prompt length.
+            last_blocks = last_full = 0
             for turn, blocks in zip(s.turns, s.prefixes(), strict=True):
                 turns += 1
                 inp += turn.input
                 out += turn.output
-                mine.update(blocks)
+                mine.update(blocks[min(turn.reuse, last_blocks) :])
                 full = blocks[: turn.input // bs]
-                n = 0
-                for b in full:
+                n = k = min(turn.reuse, last_full, len(full))
+                for b in full[k:]:
                     if b not in seen:
                         break
                     n += 1
                 hit_tokens += n * bs
-                seen.update(full)
+                seen.update(full[k:])
+                last_blocks, last_full = len(blocks), len(full)
             owners.update(mine)
         shared = frozenset(b for b, n in owners.items() if n > 1)
         roots, children = _tree(sessions)
