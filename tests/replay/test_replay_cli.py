@@ -35,8 +35,10 @@ def test_one_level_against_an_endpoint_writes_the_documented_json(
     corpus: Path, engine_url: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "r.json"
+    # room to settle (warm-up up to 3 s): only a stable level answers a tier, and a loaded
+    # machine needs longer spans to look stable
     code, text = invoke(str(corpus), "--endpoint", engine_url + "/v1", "--agents", "3",
-                        "--json", str(out), *FAST)
+                        "--json", str(out), *FAST, "--warmup-max", "3")
     assert code == 0, text
     doc = json.loads(out.read_text())
     assert doc["simulated"] is False
@@ -69,7 +71,8 @@ def test_a_search_over_tiers_finishes_with_every_tier_answered(
                         "--json", str(out), *FAST)
     assert code == 0, text
     doc = json.loads(out.read_text())
-    assert [lv["agents"] for lv in doc["levels"]] == [1, 2, 4]
+    # a level too unstable to judge (a loaded machine) is measured again: the ladder is the same
+    assert list(dict.fromkeys(lv["agents"] for lv in doc["levels"])) == [1, 2, 4]
     assert [(t["agents"], t["capped"]) for t in doc["tiers"]] == [(4, True), (0, False)]
     assert doc["levels"][0]["fidelity"]["input_ratio"] == 1.0  # token ids are exact
     assert "1 tok/s" in text
