@@ -5,14 +5,18 @@ findings in the output, per-level server figures and fidelity in text and JSON, 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 from fixtures_dialects import STREAMS, DialectServer, metrics
 from fixtures_replay import app_in_thread, make_corpus
 from typer.testing import CliRunner
 
 from replay.cli import app
+from replay.engine.profiles import PROFILES
+from replay.engine.server import Running
 
 FAST = ["--quick", "--duration", "1", "--warmup", "0.2", "--warmup-max", "0.5",
         "--min-requests", "3", "--no-progress", "--wait", "fixed:0.01", "--agents", "2"]
@@ -29,8 +33,13 @@ def invoke(*args: str) -> tuple[int, str]:
 
 
 def test_levels_carry_the_servers_own_figures_and_fidelity(
-    corpus: Path, engine_url: str, tmp_path: Path
+    corpus: Path, start_engine: Callable[..., Running], tmp_path: Path
 ) -> None:
+    # The running gauge is sampled, so requests must last long enough to be seen: on the
+    # instant engine a poll fell between requests in a CI run. 10 ms a step makes a 20-token
+    # answer take ~0.2 s against a 0.01 s pause, so an agent is almost always mid-request.
+    slow = msgspec.structs.replace(PROFILES["instant"], step_overhead_s=0.01)
+    engine_url = start_engine(slow).url
     out = tmp_path / "r.json"
     code, text = invoke(str(corpus), "--endpoint", engine_url + "/v1", "--json", str(out),
                         *FAST)
