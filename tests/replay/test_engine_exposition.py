@@ -12,6 +12,11 @@ import pytest
 
 from replay.engine import PROFILES, Running, serve
 
+HANG = 300.0
+"""SDK clients' time-out, a hang guard: their default 5 s connect time-out runs on the
+client's event loop, which a loaded machine can stall for longer (seen: ConnectTimeout on
+loopback with the connection already accepted)."""
+
 Scrape = Callable[[str], dict[str, float]]
 ABORTED = 'vllm:request_success_total{model_name="sim-32b",engine="0",finished_reason="abort"}'
 SHARED = "You review contracts clause by clause and cite them. " * 30
@@ -37,7 +42,8 @@ def test_metrics_use_dcgm_and_vllm_names_and_types(engine_url: str, scrape: Scra
 
 def test_counters_move_with_requests_and_cache_hits(engine_url: str, scrape: Scrape) -> None:
     before = scrape(engine_url)
-    with openai.OpenAI(base_url=engine_url + "/v1", api_key="t", max_retries=0) as client:
+    with openai.OpenAI(base_url=engine_url + "/v1", api_key="t", max_retries=0,
+                       timeout=HANG) as client:
         usages = []
         for question in ("First question about clause 2?", "Second, about clause 7?"):
             resp = client.chat.completions.create(
@@ -70,7 +76,8 @@ def test_counters_move_with_requests_and_cache_hits(engine_url: str, scrape: Scr
 
 async def _streams(url: str, streams: int, tokens: int) -> list[int]:
     """Content chunks each of `streams` concurrent streams received."""
-    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="t", max_retries=0) as client:
+    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="t", max_retries=0,
+                                  timeout=HANG) as client:
 
         async def one(i: int) -> int:
             stream = await client.chat.completions.create(
@@ -120,7 +127,8 @@ async def test_running_gauge_counts_a_live_stream(
     start_engine: Callable[..., Running], scrape: Scrape
 ) -> None:
     url = start_engine("h100").url
-    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="t", max_retries=0) as client:
+    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="t", max_retries=0,
+                                  timeout=HANG) as client:
         stream = await client.chat.completions.create(
             model="sim",
             messages=[{"role": "user", "content": "long answer"}],
