@@ -237,6 +237,16 @@ class Synth:
         return [p for p in out if p is not None]
 
 
+def _first_difference(a: list[int], b: list[int], n: int) -> int:
+    """The first i < n with a[i] != b[i] (there is one): chunks compared in C, then one by
+    one inside the first chunk that differs."""
+    step = 64
+    i = 0
+    while a[i : i + step] == b[i : i + step]:
+        i += step
+    return next(j for j in range(i, min(i + step, n)) if a[j] != b[j])
+
+
 class Context:
     """One agent's prompt state within a session: the blocks sent so far and their content, so
     each turn costs O(new blocks) and the next prompt extends the previous one exactly.
@@ -278,9 +288,8 @@ class Context:
             self.reset()
             self._scope = scope
         same = min(len(self._blocks), len(used))
-        if self._blocks[:same] != used[:same]:  # rare (a rewritten context): find where
-            old = self._blocks
-            same = next(i for i in range(same) if old[i] != used[i])
+        if self._blocks[:same] != used[:same]:  # a rewritten context: find where
+            same = _first_difference(self._blocks, used, same)
         blocks_only = self.form == "blocks"  # no content: a modelled engine needs the seeds
         del self._blocks[same:], self._seeds[same:]
         if not blocks_only:

@@ -194,10 +194,11 @@ class PrefixCache:
         `pins` (the sequence's, from `admit`) grows by these blocks."""
         slot, free = self._slot, self._free
         todo = hashes[start:]
+        repeats = len(set(hashes)) != len(hashes)
         slots = list(map(slot.get, todo))
         fresh = slots.count(None)
         if fresh:
-            if len(set(todo)) == len(todo):  # new blocks take free slots, in one C-level pass
+            if not repeats:  # new blocks take free slots, in one C-level pass
                 new = list(compress(todo, map(is_, slots, repeat(None))))
                 taken = free[-fresh:]
                 del free[-fresh:]
@@ -214,13 +215,12 @@ class PrefixCache:
                     slots.append(s)
         if slots:
             idx = np.array(slots, dtype=np.int64)
-            repeats = len(set(slots)) != len(slots)
             was = idx[self._stamp[idx] != _PINNED]  # evictable until now
             if was.size:
                 self._pin(was, repeats)
             np.add.at(self._refs, idx, 1)
-            if pins is not None:
-                pins.repeats = pins.repeats or repeats or bool(np.isin(idx, pins.slots).any())
+            if pins is not None:  # now it pins all of `hashes`
+                pins.repeats = repeats
                 pins.slots = np.concatenate((pins.slots, idx))
         self.private -= len(hashes) - start
 
