@@ -73,6 +73,22 @@ def _run(aiperf: str, cache: str, trace: Path, url: str, turns: int, out: Path) 
     return seen
 
 
+def _recorded(trace: Path, sessions: list[Any]) -> dict[Any, int]:
+    """(conversation, turn index) -> the recorded input of that turn. Rows follow the corpus's
+    turns one for one (sessions in start order); a restarted session's later turns are another
+    conversation (`sN.1`, ...)."""
+    turns = [t for s in sorted(sessions, key=lambda s: (s.start, s.id)) if s.turns for t in s.turns]
+    rows = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert len(rows) == len(turns), (len(rows), len(turns))
+    seen: dict[str, int] = {}
+    out: dict[Any, int] = {}
+    for row, turn in zip(rows, turns, strict=True):
+        k = seen.get(row["session_id"], 0)
+        seen[row["session_id"]] = k + 1
+        out[(row["session_id"], k)] = turn.input
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("corpus", type=Path)
@@ -80,6 +96,15 @@ def main() -> None:
     ap.add_argument("--tiktoken-cache", required=True)
     ap.add_argument("--sessions", type=int, default=6)
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument(
+        "--separator-tokens",
+        type=int,
+        default=6,
+        help="export option (6: AIPerf's <|endoftext|> block separator, 7 cl100k tokens of text)",
+    )
+    ap.add_argument(
+        "--also-uncompensated", action="store_true", help="also replay --separator-tokens 0"
+    )
     ap.add_argument("--also-whole", action="store_true", help="also replay --whole-requests")
     ap.add_argument("--keep", type=Path, help="keep the export and AIPerf's artifacts here")
     args = ap.parse_args()
@@ -90,17 +115,26 @@ def main() -> None:
         ops.sample(args.corpus, sample, n=args.sessions, seed=args.seed)
         sessions = list(Reader(sample).sessions())
         turns = sum(len(s.turns) for s in sessions)
-        recorded = {(f"s{s.id}", k): t.input for s in sessions for k, t in enumerate(s.turns)}
         proc, url = _serve()
         try:
-            runs = [("per-turn rows (default)", False)]
+            sep = args.separator_tokens
+            runs = [(f"per-turn rows, --separator-tokens {sep}", False, sep)]
+            if args.also_uncompensated:
+                runs.append(("per-turn rows, --separator-tokens 0", False, 0))
             if args.also_whole:
-                runs.append(("--whole-requests", True))
-            for label, whole in runs:
-                trace = work / f"trace-{whole}.jsonl"
-                exporters.run("mooncake", sample, trace, block_size=512, whole=whole)
-                served = _run(args.aiperf, args.tiktoken_cache, trace, url, turns, work / label)
-                mine = sum(recorded[k] for k in served)
+                runs.append(("--whole-requests", True, 0))
+            for k, (label, whole, separator) in enumerate(runs):
+                trace = work / f"trace-{k}.jsonl"
+                report = exporters.run(
+                    "mooncake", sample, trace, block_size=512, whole=whole, separator=separator
+                )
+                for line in report.warnings:
+                    print(f"  export: {line}", file=sys.stderr)
+                recorded = _recorded(trace, sessions)
+                served = _run(
+                    args.aiperf, args.tiktoken_cache, trace, url, turns, work / f"run-{k}"
+                )
+                mine = sum(recorded[key] for key in served)
                 got = sum(served.values())
                 print(
                     f"{label}: {len(sessions)} sessions; {len(served)} of {turns} turns sent; "
