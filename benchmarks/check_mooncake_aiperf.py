@@ -29,7 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from corpus import Reader, exporters, ops
+from msgspec.structs import replace
+
+from corpus import Reader, Turn, Writer, exporters, ops
 
 
 def _serve() -> tuple[subprocess.Popen[str], str]:
@@ -48,45 +50,93 @@ def _serve() -> tuple[subprocess.Popen[str], str]:
     return proc, m.group(0)
 
 
-def _run(aiperf: str, cache: str, trace: Path, url: str, turns: int, out: Path) -> dict[Any, int]:
-    """(session, turn) -> input tokens the server reported for it."""
+Sent = dict[tuple[str, int], tuple[int, int, int]]
+
+
+def _run(
+    aiperf: str, cache: str, trace: Path, url: str, turns: int, out: Path, delays: bool = False
+) -> Sent:
+    """(conversation, turn) -> (input tokens the server reported, request start and end ns)."""
     env = dict(os.environ, TIKTOKEN_CACHE_DIR=cache, HF_HUB_OFFLINE="1")
     cmd = [
         aiperf, "profile", "--model", "m", "--url", url, "--endpoint-type", "chat",
         "--streaming", "--tokenizer", "cl100k_base", "--input-file", str(trace),
         "--custom-dataset-type", "mooncake_trace", "--isl-block-size", "512",
-        "--ignore-trace-delays", "--no-fixed-schedule", "--concurrency", "4",
-        "--request-count", str(turns),
+        "--no-fixed-schedule", "--concurrency", "4", "--request-count", str(turns),
         "--extra-inputs", "ignore_eos:true", "--artifact-dir", str(out), "--ui", "none",
     ]  # fmt: skip
+    if not delays:
+        cmd.append("--ignore-trace-delays")
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"aiperf failed ({done.returncode}):\n{done.stdout[-3000:]}")
     print(f"  aiperf ran {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    seen: dict[Any, int] = {}
+    seen: Sent = {}
     for line in (out / "profile_export.jsonl").read_text().splitlines():
         rec = json.loads(line)
         meta, value = rec["metadata"], rec["metrics"].get("usage_prompt_tokens", {}).get("value")
         if value is not None:
-            seen[(meta["conversation_id"], meta["turn_index"])] = int(value)
+            key = (meta["conversation_id"], meta["turn_index"])
+            seen[key] = (int(value), meta["request_start_ns"], meta["request_end_ns"])
     return seen
 
 
-def _recorded(trace: Path, sessions: list[Any]) -> dict[Any, int]:
-    """(conversation, turn index) -> the recorded input of that turn. Rows follow the corpus's
-    turns one for one (sessions in start order); a restarted session's later turns are another
-    conversation (`sN.1`, ...)."""
+def _gaps(sent: Sent, waits: dict[Any, float]) -> str:
+    """How AIPerf's gaps between a conversation's requests compare with the recorded waits."""
+    errors = []
+    for (conv, k), (_, start, _) in sent.items():
+        before = sent.get((conv, k - 1))
+        if k and before is not None:
+            errors.append((start - before[2]) / 1e9 - waits[(conv, k)])
+    if not errors:
+        return "no consecutive requests"
+    errors.sort()
+    total = sum(waits[key] for key in sent if key[1] and (key[0], key[1] - 1) in sent)
+    return (
+        f"{len(errors)} gaps, recorded waits {total:.1f} s; gap − wait: median "
+        f"{errors[len(errors) // 2] * 1000:+.0f} ms, 5–95 % "
+        f"{errors[len(errors) // 20] * 1000:+.0f}…{errors[-1 - len(errors) // 20] * 1000:+.0f} ms"
+    )
+
+
+def _scaled(src: Path, out: Path, scale: float) -> None:
+    """`src` with every wait, turn time and session start multiplied by `scale`."""
+    reader = Reader(src)
+    ids: dict[int, int] = {}
+    with Writer(out, reader.header, keys=False) as w:
+        for sess in sorted(reader.sessions(), key=lambda s: (s.start, s.id)):
+            parent = None if sess.parent is None else ids.get(sess.parent)
+            sid = ids[sess.id] = w.open_session(start=sess.start * scale, parent=parent)
+            for turn, blocks in zip(sess.turns, sess.prefixes(), strict=True):
+                w.add_turn(sid, replace(turn, t=turn.t * scale, wait=turn.wait * scale), blocks)
+            w.close_session(sid)
+
+
+def _recorded(trace: Path, sessions: list[Any]) -> dict[Any, Turn]:
+    """(conversation, turn index) -> the recorded turn. Rows follow the corpus's turns one for
+    one (sessions in start order); a restarted session's later turns are another conversation
+    (`sN.1`, ...)."""
     turns = [t for s in sorted(sessions, key=lambda s: (s.start, s.id)) if s.turns for t in s.turns]
     rows = [json.loads(line) for line in trace.read_text().splitlines()]
     assert len(rows) == len(turns), (len(rows), len(turns))
     seen: dict[str, int] = {}
-    out: dict[Any, int] = {}
+    out: dict[Any, Turn] = {}
     for row, turn in zip(rows, turns, strict=True):
         k = seen.get(row["session_id"], 0)
         seen[row["session_id"]] = k + 1
-        out[(row["session_id"], k)] = turn.input
+        out[(row["session_id"], k)] = turn
     return out
+
+
+def _report(label: str, n: int, turns: int, recorded: dict[Any, Turn], sent: Sent) -> None:
+    mine = sum(recorded[key].input for key in sent)
+    got = sum(value[0] for value in sent.values())
+    print(
+        f"{label}: {n} sessions; {len(sent)} of {turns} turns sent; recorded input of those "
+        f"{mine:,}, server counted {got:,}: ratio {got / mine:.4f}\n"
+        f"  {_gaps(sent, {key: turn.wait for key, turn in recorded.items()})}"
+    )
 
 
 def main() -> None:
@@ -106,6 +156,12 @@ def main() -> None:
         "--also-uncompensated", action="store_true", help="also replay --separator-tokens 0"
     )
     ap.add_argument("--also-whole", action="store_true", help="also replay --whole-requests")
+    ap.add_argument(
+        "--delays",
+        type=float,
+        metavar="SCALE",
+        help="also replay with the recorded delays honoured, waits scaled by SCALE (e.g. 0.05)",
+    )
     ap.add_argument("--keep", type=Path, help="keep the export and AIPerf's artifacts here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
