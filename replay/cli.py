@@ -233,8 +233,8 @@ def replay(
     ] = True,
     power: Annotated[
         str | None,
-        typer.Option(help="Power source: nvml, dcgm:URL, prometheus:URL[#metric], cmd:'…', sim, "
-                     "none (default: sim when simulated, else none)."),
+        typer.Option(help="Power source: nvml, amdsmi, dcgm:URL, prometheus:URL[#metric], "
+                     "cmd:'…', sim, none (default: sim when simulated, else none)."),
     ] = None,
     power_interval: Annotated[float, typer.Option(help="Power poll interval, seconds.")] = 0.5,
     metrics_url: Annotated[

@@ -32,7 +32,7 @@ from replay.forecast import forecast
 from replay.forecast.run import engine_profile, modelled
 from replay.level import Live
 from replay.population import run_open
-from replay.power import Nvml, Recorder, sampler
+from replay.power import LocalGpus, Recorder, sampler
 from replay.probe import PROBE_WORDS, Target, describe, reset_cache
 from replay.probe import probe as probe_server
 from replay.processes import ProcessFleet, make_worker
@@ -135,7 +135,7 @@ async def _live_at(
     gpu_url = power[len("dcgm:"):] if power.startswith("dcgm:") else None
     counters = (
         Counters(metrics_url or root + "/metrics", names=names, gpu_url=gpu_url,
-                 gpu=source.telemetry if isinstance(source, Nvml) else None)
+                 gpu=source.telemetry if isinstance(source, LocalGpus) else None)
         if metrics_url != "none" else None
     )
     resets = [server_root(base_url(u)) for u in (url, *opts.replicas)]

@@ -1,23 +1,28 @@
 """GPU power: samplers behind a `PowerSampler` protocol and the mean over a steady window.
 
 Sources: NVML (nvidia-ml-py, every GPU summed; the total-energy counter when the GPU has one,
-else instantaneous power), a DCGM-exporter `/metrics` URL (energy counter
-`DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION` in mJ when exported, else `DCGM_FI_DEV_POWER_USAGE` in W),
-any Prometheus gauge in watts, an external command that prints watts, and the simulated engine
-(DCGM names). With an energy counter the window mean is ΔE/Δt between the readings around the
-window; with power readings it is the time-weighted (trapezoid) mean over the stretches between
-readings no further apart than `max_gap`. Either way the readings must cover ≥ 90 % of the
-window, or the result is flagged and no agents/MW is derived from it.
+else instantaneous power), amdsmi (AMD GPUs, socket power summed), a DCGM-exporter `/metrics`
+URL (energy counter `DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION` in mJ when exported, else
+`DCGM_FI_DEV_POWER_USAGE` in W), any Prometheus gauge in watts, an external command that prints
+watts, and the simulated engine (DCGM names). With an energy counter the window mean is ΔE/Δt
+between the readings around the window; with power readings it is the time-weighted (trapezoid)
+mean over the stretches between readings no further apart than `max_gap`. Either way the
+readings must cover ≥ 90 % of the window, or the result is flagged and no agents/MW is derived
+from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import io
+import math
 import os
 import re
 import signal
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -175,87 +180,264 @@ class Recorder:
 # -- samplers ---------------------------------------------------------------------------
 
 
-def _import_pynvml() -> ModuleType:
-    try:
-        import pynvml
-    except ImportError as exc:
-        raise PowerError(
-            "--power nvml needs nvidia-ml-py, which is not installed: install the 'nvml' extra "
-            "(uv sync --extra nvml, or pip install 'agentload[nvml]')"
-        ) from exc
-    return pynvml
+def _said(what: object) -> str:
+    """A library's message on one line (amdsmi's span several)."""
+    return " ".join(str(what).split())
 
 
-class Nvml:
-    """All local NVIDIA GPUs through NVML. Uses `nvmlDeviceGetTotalEnergyConsumption` (mJ since
-    driver load) when every GPU supports it, and `nvmlDeviceGetPowerUsage` (mW) always."""
+class LocalGpus(ABC):
+    """Every local GPU of one vendor through its management library, which is optional and
+    imported only when chosen. Power is summed over GPUs (the energy counter too, where every GPU
+    has one); `telemetry()` gives the level's GPU figures. A subclass binds one library: how to
+    import and start it, list GPUs and read each one; this class combines the readings and turns
+    the library's errors into `PowerError`s that say what to do."""
 
-    name = "nvml"
+    name: str
+    library: str
+    """The library's name in messages (NVML, amdsmi)."""
+    vendor: str
+    module: str
+    """The Python module to import."""
+    package: str
+    """What provides `module`, in messages."""
+    install: str
+    """What to install when `module` is missing or does not load (one clause)."""
+    power_names: str
+    """Where the power reading comes from, for the message when no GPU has one."""
 
     def __init__(self) -> None:
-        nv = _import_pynvml()
-        self._nv: Any = nv
+        self._lib: Any = self._import()
+        self._powered: list[int] | None = None
+        """GPUs that report power (found by the first read); the others are left out."""
+        self._errors: tuple[type[BaseException], ...] = self._error_types()
         try:
-            nv.nvmlInit()
-        except nv.NVMLError as exc:
-            raise PowerError(
-                f"NVML could not start ({exc}); is there an NVIDIA GPU and driver here?"
-            ) from exc
+            self._init()
+        except self._errors as exc:
+            raise PowerError(f"{self.library} could not start ({_said(exc)}); is there an "
+                             f"{self.vendor} GPU and driver here?") from exc
         try:
-            count = nv.nvmlDeviceGetCount()
-            self._handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-        except nv.NVMLError as exc:
-            nv.nvmlShutdown()
-            raise PowerError(f"NVML could not list GPUs ({exc})") from exc
+            self._handles: list[Any] = list(self._list())
+        except self._errors as exc:
+            self._stop()
+            raise PowerError(f"{self.library} could not list GPUs ({_said(exc)})") from exc
         if not self._handles:
-            nv.nvmlShutdown()
-            raise PowerError("NVML found no GPU on this machine; choose another --power source")
+            self._stop()
+            raise PowerError(
+                f"{self.library} found no GPU on this machine; choose another --power source")
+        no_energy: tuple[type[BaseException], ...] = (*self._errors, NotImplementedError)
         try:
             for h in self._handles:
-                nv.nvmlDeviceGetTotalEnergyConsumption(h)
+                self._joules(h)
             self.energy = True
-        except nv.NVMLError:
+        except no_energy:
             self.energy = False
+        try:
+            self._read()
+        except PowerError as exc:
+            self._stop()
+            raise PowerError(f"{exc}; choose another --power source") from exc
+
+    def _import(self) -> ModuleType:
+        printed = io.StringIO()
+        try:
+            # amdsmi prints instead of raising when ROCm's libamd_smi.so is missing; keep its
+            # words for the message (only the CLI prints)
+            with contextlib.redirect_stdout(printed):
+                return importlib.import_module(self.module)
+        except ImportError as exc:
+            raise PowerError(f"--power {self.name} needs {self.package}, which is not "
+                             f"installed: {self.install}") from exc
+        except Exception as exc:  # a library that imports but cannot load its C part
+            said = _said(printed.getvalue()) or f"{type(exc).__name__}: {_said(exc)}"
+            raise PowerError(f"--power {self.name}: {self.module} is installed but did not "
+                             f"load ({said}); {self.install}") from exc
 
     @property
     def gpus(self) -> int:
         return len(self._handles)
 
     def _read(self) -> Reading:
-        nv = self._nv
         try:
             t = time.perf_counter_ns()
-            joules = None
-            if self.energy:
-                joules = sum(nv.nvmlDeviceGetTotalEnergyConsumption(h) for h in self._handles)
-                joules /= 1000.0
-            watts = sum(nv.nvmlDeviceGetPowerUsage(h) for h in self._handles) / 1000.0
-        except nv.NVMLError as exc:
-            raise PowerError(f"NVML read failed ({exc})") from exc
-        return Reading(t, watts, joules)
+            joules = sum(self._joules(h) for h in self._handles) if self.energy else None
+            each = [self._watts(h) for h in self._handles]
+        except self._errors as exc:
+            raise PowerError(f"{self.library} read failed ({_said(exc)})") from exc
+        if self._powered is None:  # the first read, at start
+            # A GPU may report no power of its own: the secondary partitions of a partitioned
+            # AMD GPU, whose power its primary partition reports.
+            self._powered = [i for i, w in enumerate(each) if w is not None]
+            if not self._powered:
+                raise PowerError(f"{self.library} reports no power for any GPU "
+                                 f"({self.power_names})")
+        gone = [i for i in self._powered if each[i] is None]
+        if gone:
+            raise PowerError(f"{self.library}: GPU {gone[0]} reported no power this time")
+        return Reading(t, math.fsum(w for w in each if w is not None), joules)
 
     async def read(self) -> Reading:
-        return self._read()  # NVML calls take microseconds; no thread hop needed
+        return self._read()  # these libraries answer in microseconds; no thread hop needed
 
     def telemetry(self) -> dict[str, float]:
-        """GPU utilisation (percent, mean over GPUs), memory used (MiB, summed) and SM clock
-        (MHz, mean), as `replay.scrapers` names them; {} when NVML cannot say."""
-        nv = self._nv
-        try:
-            util = [nv.nvmlDeviceGetUtilizationRates(h).gpu for h in self._handles]
-            used = [nv.nvmlDeviceGetMemoryInfo(h).used for h in self._handles]
-            clock = [nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM) for h in self._handles]
-        except (nv.NVMLError, AttributeError):
-            return {}
-        n = len(self._handles)
-        return {"gpu_util": sum(util) / n, "gpu_mem_used_mib": sum(used) / 2**20,
-                "sm_clock_mhz": sum(clock) / n}
+        """GPU utilisation (percent) and the SM/GFX clock (MHz), each the mean over the GPUs that
+        report it, and memory used (MiB, summed; left out unless every GPU reports it), as
+        `replay.scrapers` names them; {} when the library cannot say."""
+        out: dict[str, float] = {}
+        unknown: tuple[type[BaseException], ...] = (*self._errors, AttributeError)
+        for figure, per_gpu, total in (("gpu_util", self._util, False),
+                                       ("gpu_mem_used_mib", self._mem_mib, True),
+                                       ("sm_clock_mhz", self._clock_mhz, False)):
+            try:
+                values = [per_gpu(h) for h in self._handles]
+            except unknown:
+                continue
+            known = [v for v in values if v is not None]
+            if known and not (total and len(known) < len(values)):
+                out[figure] = math.fsum(known) / (1 if total else len(known))
+        return out
+
+    def _stop(self) -> None:
+        with contextlib.suppress(*self._errors):
+            self._shutdown()
 
     async def close(self) -> None:
-        try:
-            self._nv.nvmlShutdown()
-        except self._nv.NVMLError:
-            pass
+        self._stop()
+
+    # what a library binding provides
+    @abstractmethod
+    def _error_types(self) -> tuple[type[BaseException], ...]: ...
+
+    @abstractmethod
+    def _init(self) -> None: ...
+
+    @abstractmethod
+    def _list(self) -> Sequence[Any]: ...
+
+    @abstractmethod
+    def _shutdown(self) -> None: ...
+
+    @abstractmethod
+    def _watts(self, handle: Any) -> float | None:
+        """The GPU's power in watts; None where it reports none."""
+
+    def _joules(self, handle: Any) -> float:
+        """A cumulative energy counter in joules; NotImplementedError where there is none."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def _util(self, handle: Any) -> float | None: ...
+
+    @abstractmethod
+    def _mem_mib(self, handle: Any) -> float | None: ...
+
+    @abstractmethod
+    def _clock_mhz(self, handle: Any) -> float | None: ...
+
+
+class Nvml(LocalGpus):
+    """All local NVIDIA GPUs through NVML (nvidia-ml-py). Uses
+    `nvmlDeviceGetTotalEnergyConsumption` (mJ since driver load) when every GPU supports it, and
+    `nvmlDeviceGetPowerUsage` (mW) always."""
+
+    name = "nvml"
+    library = "NVML"
+    vendor = "NVIDIA"
+    module = "pynvml"
+    package = "nvidia-ml-py"
+    power_names = "nvmlDeviceGetPowerUsage"
+    install = ("install the 'nvml' extra (uv sync --extra nvml, or pip install "
+               "'agentload[nvml]')")
+
+    def _error_types(self) -> tuple[type[BaseException], ...]:
+        return (self._lib.NVMLError,)
+
+    def _init(self) -> None:
+        self._lib.nvmlInit()
+
+    def _list(self) -> Sequence[Any]:
+        nv = self._lib
+        return [nv.nvmlDeviceGetHandleByIndex(i) for i in range(nv.nvmlDeviceGetCount())]
+
+    def _shutdown(self) -> None:
+        self._lib.nvmlShutdown()
+
+    def _watts(self, handle: Any) -> float | None:
+        return float(self._lib.nvmlDeviceGetPowerUsage(handle)) / 1000.0
+
+    def _joules(self, handle: Any) -> float:
+        return float(self._lib.nvmlDeviceGetTotalEnergyConsumption(handle)) / 1000.0
+
+    def _util(self, handle: Any) -> float | None:
+        return float(self._lib.nvmlDeviceGetUtilizationRates(handle).gpu)
+
+    def _mem_mib(self, handle: Any) -> float | None:
+        return float(self._lib.nvmlDeviceGetMemoryInfo(handle).used) / 2**20
+
+    def _clock_mhz(self, handle: Any) -> float | None:
+        return float(self._lib.nvmlDeviceGetClockInfo(handle, self._lib.NVML_CLOCK_SM))
+
+
+def _amd(value: object, below: float) -> float | None:
+    """An amdsmi figure, or None where the library says it has none: its Python interface turns
+    the C library's "unsupported" sentinels (0xFFFF, UINT32_MAX) into the string "N/A", and
+    older versions pass some through as numbers."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < below:
+        return None
+    return float(value)
+
+
+class Amdsmi(LocalGpus):
+    """All local AMD GPUs through AMD SMI's Python library (`amdsmi`, which ships with ROCm).
+    NOT validated on AMD hardware: written against AMD's documentation and source (ROCm/amdsmi:
+    py-interface/amdsmi_interface.py, docs/how-to/using-amdsmi-for-python.md,
+    src/amd_smi/amd_smi.cc; the `amdsmi_power_info_t` reference, ROCm 6.2–7.1) and tested
+    against a fake with the same shapes. Power only, no energy counter: the counter's resolution
+    and key changed between releases (`amdsmi_get_energy_count`)."""
+
+    name = "amdsmi"
+    library = "amdsmi"
+    vendor = "AMD"
+    module = "amdsmi"
+    package = "AMD SMI's Python library (amdsmi, part of ROCm)"
+    power_names = "current_socket_power, average_socket_power and socket_power are N/A or 0"
+    install = ("install the amdsmi that matches your ROCm (pip install /opt/rocm/share/amd_smi, "
+               "after apt install amd-smi-lib)")
+
+    def _error_types(self) -> tuple[type[BaseException], ...]:
+        return (self._lib.AmdSmiException,)  # base of its library, retry and parameter errors
+
+    def _init(self) -> None:
+        self._lib.amdsmi_init()  # AmdSmiInitFlags.INIT_AMD_GPUS by default: GPUs only
+
+    def _list(self) -> Sequence[Any]:
+        return list(self._lib.amdsmi_get_processor_handles())
+
+    def _shutdown(self) -> None:
+        self._lib.amdsmi_shut_down()
+
+    def _watts(self, handle: Any) -> float | None:
+        # amdsmi_get_power_info: W. MI300 and later fill `current_socket_power` (instant), Navi
+        # and MI200 and earlier `average_socket_power`; ROCm 7 adds `socket_power` (W on bare
+        # metal). amd-smi's own monitor takes current, then average.
+        info = self._lib.amdsmi_get_power_info(handle)
+        for key in ("current_socket_power", "average_socket_power", "socket_power"):
+            watts = _amd(info.get(key), 0xFFFF)
+            if watts:
+                return watts
+        return None
+
+    def _util(self, handle: Any) -> float | None:
+        # amdsmi_get_gpu_activity: graphics engine usage, percent (0-100)
+        return _amd(self._lib.amdsmi_get_gpu_activity(handle).get("gfx_activity"), 101)
+
+    def _mem_mib(self, handle: Any) -> float | None:
+        # amdsmi_get_gpu_vram_usage: MiB (amd_smi.cc divides the bytes by 1024 * 1024)
+        return _amd(self._lib.amdsmi_get_gpu_vram_usage(handle).get("vram_used"), 0xFFFFFFFF)
+
+    def _clock_mhz(self, handle: Any) -> float | None:
+        # amdsmi_get_clock_info(handle, AmdSmiClkType.GFX)["clk"]: the current GFX clock, MHz
+        info = self._lib.amdsmi_get_clock_info(handle, self._lib.AmdSmiClkType.GFX)
+        return _amd(info.get("clk"), 0xFFFFFFFF)
 
 
 class Prometheus:
@@ -331,7 +513,8 @@ class Command:
         return None
 
 
-_KINDS = {"none": False, "sim": False, "nvml": False, "dcgm": True, "prometheus": True, "cmd": True}
+_KINDS = {"none": False, "sim": False, "nvml": False, "amdsmi": False, "dcgm": True,
+          "prometheus": True, "cmd": True}
 
 
 def validate(spec: str, *, simulated: bool) -> None:
@@ -345,8 +528,9 @@ def validate(spec: str, *, simulated: bool) -> None:
 
 
 def sampler(spec: str, *, sim_metrics: str | None = None) -> PowerSampler | None:
-    """A sampler for `--power SPEC` (`nvml`, `dcgm:URL`, `prometheus:URL[#metric]`, `cmd:…`,
-    `sim`, `none`); `sim_metrics` is the simulated engine's /metrics URL when there is one."""
+    """A sampler for `--power SPEC` (`nvml`, `amdsmi`, `dcgm:URL`, `prometheus:URL[#metric]`,
+    `cmd:…`, `sim`, `none`); `sim_metrics` is the simulated engine's /metrics URL when there is
+    one."""
     kind, _, arg = spec.strip().partition(":")
     kind = kind.lower()
     if kind == "none":
@@ -357,6 +541,8 @@ def sampler(spec: str, *, sim_metrics: str | None = None) -> PowerSampler | None
         return Prometheus(sim_metrics, name="sim")
     if kind == "nvml":
         return Nvml()
+    if kind == "amdsmi":
+        return Amdsmi()
     if kind == "dcgm" and arg:
         return Prometheus(arg, name="dcgm")
     if kind == "prometheus" and arg:
@@ -365,6 +551,6 @@ def sampler(spec: str, *, sim_metrics: str | None = None) -> PowerSampler | None
     if kind == "cmd" and arg:
         return Command(arg)
     raise ConfigError(
-        f"--power {spec!r}: expected nvml, dcgm:URL, prometheus:URL[#metric], cmd:'COMMAND', "
-        "sim or none"
+        f"--power {spec!r}: expected nvml, amdsmi, dcgm:URL, prometheus:URL[#metric], "
+        "cmd:'COMMAND', sim or none"
     )

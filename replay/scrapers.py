@@ -196,7 +196,7 @@ class Counters:
             **{k: tuple(v) for k, v in (names if names is not None else VLLM).items()}, **GPU}
         self.interval = interval
         self.gpu = gpu
-        """Local GPU telemetry (NVML) merged into every read, where the run has it."""
+        """Local GPU telemetry (NVML, amdsmi) merged into every read, where the run has it."""
         self._session: aiohttp.ClientSession | None = None
         self.available = True
         self._gauges: list[dict[str, float]] = []

@@ -1,5 +1,6 @@
 """Power: time-weighted and energy-counter window means, the coverage check, and every sampler
-(NVML through a fake pynvml module, Prometheus/DCGM over loopback, an external command)."""
+(NVML and amdsmi through fake library modules, Prometheus/DCGM over loopback, an external
+command)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ import shlex
 import sys
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from fixtures_gpus import AMDSMI_WITHOUT_ROCM, fake_amdsmi, fake_pynvml
 from fixtures_replay import running
 
 from replay.errors import ConfigError, PowerError
 from replay.level import power_summary
 from replay.power import (
+    Amdsmi,
     Command,
+    LocalGpus,
     Nvml,
     Prometheus,
     Reading,
@@ -93,52 +98,27 @@ def test_no_readings_means_no_mean() -> None:
     assert not wp.ok
 
 
+async def record_until(rec: Recorder, done: Callable[[Recorder], bool]) -> None:
+    """Run the recorder until `done(rec)`, then stop it."""
+    task = asyncio.create_task(rec.run())
+    while not done(rec):  # noqa: ASYNC110 - polling the recorder under test
+        await asyncio.sleep(0.001)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 # -- NVML through a fake pynvml module ---------------------------------------------------
 
 
-class FakeNVMLError(Exception):
-    pass
-
-
-def fake_pynvml(
-    *, gpus: int = 2, energy: bool = True, init_fails: bool = False
-) -> types.ModuleType:
-    mod = types.ModuleType("pynvml")
-    state = {"mj": [0] * gpus, "shutdown": False}
-
-    def init() -> None:
-        if init_fails:
-            raise FakeNVMLError("Driver Not Loaded")
-
-    def total_energy(h: int) -> int:
-        if not energy:
-            raise FakeNVMLError("Not Supported")
-        state["mj"][h] += 1000 * (h + 1)  # type: ignore[index]
-        return state["mj"][h]  # type: ignore[index]
-
-    mod.NVMLError = FakeNVMLError  # type: ignore[attr-defined]
-    mod.nvmlInit = init  # type: ignore[attr-defined]
-    mod.nvmlShutdown = lambda: state.__setitem__("shutdown", True)  # type: ignore[attr-defined]
-    mod.nvmlDeviceGetCount = lambda: gpus  # type: ignore[attr-defined]
-    mod.nvmlDeviceGetHandleByIndex = lambda i: i  # type: ignore[attr-defined]
-    mod.nvmlDeviceGetTotalEnergyConsumption = total_energy  # type: ignore[attr-defined]
-    mod.nvmlDeviceGetPowerUsage = lambda h: 350_000 + 1000 * h  # type: ignore[attr-defined]
-    mod.NVML_CLOCK_SM = 1  # type: ignore[attr-defined]
-    mod.nvmlDeviceGetUtilizationRates = (  # type: ignore[attr-defined]
-        lambda h: types.SimpleNamespace(gpu=90 - 20 * h, memory=40))
-    mod.nvmlDeviceGetMemoryInfo = (  # type: ignore[attr-defined]
-        lambda h: types.SimpleNamespace(used=(60 + h) * 2**30, total=80 * 2**30))
-    mod.nvmlDeviceGetClockInfo = (  # type: ignore[attr-defined]
-        lambda h, kind: 1980 - 20 * h if kind == 1 else 0)
-    mod.state = state  # type: ignore[attr-defined]
-    return mod
+def install(monkeypatch: pytest.MonkeyPatch, library: types.ModuleType) -> types.ModuleType:
+    """Make `import NAME` give the fake library module."""
+    monkeypatch.setitem(sys.modules, library.__name__, library)
+    return library
 
 
 @pytest.fixture
 def pynvml(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    mod = fake_pynvml()
-    monkeypatch.setitem(sys.modules, "pynvml", mod)
-    return mod
+    return install(monkeypatch, fake_pynvml())
 
 
 async def test_nvml_sums_every_gpu_and_reads_the_energy_counter(pynvml: types.ModuleType) -> None:
@@ -155,11 +135,15 @@ async def test_nvml_sums_every_gpu_and_reads_the_energy_counter(pynvml: types.Mo
     assert pynvml.state["shutdown"]
 
 
-def test_nvml_gives_gpu_telemetry_for_the_level_figures(pynvml: types.ModuleType) -> None:
-    from replay.power import Nvml
-
-    assert Nvml().telemetry() == {"gpu_util": 80.0, "gpu_mem_used_mib": 121 * 1024,
-                                  "sm_clock_mhz": 1970.0}
+@pytest.mark.parametrize(("gpus", "library", "clock"),
+                         [(Nvml, fake_pynvml, 1970.0), (Amdsmi, fake_amdsmi, 2090.0)])
+def test_each_library_gives_gpu_telemetry_for_the_level_figures(
+    monkeypatch: pytest.MonkeyPatch, gpus: type[LocalGpus],
+    library: Callable[[], types.ModuleType], clock: float,
+) -> None:
+    install(monkeypatch, library())
+    assert gpus().telemetry() == {"gpu_util": 80.0, "gpu_mem_used_mib": 121 * 1024,
+                                  "sm_clock_mhz": clock}
 
 
 async def test_nvml_without_energy_support_reads_power(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,6 +165,122 @@ def test_nvml_errors_are_clear(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails as if not installed
     with pytest.raises(PowerError, match="nvml' extra"):
         Nvml()
+
+
+# -- amdsmi (AMD) through a fake amdsmi module -------------------------------------------
+
+
+@pytest.fixture
+def amdsmi(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    return install(monkeypatch, fake_amdsmi())
+
+
+async def test_amdsmi_sums_the_socket_power_of_every_gpu(amdsmi: types.ModuleType) -> None:
+    amd = sampler("amdsmi")
+    assert isinstance(amd, Amdsmi)
+    assert amd.gpus == 2
+    assert not amd.energy  # power readings only
+    r = await amd.read()
+    assert r.watts == pytest.approx(1410.0)  # 700 W + 710 W
+    assert r.joules is None
+    await amd.close()
+    assert amdsmi.state["shutdown"]
+
+
+async def test_amdsmi_reads_average_power_where_a_gpu_has_no_current_power(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    install(monkeypatch, fake_amdsmi(gpus=1, power="average"))
+    assert (await Amdsmi().read()).watts == pytest.approx(700.0)  # MI200 and Navi report this
+
+
+async def test_amdsmi_sums_the_partitions_that_report_power(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 4 partitions of 2 devices: partitions 0 and 2 report each device's power, 1 and 3 N/A
+    lib = install(monkeypatch, fake_amdsmi(gpus=4, partitions=2))
+    amd = Amdsmi()
+    assert (await amd.read()).watts == pytest.approx(1420.0)  # 700 W + 720 W
+    lib.state["no_power"] = True  # a GPU that reported power stops: no silently low sum
+    with pytest.raises(PowerError, match="amdsmi: GPU 0 reported no power this time"):
+        await amd.read()
+
+
+async def test_amdsmi_power_readings_feed_the_recorder(amdsmi: types.ModuleType) -> None:
+    rec = Recorder(Amdsmi(), interval=0.001)
+    await record_until(rec, lambda r: len(r.readings) >= 5)
+    await rec.sampler.close()
+    first, last = rec.readings[0].t, rec.readings[-1].t
+    wp = window_mean(rec.readings, first, last)
+    assert (wp.mode, wp.ok, rec.failures) == ("power", True, 0)
+    assert wp.mean_w == pytest.approx(1410.0)
+
+
+def test_amdsmi_leaves_out_a_figure_the_gpus_report_as_na(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    install(monkeypatch, fake_amdsmi(clock=False))
+    assert Amdsmi().telemetry() == {"gpu_util": 80.0, "gpu_mem_used_mib": 121 * 1024}
+
+
+def test_amdsmi_errors_are_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+    install(monkeypatch, fake_amdsmi(init_fails=True))
+    with pytest.raises(PowerError) as caught:
+        Amdsmi()
+    assert str(caught.value) == (  # on one line, though the library's own text spans three
+        "amdsmi could not start (Error code: 34 | AMDSMI_STATUS_DRIVER_NOT_LOADED - Driver not "
+        "loaded); is there an AMD GPU and driver here?")
+    install(monkeypatch, fake_amdsmi(gpus=0))
+    with pytest.raises(PowerError, match="amdsmi found no GPU"):
+        Amdsmi()
+    no_power = install(monkeypatch, fake_amdsmi(power="none"))
+    with pytest.raises(PowerError, match=r"amdsmi reports no power for any GPU "
+                                         r"\(current_socket_power.*another --power source"):
+        Amdsmi()
+    assert no_power.state["shutdown"]  # the library is shut down again
+
+
+def test_amdsmi_not_installed_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "amdsmi", None)  # import fails as if not installed
+    with pytest.raises(PowerError) as caught:
+        sampler("amdsmi")
+    message = str(caught.value)
+    assert message.startswith("--power amdsmi needs AMD SMI's Python library (amdsmi, part of "
+                              "ROCm), which is not installed: install the amdsmi that matches")
+    assert "/opt/rocm/share/amd_smi" in message
+    assert "\n" not in message
+
+
+def test_amdsmi_installed_without_rocm_says_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "amdsmi").mkdir()
+    (tmp_path / "amdsmi" / "__init__.py").write_text(AMDSMI_WITHOUT_ROCM)
+    monkeypatch.delitem(sys.modules, "amdsmi", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PowerError, match="amdsmi is installed but did not load "
+                                         r"\(Unable to find libamd_smi.so library"):
+        Amdsmi()
+    assert "amdsmi" not in sys.modules
+    assert capsys.readouterr().out == ""  # the library's print is kept for the message
+
+
+async def test_an_amd_gpu_failing_every_read_says_so_in_the_level_note(
+    amdsmi: types.ModuleType,
+) -> None:
+    amd = Amdsmi()
+    amdsmi.state["fail"] = True  # e.g. the driver went away after start
+    rec = Recorder(amd, interval=0.001)
+    await record_until(rec, lambda r: r.failures >= 3)
+    await amd.close()
+    level = Level(agents=1, index=0, started=0.0, window_start=1.0, window_end=2.0,
+                  warmup_s=0.0, stable=True)
+    power = power_summary(rec, 0, level)
+    assert (power.source, power.mean_w, rec.readings) == ("amdsmi", None, [])
+    assert power.problem.startswith(
+        f"{rec.failures} reads failed, last: amdsmi read failed (Error code: 2 | "
+        "AMDSMI_STATUS_NOT_SUPPORTED - Feature not supported)")
+    assert "no power readings cover the window" in power.problem
 
 
 # -- Prometheus / DCGM / command --------------------------------------------------------
@@ -243,14 +343,8 @@ async def test_recorder_counts_failures_and_keeps_polling() -> None:
         async def close(self) -> None:
             return None
 
-    import asyncio
-
     rec = Recorder(Flaky(), interval=0.001)
-    task = asyncio.create_task(rec.run())
-    while len(rec.readings) < 3:  # noqa: ASYNC110 - polling the recorder under test
-        await asyncio.sleep(0.001)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await record_until(rec, lambda r: len(r.readings) >= 3)
     assert rec.failures >= 3
     assert rec.last_error == "boom"
 
@@ -266,6 +360,7 @@ def test_power_specs() -> None:
     with pytest.raises(ConfigError):
         validate("sim", simulated=False)
     validate("nvml", simulated=False)
+    validate("amdsmi", simulated=False)
 
 
 def _pid_written(marker: Path) -> bool:
@@ -311,11 +406,7 @@ async def test_a_source_failing_every_read_names_its_error_in_the_level_note() -
             return None
 
     rec = Recorder(Missing(), interval=0.001)
-    task = asyncio.create_task(rec.run())
-    while rec.failures < 3:  # noqa: ASYNC110 - polling the recorder under test
-        await asyncio.sleep(0.001)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await record_until(rec, lambda r: r.failures >= 3)
     level = Level(agents=1, index=0, started=0.0, window_start=1.0, window_end=2.0,
                   warmup_s=0.0, stable=True)
     power = power_summary(rec, 0, level)

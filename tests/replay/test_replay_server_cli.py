@@ -1,16 +1,20 @@
 """The `replay` command's server-facing options end to end on loopback: the start-up probe's
 findings in the output, per-level server figures and fidelity in text and JSON, --reset-cache,
---dialect, and power from a source without the watts metric."""
+--dialect, power from a source without the watts metric, and local GPU libraries (NVML,
+amdsmi) as power source and telemetry."""
 
 from __future__ import annotations
 
 import json
+import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import pytest
 from fixtures_dialects import STREAMS, DialectServer, metrics
+from fixtures_gpus import fake_amdsmi, fake_pynvml
 from fixtures_replay import app_in_thread, make_corpus
 from typer.testing import CliRunner
 
@@ -103,3 +107,32 @@ def test_power_from_a_server_without_the_watts_metric_names_it(
     level = json.loads(out.read_text())["levels"][-1]
     assert "no metric 'node_gpu_watts'" in level["power"]["problem"]
     assert "node_gpu_watts" in " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    ("source", "library", "watts", "clock"),
+    [("nvml", lambda: fake_pynvml(energy=False), 701.0, 1970.0),  # power readings, no counter
+     ("amdsmi", fake_amdsmi, 1410.0, 2090.0)],
+    ids=["nvml", "amdsmi"],
+)
+def test_a_local_gpu_library_gives_each_level_its_power_and_gpu_figures(
+    corpus: Path, engine_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    source: str, library: Callable[[], types.ModuleType], watts: float, clock: float,
+) -> None:
+    module = library()
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    out = tmp_path / "r.json"
+    code, text = invoke(str(corpus), "--endpoint", engine_url + "/v1", "--json", str(out),
+                        "--power", source, "--power-interval", "0.05", *FAST)
+    assert code == 0, text
+    doc = json.loads(out.read_text())
+    assert doc["power_source"] == source
+    level = doc["levels"][-1]
+    assert level["power"]["source"] == source
+    assert level["power"]["mean_w"] == pytest.approx(watts)  # summed over the two fake GPUs
+    load = level["server"]
+    assert (load["gpu_util_mean"], load["gpu_util_max"]) == (80.0, 80.0)
+    assert load["gpu_mem_used_mib_max"] == 121 * 1024
+    assert load["sm_clock_mhz_mean"] == clock
+    assert f"GPU 80% · SM {clock:,.0f} MHz · 121.0 GiB used" in " ".join(text.split())
+    assert module.state["shutdown"]
