@@ -20,11 +20,14 @@ reasoning the provider dropped, edited history) can't be appended: it starts a n
 give the same synthesized text, so a server's prefix cache still hits what it shares), with a
 `timestamp` at the turn's recorded time and the extensions `continues` (the session it
 continues) and `continue_delay` (its recorded wait); the session's later turns follow in that
-conversation. `separator` (default 0) takes that many tokens per hash id off each row, from its
-partial last block: AIPerf starts every block it synthesizes with its tokenizer's BOS (else EOS)
-token, and a server that counts that token's text (cl100k's `<|endoftext|>` is 7 tokens of text)
-sees 6 more per block (measured on AIPerf 0.13's own synthesis: 6.00 per block, 0.00 from BPE
-seams). `whole=True` writes every turn's full input and block chain instead (for replayers that
+conversation. A conversation's first row leaves out the framing of the one message the
+replayer sends for it (the recorded input holds the original request's own). `separator`
+(default 0) takes that many tokens per hash id off each row as well: AIPerf starts every block
+it synthesizes with its tokenizer's BOS (else EOS) token, and a server that counts that token's
+text (cl100k's `<|endoftext|>` is 7 tokens of text) sees 6 more per block (measured on AIPerf
+0.13's own synthesis: 6.00 per block, 0.00 from BPE seams). Tokens come off a row's partial
+last block only (AIPerf refuses an id at two sizes); what a row can't lose passes to the next
+row of its conversation, since every later request re-sends it. `whole=True` writes every turn's full input and block chain instead (for replayers that
 send each row on its own, as Mooncake's own trace does).
 
 Mooncake consumers assume 512-token blocks; `block_size` coarsens a corpus's blocks to any
@@ -113,6 +116,7 @@ def write(
                 continue
             name = f"s{sess.id}"
             part = 0
+            debt = 0  # tokens the conversation's rows so far could not take off
             prev: tuple[Turn, list[int]] | None = None
             for k, (turn, blocks) in enumerate(zip(sess.turns, sess.prefixes(), strict=True)):
                 ids = coarsen(blocks, factor)
@@ -136,6 +140,7 @@ def write(
                         row["continue_delay"] = ms(turn.wait)
                     row["input_length"], row["output_length"] = turn.input, turn.output
                     row["hash_ids"] = ids
+                    debt = 0 if whole else framing  # the replayer frames its one message
                 elif whole:
                     row["delay"] = ms(turn.wait)
                     row["input_length"], row["output_length"] = turn.input, turn.output
@@ -151,7 +156,9 @@ def write(
                     row["prefix_blocks"] = keep
                     if keep < tail:
                         row["extra_hash_ids"] = ids[keep:tail]
-                cut = sizes.place(row["input_length"], row["hash_ids"], turn.input % target == 0)
+                want = debt + separator * len(row["hash_ids"])
+                cut = sizes.place(row["input_length"], row["hash_ids"], turn.input % target, want)
+                debt = want - cut
                 if cut or "prefix_blocks" in row:
                     row["input_length"] -= cut
                     row["context_length"] = turn.input
@@ -167,38 +174,33 @@ def write(
             "append, so each starts a new conversation (session_id NAME.N, `continues`) that "
             "sends its whole context with its whole block chain"
         )
-    if sizes.kept:
-        report.warn(
-            f"{sizes.kept} rows keep their length: shortening them for --separator-tokens "
-            "would give a block a second size"
-        )
     if reader.damage is not None:
         report.warn(reader.damage.message(str(src)))
     return report
 
 
 class _Sizes:
-    """The size the replayer gives each hash id, and the separator compensation of a row.
+    """The size the replayer gives each hash id, and how much a row can be shortened.
 
     AIPerf cuts a row's `input_length` tokens into its `hash_ids`' blocks (the last one partial)
-    and refuses an id seen at two sizes. It starts each block it synthesizes with a separator
-    token (the tokenizer's BOS, else EOS); a server that counts that token's text rather than
-    the token sees `separator` tokens more per block (tiktoken's cl100k `<|endoftext|>` is 7
-    tokens of text: 6 more). A row is shortened by that much, taken off its last block while
-    that block keeps a token, is partial and keeps the one size its id has."""
+    and refuses an id seen at two sizes. So a row is shortened only in its last block, by at
+    most all but one of its tokens, only when the turn's last block is partial (a whole block's
+    id may be shared at full size) and only when the id keeps the one size it has. What a row
+    can't take off is carried to the conversation's next row (`write`'s `debt`): every later
+    request re-sends the rows before it, so only the request it arose in stays long."""
 
     def __init__(self, target: int, separator: int) -> None:
         self.target, self.separator = target, separator
         self.size: dict[int, int] = {}
-        self.kept = 0
 
-    def place(self, length: int, ids: list[int], full_last: bool) -> int:
+    def place(self, length: int, ids: list[int], partial: int, want: int) -> int:
+        """Tokens to take off a row of `length` tokens and `ids` (of a turn whose last block
+        holds `partial` tokens, 0 when whole), at most `want`."""
         if not ids:
             return 0
         last = length - (len(ids) - 1) * self.target
-        cut = 0 if full_last else max(0, min(self.separator * len(ids), last - 1))
+        cut = max(0, min(want, last - 1)) if partial else 0
         if cut and self.size.get(ids[-1], last - cut) != last - cut:
-            self.kept += 1
             cut = 0
         for h in ids[:-1]:
             self.size.setdefault(h, self.target)

@@ -53,7 +53,7 @@ def test_mooncake_rows_carry_session_id_then_timestamp_or_delay(tmp_path: Path) 
     exporters.run("mooncake", src, tmp_path / "a.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     standard = {"session_id", "input_length", "output_length", "hash_ids"}
-    assert set(rows[0]) == standard | {"timestamp", "block_size"}
+    assert set(rows[0]) == standard | {"timestamp", "block_size", "context_length"}
     assert set(rows[1]) - {"extra_hash_ids"} == standard | {
         "delay",
         "context_length",
@@ -79,16 +79,17 @@ def test_mooncake_later_rows_hold_what_the_turn_adds(tmp_path: Path) -> None:
     a = [r for r in rows if r["session_id"] == "s0"]
     framing = 2 * 5  # the chat template's tokens around the reply and the new message
     assert [r["input_length"] for r in a] == [
-        600,
+        600 - 5,  # the replayer frames the first row as one message
         1100 - 600 - 10 - framing,
         1200 - 1100 - 30 - framing,
     ]
-    assert [r.get("context_length") for r in a] == [None, 1100, 1200]
+    assert [r.get("context_length") for r in a] == [600, 1100, 1200]
     for r in a:
         assert len(r["hash_ids"]) == -(-r["input_length"] // 512)
     exporters.run("mooncake", src, tmp_path / "f.jsonl", framing=0)
     rows = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
     assert [r["input_length"] for r in rows if r["session_id"] == "s0"] == [600, 490, 70]
+    assert "context_length" not in rows[0]
     whole = exporters.run("mooncake", src, tmp_path / "w.jsonl", whole=True)
     assert whole.turns == 4
     rows = [json.loads(line) for line in (tmp_path / "w.jsonl").read_text().splitlines()]
@@ -184,7 +185,7 @@ def test_mooncake_a_shrunk_context_starts_a_conversation_with_its_whole_chain(
     restart = rows[2]
     assert restart["continues"] == f"s{sid}"
     assert restart["continue_delay"] == 2500
-    assert (restart["timestamp"], restart["input_length"]) == (9000, 900)
+    assert (restart["timestamp"], restart["input_length"]) == (9000, 900 - 5)
     assert restart["hash_ids"] == Reader(src).sessions().__next__().prefixes()[2]
     assert "delay" not in restart  # Dynamo refuses a delay on a session's first row
     assert rows[3]["input_length"] == 1100 - 900 - 50 - 2 * 5
@@ -230,6 +231,24 @@ def test_mooncake_separator_leaves_a_full_last_block_alone(tmp_path: Path) -> No
     # the first row ends on a whole block (AIPerf refuses an id at two sizes: it stays 512);
     # the second's last block has 6 tokens and keeps one of them (18 would be due)
     assert [r["input_length"] for r in rows] == [1024, 1025]
+
+
+def test_mooncake_what_a_row_cannot_take_off_comes_off_the_next(tmp_path: Path) -> None:
+    """Every later request re-sends the rows before it, so a row whose last block is too small
+    to lose its share passes the rest to the next row of its conversation."""
+    src = tmp_path / "a.zst"
+    with Writer(src, Header(block_size=512), keys=False) as w:
+        a = w.open_session(start=0.0)
+        w.add_turn(a, Turn(t=0.0, input=1030, output=10), [1, 2, 3])
+        w.add_turn(a, Turn(t=1.0, input=1350, output=10, wait=0.5), [1, 2, 4])
+        w.close_session(a)
+    exporters.run("mooncake", src, tmp_path / "a.jsonl", separator=6)
+    rows = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    # first row: 5 framing + 3 × 6 due, its 6-token last block gives 5; the next takes 18 + 6
+    assert [r["input_length"] for r in rows] == [1025, 1350 - 1030 - 10 - 10 - 24]
+    second = tmp_path / "b.zst"
+    importers.run("mooncake", [tmp_path / "a.jsonl"], second, keys=False)
+    assert numbers(second, timing=("wait",)) == numbers(src, timing=("wait",))
 
 
 # -- weka -------------------------------------------------------------------------------------
