@@ -27,8 +27,9 @@ it synthesizes with its tokenizer's BOS (else EOS) token, and a server that coun
 text (cl100k's `<|endoftext|>` is 7 tokens of text) sees 6 more per block (measured on AIPerf
 0.13's own synthesis: 6.00 per block, 0.00 from BPE seams). Tokens come off a row's partial
 last block only (AIPerf refuses an id at two sizes); what a row can't lose passes to the next
-row of its conversation, since every later request re-sends it. `whole=True` writes every turn's full input and block chain instead (for replayers that
-send each row on its own, as Mooncake's own trace does).
+row of its conversation, since every later request re-sends it. `whole=True` writes every
+turn's full input and block chain instead (for replayers that send each row on its own, as
+Mooncake's own trace does).
 
 Mooncake consumers assume 512-token blocks; `block_size` coarsens a corpus's blocks to any
 multiple of its own size (block ids are chained, so a coarse block is named by its last fine
