@@ -18,7 +18,8 @@ less than that, or it no longer starts with the previous turn's full blocks: a c
 reasoning the provider dropped, edited history) can't be appended: it starts a new conversation
 `sN.K` whose first row holds the turn's whole input and whole block chain (the same hash_ids
 give the same synthesized text, so a server's prefix cache still hits what it shares), with a
-`timestamp` at the turn's recorded time and the extensions `continues` (the session it
+`timestamp` at the turn's recorded time, `is_restart: true` (how AIPerf's own agentic-code
+generator writes a restart continuation) and the extensions `continues` (the session it
 continues) and `continue_delay` (its recorded wait); the session's later turns follow in that
 conversation. A conversation's first row leaves out the framing of the one message the
 replayer sends for it (the recorded input holds the original request's own). `separator`
@@ -137,6 +138,7 @@ def write(
                         if sess.parent is not None:
                             row["parent_session_id"] = f"s{sess.parent}"
                     else:
+                        row["is_restart"] = True  # AIPerf's agentic-code generator's marker
                         row["continues"] = name
                         row["continue_delay"] = ms(turn.wait)
                     row["input_length"], row["output_length"] = turn.input, turn.output

@@ -183,6 +183,7 @@ def test_mooncake_a_shrunk_context_starts_a_conversation_with_its_whole_chain(
     rows = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
     assert [r["session_id"] for r in rows] == [f"s{sid}", f"s{sid}", f"s{sid}.1", f"s{sid}.1"]
     restart = rows[2]
+    assert restart["is_restart"] is True  # as AIPerf's agentic-code generator marks one
     assert restart["continues"] == f"s{sid}"
     assert restart["continue_delay"] == 2500
     assert (restart["timestamp"], restart["input_length"]) == (9000, 900 - 5)
