@@ -57,8 +57,9 @@ def _begin(sess: Session, k: int) -> float:
     return sess.start + sess.turns[k].t
 
 
-def _spawn(parent: Session, child: Session) -> dict[str, Any] | None:
-    """The edge from the parent turn that launched `child` to `child`'s first turn."""
+def _spawn(parent: Session, child: Session) -> dict[str, Any]:
+    """The edge from the parent turn that launched `child` to `child`'s first turn (every
+    play keeps one root, as Dynamo's validated graph wants)."""
     start = _begin(child, 0)
     ended = [k for k in range(len(parent.turns)) if _end(parent, k) <= start]
     if ended:
@@ -66,10 +67,8 @@ def _spawn(parent: Session, child: Session) -> dict[str, Any] | None:
         trigger, since = "completion", _end(parent, k)
     else:
         began = [k for k in range(len(parent.turns)) if _begin(parent, k) <= start]
-        if not began:
-            return None
-        k = began[-1]
-        trigger, since = "dispatch", _begin(parent, k)
+        k = began[-1] if began else 0  # a child recorded before its parent: anchor it anyway
+        trigger, since = "dispatch", min(start, _begin(parent, k))
     return {
         "request_id": f"s{parent.id}:{k}",
         "trigger": trigger,
@@ -105,9 +104,7 @@ def write(src: Path, out: Path, *, block_size: int | None = None) -> Report:
     deps: dict[str, list[dict[str, Any]]] = {}
     for cid, pid in parent.items():
         child, par = sessions[cid], sessions[pid]
-        edge = _spawn(par, child)
-        if edge is not None:
-            deps.setdefault(f"s{cid}:0", []).append(edge)
+        deps.setdefault(f"s{cid}:0", []).append(_spawn(par, child))
         last = len(child.turns) - 1
         done = _end(child, last)
         joins = [k for k in range(len(par.turns)) if _begin(par, k) >= done]

@@ -102,6 +102,8 @@ def _check_v2(rows: list[dict[str, Any]], block_size: int) -> None:
             assert dep["trigger"] in ("dispatch", "completion")
             assert dep["relation"] in ("sequence", "spawn", "join", "replay_barrier")
     assert sorted(set(ordinals.values())) == list(range(len(ordinals)))  # contiguous
+    roots = [r["play_id"] for r in rows if not r.get("dependencies")]
+    assert sorted(roots) == sorted(ordinals)  # one causal root per play
 
 
 def test_v2_export_round_trips_sub_agents_blocks_and_timing(tmp_path: Path) -> None:
