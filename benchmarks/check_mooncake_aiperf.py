@@ -14,7 +14,8 @@ AIPerf sent (AIPerf may replay a conversation more than once, or stop before its
 when the request count and concurrency don't divide evenly; a restarted session's later turns
 are the conversations `sN.1`, ...). Prints the totals and their ratio, and how AIPerf's gaps
 between a conversation's requests compare with the recorded waits. The main run drops the
-recorded delays (`--ignore-trace-delays`: gaps ≈ 0); `--delays SCALE` replays a copy of the
+recorded delays with `--inter-turn-delay-cap-seconds 0` (gaps ≈ 0; AIPerf 0.13's
+`--ignore-trace-delays` has no effect on `mooncake_trace`, whose delays it honours); `--delays SCALE` replays a copy of the
 sample with every wait scaled by SCALE and the delays honoured. `--separator-tokens` (default
 6, AIPerf's `<|endoftext|>` block separator counted as text by `replay serve`) is the export
 option; `--also-uncompensated` adds a run with 0, `--also-whole` one of `--whole-requests`
@@ -73,8 +74,8 @@ def _run(
         "--no-fixed-schedule", "--concurrency", "4", "--request-count", str(turns),
         "--extra-inputs", "ignore_eos:true", "--artifact-dir", str(out), "--ui", "none",
     ]  # fmt: skip
-    if not delays:
-        cmd.append("--ignore-trace-delays")
+    if not delays:  # --ignore-trace-delays: no effect on AIPerf 0.13's mooncake_trace loader
+        cmd += ["--inter-turn-delay-cap-seconds", "0"]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:
@@ -207,16 +208,19 @@ def main() -> None:
                     print(f"  export: {line}", file=sys.stderr)
                 _validate(args.aiperf, args.tiktoken_cache, trace)
                 recorded = _recorded(trace, sessions)
-                served = _run(
-                    args.aiperf, args.tiktoken_cache, trace, url, turns, work / f"run-{k}"
+                sent = _run(args.aiperf, args.tiktoken_cache, trace, url, turns, work / f"run-{k}")
+                _report(label, len(sessions), turns, recorded, sent)
+            if args.delays is not None:
+                scaled = work / "scaled.zst"
+                _scaled(sample, scaled, args.delays)
+                trace = work / "trace-delays.jsonl"
+                exporters.run("mooncake", scaled, trace, block_size=512, separator=sep)
+                recorded = _recorded(trace, list(Reader(scaled).sessions()))
+                sent = _run(
+                    args.aiperf, args.tiktoken_cache, trace, url, turns, work / "run-delays", True
                 )
-                mine = sum(recorded[key] for key in served)
-                got = sum(served.values())
-                print(
-                    f"{label}: {len(sessions)} sessions; {len(served)} of {turns} turns sent; "
-                    f"recorded input of those {mine:,}, server counted {got:,}: "
-                    f"ratio {got / mine:.4f}"
-                )
+                label = f"delays honoured (waits × {args.delays:g}), --separator-tokens {sep}"
+                _report(label, len(sessions), turns, recorded, sent)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
