@@ -15,11 +15,12 @@ when the request count and concurrency don't divide evenly; a restarted session'
 are the conversations `sN.1`, ...). Prints the totals and their ratio, and how AIPerf's gaps
 between a conversation's requests compare with the recorded waits. The main run drops the
 recorded delays with `--inter-turn-delay-cap-seconds 0` (gaps ≈ 0; AIPerf 0.13's
-`--ignore-trace-delays` has no effect on `mooncake_trace`, whose delays it honours); `--delays SCALE` replays a copy of the
-sample with every wait scaled by SCALE and the delays honoured. `--separator-tokens` (default
-6, AIPerf's `<|endoftext|>` block separator counted as text by `replay serve`) is the export
-option; `--also-uncompensated` adds a run with 0, `--also-whole` one of `--whole-requests`
-(each turn's whole context, which a session replayer sends on top of the conversation).
+`--ignore-trace-delays` has no effect on `mooncake_trace`, whose delays it honours); `--delays
+SCALE` replays a copy of the sample with every wait scaled by SCALE and the delays honoured.
+`--separator-tokens` (default 6, AIPerf's `<|endoftext|>` block separator counted as text by
+`replay serve`) is the export option; `--also-uncompensated` adds a run with 0, `--also-whole`
+one of `--whole-requests` (each turn's whole context, which a session replayer sends on top of
+the conversation).
 
 Measured (6 swe-bench sessions, seed 3, 338 turns, concurrency 4, instant engine):
 MEASURED_IN_SCRIPT
