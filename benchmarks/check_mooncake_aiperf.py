@@ -23,7 +23,11 @@ one of `--whole-requests` (each turn's whole context, which a session replayer s
 the conversation).
 
 Measured (6 swe-bench sessions, seed 3, 338 turns, concurrency 4, instant engine):
-MEASURED_IN_SCRIPT
+- per-turn rows, --separator-tokens 6: 336 requests, server 5,053,580 vs recorded 5,044,909:
+  1.0017; delays dropped: gaps median 12 ms.
+- --separator-tokens 0: 1.0121. Before the restarts (clamped shrunk turns): 1.0573.
+- --whole-requests: 19.34 (AIPerf sends every row after the conversation so far).
+- --delays 0.05: 1.0018; gap − recorded wait median +9 ms, 5–95 % +1…+30 ms.
 """
 
 from __future__ import annotations
@@ -105,19 +109,25 @@ def _validate(aiperf: str, cache: str, trace: Path) -> None:
 
 def _gaps(sent: Sent, waits: dict[Any, float]) -> str:
     """How AIPerf's gaps between a conversation's requests compare with the recorded waits."""
-    errors = []
+    pairs = []
     for (conv, k), (_, start, _) in sent.items():
         before = sent.get((conv, k - 1))
-        if k and before is not None:
-            errors.append((start - before[2]) / 1e9 - waits[(conv, k)])
-    if not errors:
+        if k and before is not None and start > before[2]:  # not a conversation sent twice
+            pairs.append(((start - before[2]) / 1e9, waits[(conv, k)]))
+    if not pairs:
         return "no consecutive requests"
-    errors.sort()
-    total = sum(waits[key] for key in sent if key[1] and (key[0], key[1] - 1) in sent)
+    gaps = sorted(g for g, _ in pairs)
+    waited = sorted(w for _, w in pairs)
+    errors = sorted(g - w for g, w in pairs)
+
+    def pct(xs: list[float], q: float) -> float:
+        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+
     return (
-        f"{len(errors)} gaps, recorded waits {total:.1f} s; gap − wait: median "
-        f"{errors[len(errors) // 2] * 1000:+.0f} ms, 5–95 % "
-        f"{errors[len(errors) // 20] * 1000:+.0f}…{errors[-1 - len(errors) // 20] * 1000:+.0f} ms"
+        f"{len(pairs)} gaps: median {pct(gaps, 0.5):.0f} ms (recorded waits "
+        f"{sum(w for _, w in pairs):.1f} s in all, median {pct(waited, 0.5):.0f} ms); "
+        f"gap − wait median {pct(errors, 0.5):+.0f} ms, 5–95 % {pct(errors, 0.05):+.0f}…"
+        f"{pct(errors, 0.95):+.0f} ms"
     )
 
 

@@ -480,8 +480,8 @@ def export(
     framing: Annotated[
         int | None,
         typer.Option(
-            help="mooncake: tokens the replay server's chat template adds per message, left "
-            "out of each later row (default 5: ChatML, Llama 3, replay serve).",
+            help="mooncake: tokens the replay server's chat template adds per message the "
+            "replayer sends, left out of the rows (default 5: ChatML, Llama 3, replay serve).",
             min=0,
         ),
     ] = None,
