@@ -14,15 +14,18 @@ corpus needs), reported as modelled seconds per wall second and per CPU second.
 side: P25 speed, P95 TTFT and cache hit ratio as forecast ÷ live (target: within 5 %), and a
 quick tier search both ways (target: tier agents within one search step).
 
-Every figure is a ratio within the run (modelled ÷ wall, forecast ÷ live); the CPU time is the
-child process's, so a busy machine inflates wall time but not the CPU figures.
+Every figure is a ratio within the run (modelled ÷ wall, forecast ÷ live); the CPU time and
+peak memory are the child process's own, so a busy machine inflates wall time but not the CPU
+figures. `--baseline DIR` (speed, search) runs the same forecast in another checkout (say a git
+worktree of an older commit) right after, for the CPU ratio old ÷ new and a check that the JSON
+is identical apart from wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -35,47 +38,71 @@ PROFILE = ROOT / "benchmarks" / "profiles" / "h100x8-long.json"
 CLUSTER = ["--profile", str(PROFILE), "--replicas", "32", "--router", "prefix"]
 
 
-def replay(args: list[str]) -> tuple[dict[str, object], float, float, float]:
-    """Run `replay ARGS --json …` in a child; (its JSON, wall s, CPU s, peak RSS MB)."""
+def replay(args: list[str], cwd: Path = ROOT) -> tuple[dict[str, object], float, float, float]:
+    """Run `replay ARGS --json …` in a child (the `replay` package of checkout `cwd`); (its
+    JSON, wall s, CPU s, peak RSS MB) — CPU and memory are that child's alone."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run.json"
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out, log = Path(tmp) / "run.json", Path(tmp) / "stderr"
         t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "replay", *args, "--no-progress", "--json", str(out)],
-            capture_output=True, text=True, check=False,
-        )
+        with log.open("w") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "replay", *args, "--no-progress", "--json", str(out)],
+                cwd=cwd, stdout=subprocess.DEVNULL, stderr=err,
+            )
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if not out.exists():
-            sys.exit(f"replay failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        return json.loads(out.read_text()), wall, cpu, after.ru_maxrss / 1024
+            sys.exit(f"replay failed ({proc.returncode}): {log.read_text().strip()[-500:]}")
+        cpu = usage.ru_utime + usage.ru_stime
+        return json.loads(out.read_text()), wall, cpu, usage.ru_maxrss / 1024
 
 
-def speed(agents: list[int]) -> None:
+def _same(a: dict[str, object], b: dict[str, object]) -> bool:
+    """Whether two runs' JSON agree except for wall time (and the note that quotes it)."""
+    def strip(doc: dict[str, object]) -> dict[str, object]:
+        d = json.loads(json.dumps(doc))
+        d["modelled"].pop("wall_s", None)
+        d["notes"] = [n for n in d["notes"] if "wall seconds" not in n]
+        return d  # type: ignore[no-any-return]
+    return strip(a) == strip(b)
+
+
+def _versus(args: list[str], baseline: Path | None, doc: dict[str, object], cpu: float) -> str:
+    """With a baseline checkout: the same run there, as "old/new CPU" and whether the JSON
+    agrees (measured back to back, so both see the same machine)."""
+    if baseline is None:
+        return ""
+    old, _, old_cpu, old_rss = replay(args, cwd=baseline)
+    return (f"; baseline {old_cpu:.1f} CPU s (peak {old_rss:,.0f} MB): {old_cpu / cpu:.2f}x "
+            f"less CPU now, JSON {'identical' if _same(old, doc) else 'DIFFERENT'} "
+            "except wall time")
+
+
+def speed(agents: list[int], baseline: Path | None) -> None:
     for n in agents:
-        doc, wall, cpu, rss = replay([str(CORPUS), "--forecast", *CLUSTER, "--agents", str(n),
-                                      "--full", "--duration", "60", "--warmup", "30",
-                                      "--warmup-max", "30"])
+        args = [str(CORPUS), "--forecast", *CLUSTER, "--agents", str(n), "--full", "--duration",
+                "60", "--warmup", "30", "--warmup-max", "30"]
+        doc, wall, cpu, rss = replay(args)
         m = doc["modelled"]
         assert isinstance(m, dict)
         level = doc["levels"][-1]  # type: ignore[index]
         print(f"[speed] {n:>6} agents: {m['modelled_s']:.0f} modelled s in {m['wall_s']:.1f} "
-              f"wall s = {m['modelled_s'] / m['wall_s']:.1f}x real time "
-              f"({m['modelled_s'] / cpu:.1f} modelled s per CPU s incl. start-up); "
-              f"{level['requests']} requests; peak RSS {rss:,.0f} MB")
+              f"wall s = {m['modelled_s'] / m['wall_s']:.1f}x real time, "
+              f"{m['modelled_s'] / cpu:.1f} modelled s per CPU s ({cpu:.1f} CPU s incl. "
+              f"start-up); {level['requests']} requests; peak RSS {rss:,.0f} MB"
+              + _versus(args, baseline, doc, cpu))
 
 
-def search() -> None:
-    doc, wall, cpu, rss = replay([str(CORPUS), "--forecast", *CLUSTER, "--full",
-                                  "--max-agents", "16384"])
+def search(baseline: Path | None) -> None:
+    args = [str(CORPUS), "--forecast", *CLUSTER, "--full", "--max-agents", "16384"]
+    doc, wall, cpu, rss = replay(args)
     m = doc["modelled"]
     assert isinstance(m, dict)
     tiers = ", ".join(f"{t['floor']:g} tok/s: {t['agents']}" for t in doc["tiers"])  # type: ignore[union-attr]
     print(f"[search] {len(doc['levels'])} levels, {m['modelled_s']:,.0f} modelled s in "  # type: ignore[arg-type]
           f"{wall:.0f} s wall, {cpu:.0f} s CPU (target ≤ 300 s wall on 2 cores); peak RSS "
-          f"{rss:,.0f} MB (target ≤ 4,096); tiers {tiers}")
+          f"{rss:,.0f} MB (target ≤ 4,096); tiers {tiers}" + _versus(args, baseline, doc, cpu))
 
 
 def _level(doc: dict[str, object]) -> dict[str, float]:
@@ -111,11 +138,14 @@ def main() -> None:
     p.add_argument("--agents", type=int, nargs="*")
     p.add_argument("--corpus", default=str(ROOT / "corpus" / "reference" / "example.zst"))
     p.add_argument("--profile", default="h100")
+    p.add_argument("--baseline", type=Path,
+                   help="speed/search: another checkout (e.g. a git worktree of an older "
+                        "commit) to run the same forecast in, back to back, for a CPU ratio")
     args = p.parse_args()
     if args.mode == "speed":
-        speed(args.agents or [100, 1000, 10000])
+        speed(args.agents or [100, 1000, 10000], args.baseline)
     elif args.mode == "search":
-        search()
+        search(args.baseline)
     else:
         compare(args.corpus, (args.agents or [8])[0], args.profile)
 

@@ -129,6 +129,9 @@ class Proxy:
         """Stop proxying (in-flight calls are recorded as aborted); the recorder stays open."""
         if self.master is None or self._task is None:
             return
+        # mitmproxy's master leaves its listening sockets open at shutdown (its own tool exits
+        # next): close them first, so a stopped proxy frees its ports at once
+        await self.master.addons.get("proxyserver").servers.update([])
         self.master.shutdown()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task

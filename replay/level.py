@@ -10,6 +10,8 @@ flagged unstable. The window lasts `duration` seconds and is extended, up to
 from __future__ import annotations
 
 import dataclasses
+import time
+from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +65,11 @@ QUICK = Timing(
 EARLY_STOP = 20
 """Finished requests a level needs before its error rate can stop it early."""
 
+FIGURES_EVERY_S = 0.25
+"""The live view's P25/P95 and requests in flight are recomputed at most this often, in wall
+seconds (they cost the level's samples and agents; a forecast ticks far faster than a screen
+refreshes). Display only: no result depends on them."""
+
 QUICK_TIME_SCALE = 0.1
 """The simulated quick start runs the engine ten times faster than modelled, so its short wall
 windows hold ten times more modelled time (and requests)."""
@@ -94,8 +101,9 @@ class Raw:
     server: Load | None = None
 
 
-def _done(samples: list[Sample], lo: float, hi: float) -> int:
-    return sum(1 for s in samples if lo <= s.end < hi and not s.error)
+def _count(ends: list[float], lo: float, hi: float) -> int:
+    """How many of the sorted `ends` lie in [lo, hi)."""
+    return bisect_left(ends, hi) - bisect_left(ends, lo)
 
 
 def steady(a: int, b: int, tolerance: float) -> bool:
@@ -159,13 +167,25 @@ async def measure(
     measuring = False
     c0: dict[str, float] | None = None
     hard_end = window_end = 0.0
+    # Kept up to date as samples arrive, so a tick costs its new samples, not the level's:
+    failed = 0
+    ends: list[float] = []  # end times of the successful samples, sorted (for `steady`)
+    window_done = 0  # successful samples that started in the window
+    shown = -FIGURES_EVERY_S
     try:
         while True:
             await clock.sleep(timing.tick)
-            got.extend(fleet.take())
+            new = fleet.take()
+            got.extend(new)
+            for s in new:
+                if s.error:
+                    failed += 1
+                else:
+                    insort(ends, s.end)
+                    if measuring and s.start >= level.window_start:
+                        window_done += 1
             now = rel(clock.now())
             live.elapsed = now - started
-            failed = sum(1 for s in got if s.error)
             if len(got) >= EARLY_STOP and failed / len(got) > max_error_rate:
                 kinds = Counter(s.error for s in got if s.error).most_common(2)
                 level.stopped = (
@@ -174,36 +194,40 @@ async def measure(
                     f"--max-error-rate {max_error_rate:.0%}")
                 level.window_start, level.window_end = started, now
                 break
-            live.inflight = fleet.inflight
             if not measuring:
                 level.window_start = level.window_end = now
                 warm = now - ramp_end
                 live.phase = "ramp" if now < ramp_end else "warm-up"
                 span = timing.stable_span
                 if warm >= timing.warmup_min:
-                    stable = steady(_done(got, now - 2 * span, now - span),
-                                    _done(got, now - span, now), timing.stable_tolerance)
+                    stable = steady(_count(ends, now - 2 * span, now - span),
+                                    _count(ends, now - span, now), timing.stable_tolerance)
                     if stable or warm >= timing.warmup_max:
                         measuring = True
                         level.stable = stable
                         level.warmup_s = max(0.0, warm)
                         window_end = now + timing.duration
                         hard_end = now + max(timing.duration, timing.max_window)
+                        window_done = sum(1 for s in got if s.start >= now and not s.error)
                         if counters is not None:
                             c0 = await counters.begin()
-                recent = [s for s in got if s.end >= now - 10.0]
             else:
                 live.phase = "window"
                 level.window_end = now
-                recent = [s for s in got if s.start >= level.window_start]
-                done = sum(1 for s in recent if not s.error)
-                live.window_requests = done
-                if now >= window_end and (done >= timing.min_requests or now >= hard_end):
+                live.window_requests = window_done
+                if now >= window_end and (window_done >= timing.min_requests
+                                          or now >= hard_end):
                     break
-            live.completed = sum(1 for s in got if not s.error)
-            live.errors = sum(1 for s in got if s.error)
-            live.p25_speed, live.p95_ttft = _live_figures(recent)
             if on_tick is not None:
+                live.completed = len(ends)
+                live.errors = failed
+                wall = time.monotonic()
+                if wall - shown >= FIGURES_EVERY_S:  # display only: never in the results
+                    shown = wall
+                    live.inflight = fleet.inflight
+                    recent = ([s for s in got if s.start >= level.window_start] if measuring
+                              else [s for s in got if s.end >= now - 10.0])
+                    live.p25_speed, live.p95_ttft = _live_figures(recent)
                 on_tick(live)
     except BaseException:
         got.extend(fleet.take())

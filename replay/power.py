@@ -264,8 +264,9 @@ class LocalGpus(ABC):
         except self._errors as exc:
             raise PowerError(f"{self.library} read failed ({_said(exc)})") from exc
         if self._powered is None:  # the first read, at start
-            # A GPU may report no power of its own: the secondary partitions of a partitioned
-            # AMD GPU, whose power its primary partition reports.
+            # A GPU may report no power of its own: on AMD's MI250 only the primary die reports
+            # the package's power, the secondary shows 0 (Linux drm/amd/pm: "Only primary die
+            # supports power data"); partitioned MI300s likewise report it once.
             self._powered = [i for i, w in enumerate(each) if w is not None]
             if not self._powered:
                 raise PowerError(f"{self.library} reports no power for any GPU "
@@ -418,7 +419,8 @@ class Amdsmi(LocalGpus):
     def _watts(self, handle: Any) -> float | None:
         # amdsmi_get_power_info: W. MI300 and later fill `current_socket_power` (instant), Navi
         # and MI200 and earlier `average_socket_power`; ROCm 7 adds `socket_power` (W on bare
-        # metal). amd-smi's own monitor takes current, then average.
+        # metal). amd-smi's own monitor takes current, then average. 0 counts as none (a
+        # secondary die's).
         info = self._lib.amdsmi_get_power_info(handle)
         for key in ("current_socket_power", "average_socket_power", "socket_power"):
             watts = _amd(info.get(key), 0xFFFF)

@@ -20,6 +20,8 @@ import functools
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from itertools import compress
+from operator import not_
 from typing import Literal
 
 import numpy as np
@@ -159,6 +161,11 @@ class Synth:
         self._words: list[str] = self.vocab.words.tolist()
         self.seen_shared: set[int] = set()
 
+    @property
+    def shared(self) -> frozenset[int] | None:
+        """Block ids shared between sessions (None: every block counts as shared)."""
+        return self._shared
+
     def is_shared(self, block: int) -> bool:
         return self._shared is None or block in self._shared
 
@@ -170,10 +177,16 @@ class Synth:
         salt = _mix_int((scope + 1) & _MASK)
         shared = self._shared
         if len(blocks) >= 64:  # a session's first turn: the same arithmetic, vectorized
-            ids = np.array([b & _MASK for b in blocks], dtype=np.uint64)
-            salts = np.array(
-                [0 if shared is None or b in shared else salt for b in blocks], dtype=np.uint64
-            )
+            try:  # ids in int64's range (any real corpus): b & _MASK is their two's complement
+                ids = np.array(blocks, dtype=np.int64).view(np.uint64)
+            except OverflowError:
+                ids = np.array([b & _MASK for b in blocks], dtype=np.uint64)
+            if shared is None:
+                salts = np.zeros(len(blocks), dtype=np.uint64)
+            else:
+                common = np.fromiter(map(shared.__contains__, blocks), dtype=bool,
+                                     count=len(blocks))
+                salts = np.where(common, np.uint64(0), np.uint64(salt))
             mixed: list[int] = (_mix(_mix(ids * _GOLD + salts) ^ np.uint64(tag))).tolist()
             return mixed
         out: list[int] = []
@@ -224,7 +237,14 @@ class Synth:
         return [p for p in out if p is not None]
 
 
-_NO_IDS = np.zeros(0, dtype=np.int64)
+def _first_difference(a: list[int], b: list[int], n: int) -> int:
+    """The first i < n with a[i] != b[i] (there is one): chunks compared in C, then one by
+    one inside the first chunk that differs."""
+    step = 64
+    i = 0
+    while a[i : i + step] == b[i : i + step]:
+        i += step
+    return next(j for j in range(i, min(i + step, n)) if a[j] != b[j])
 
 
 class Context:
@@ -268,19 +288,18 @@ class Context:
             self.reset()
             self._scope = scope
         same = min(len(self._blocks), len(used))
-        if self._blocks[:same] != used[:same]:  # rare (a rewritten context): find where
-            old = self._blocks
-            same = next(i for i in range(same) if old[i] != used[i])
-        del self._blocks[same:], self._seeds[same:], self._ids[same:], self._texts[same:]
+        if self._blocks[:same] != used[:same]:  # a rewritten context: find where
+            same = _first_difference(self._blocks, used, same)
+        blocks_only = self.form == "blocks"  # no content: a modelled engine needs the seeds
+        del self._blocks[same:], self._seeds[same:]
+        if not blocks_only:
+            del self._ids[same:], self._texts[same:]
         self._marked = min(self._marked, same)
         new = used[same:]
         if new:
             seeds = synth.seeds(new, scope)
             self._seeds.extend(seeds)
-            if self.form == "blocks":  # no content: a modelled engine needs only the seeds
-                self._ids.extend(_NO_IDS for _ in seeds)
-                self._texts.extend(None for _ in seeds)
-            else:
+            if not blocks_only:
                 shared = [synth.is_shared(b) for b in new]
                 for ids, text in synth.contents(seeds, shared, self.form == "text"):
                     self._ids.append(ids)
@@ -291,10 +310,16 @@ class Context:
         ideal = min(self._marked, full)
         while ideal < full and (self._seeds[ideal] in seen or self._seeds[ideal] in seen_shared):
             ideal += 1
-        for i in range(self._marked, full):
-            (seen_shared if synth.is_shared(used[i]) else seen).add(self._seeds[i])
+        if self._marked < full:  # file the new full blocks' seeds, C-level
+            fresh = self._seeds[self._marked : full]
+            if synth.shared is None:
+                seen_shared.update(fresh)
+            else:
+                flags = list(map(synth.shared.__contains__, used[self._marked : full]))
+                seen_shared.update(compress(fresh, flags))
+                seen.update(compress(fresh, map(not_, flags)))
         self._marked = max(self._marked, full)
-        if self.form == "blocks":
+        if blocks_only:
             return Prompt(tokens=tokens, ideal_cached=ideal * bs, blocks=self._seeds[:full])
         tail_len = tokens - full * bs
         tail: np.ndarray | None = None

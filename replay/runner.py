@@ -171,7 +171,8 @@ async def run(
             current.clear()
             level = finish_level(raw, plan)
             record.levels.append(level)
-            search.record(n, [None if v.inconclusive else v.passed for v in level.verdicts])
+            search.record(n, [None if v.inconclusive else v.passed for v in level.verdicts],
+                          short=level.short and level.completed > 0 and not level.partial)
             record.tiers = answers(record, search, plan)
             if on_level is not None:
                 on_level(level)

@@ -61,7 +61,10 @@ def parse_resolution(spec: str) -> Resolution:
 
 
 UNKNOWN_STREAK = 2
-"""The ramp stops after this many consecutive levels that passed no tier and left one unjudged."""
+"""The ramp stops after this many consecutive levels that passed no tier and left one unjudged.
+A level that was only *short* (it completed requests, but fewer than the window needs) does not
+count: more agents send more requests, so a corpus with long think times, whose smallest levels
+are short, still ramps up to the levels that can judge."""
 
 UNKNOWN_IN_BRACKET = 2
 """A tier stops bisecting once this many levels inside its bracket judged nothing."""
@@ -103,7 +106,9 @@ class Search:
 
     # --- what has been measured -------------------------------------------------------
 
-    def record(self, agents: int, passed: Sequence[bool | None]) -> None:
+    def record(self, agents: int, passed: Sequence[bool | None], *, short: bool = False) -> None:
+        """`short`: the level could not judge only because its window held too few completed
+        requests (see `UNKNOWN_STREAK`)."""
         if len(passed) != self.tiers:
             raise ValueError(f"expected {self.tiers} verdicts, got {len(passed)}")
         verdicts = tuple(passed)
@@ -111,7 +116,8 @@ class Search:
         unsure = None in verdicts
         self._retry = agents if unsure and self.unjudged(agents) <= self.retries else None
         if self._ramping and agents == self._last and self._retry is None:
-            self._streak = self._streak + 1 if unsure and True not in verdicts else 0
+            if not short:
+                self._streak = self._streak + 1 if unsure and True not in verdicts else 0
             merged = [self.verdict(agents, t) for t in range(self.tiers)]
             if (all(v is False for v in merged) or agents >= self.max_agents
                     or self._streak >= UNKNOWN_STREAK):

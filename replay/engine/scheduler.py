@@ -28,7 +28,7 @@ from typing import Literal, Protocol, Self
 import msgspec
 
 from replay.engine import output
-from replay.engine.cache import PrefixCache, block_hashes, tail_hash
+from replay.engine.cache import Pins, PrefixCache, block_hashes, tail_hash
 from replay.engine.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -79,6 +79,7 @@ class Generation:
         "_hashes",
         "_hit",
         "_pinned",
+        "_pins",
         "_prefill_left",
         "_prefilled",
         "progress",
@@ -124,6 +125,7 @@ class Generation:
         self._blocks = blocks
         self._hit = 0
         self._pinned = 0
+        self._pins: Pins | None = None
         self._private = 0
         self._prefill_left = prompt_tokens
         self._read = 0
@@ -380,9 +382,11 @@ class Engine:
         p = self.profile
         if len(self._prefilling) + len(self._decoding) >= p.max_batch:
             return False
-        hit = self.cache.match(gen._hashes, (gen.prompt_tokens - 1) // p.block_size)
-        if not self.cache.reserve(gen._hashes, hit, gen._blocks):
+        pins = self.cache.admit(gen._hashes, (gen.prompt_tokens - 1) // p.block_size, gen._blocks)
+        if pins is None:
             return False
+        gen._pins = pins
+        hit = pins.hit
         cached = hit * p.block_size
         gen._admitted = True
         gen._hit = gen._pinned = hit
@@ -425,8 +429,9 @@ class Engine:
     def _end(self, gen: Generation, reason: str) -> None:
         """Mark `gen` done, return its KV blocks and wake its consumer."""
         if gen._pinned or gen._private:
-            self.cache.release(gen._hashes[: gen._pinned], gen._private)
+            self.cache.release(gen._hashes[: gen._pinned], gen._private, gen._pins)
             gen._pinned = gen._private = 0
+            gen._pins = None
         self._kv_tokens -= gen.context
         if gen.progress is not None:
             gen.progress.tokens = gen.generated
@@ -585,7 +590,7 @@ class Engine:
                 prefilling.popleft()
             else:
                 prefilling.remove(gen)
-            self.cache.register(gen._hashes, gen._hit)
+            self.cache.register(gen._hashes, gen._hit, gen._pins)
             gen._private -= len(gen._hashes) - gen._hit
             gen._pinned = len(gen._hashes)
             gen.generated = 1  # the last prefill chunk (or a transferred KV's first decode step)

@@ -6,6 +6,7 @@ sub-agents, level windows, search, per-agent view and power accounting as a live
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 
@@ -29,6 +30,11 @@ BLOCKS_PER_PROMPT = 256
 """A forecast's cache block grows (by powers of two, up to 16 corpus blocks) until the corpus's
 mean prompt holds about this many: cache work per request stays bounded on long-context
 corpora, at a granularity error under 1 / BLOCKS_PER_PROMPT of a prompt."""
+
+
+GC_THRESHOLD = 50_000
+"""Allocations between young-generation collections during a forecast (Python's default is
+700; a forecast allocates millions of short-lived objects, few of them in cycles)."""
 
 
 def grain(workload: Workload) -> int:
@@ -79,6 +85,12 @@ async def forecast(
     clock = LoopClock()
     epoch = clock.now()
     wall = time.perf_counter()
+    # The corpus, loaded, lives as long as the run: keep the cycle collector off it (it is
+    # most of the heap, and a forecast allocates fast enough to walk it over and over).
+    gc.collect()
+    gc.freeze()
+    threshold = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, *threshold[1:])
     profile = engine_profile(profile, workload)
     if record.modelled is None:
         record.modelled = modelled(topology, profile)
@@ -104,4 +116,6 @@ async def forecast(
         await cluster.close()
         record.modelled.modelled_s = round((clock.now() - epoch) / 1e9, 3)
         record.modelled.wall_s = round(time.perf_counter() - wall, 3)
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
     return record

@@ -16,6 +16,11 @@ from capture_upstream import Script, sse
 
 from corpus import sidecar
 
+HANG = 300.0
+"""SDK clients' time-out, a hang guard: their default 5 s connect time-out runs on the
+client's event loop, which a loaded machine can stall for longer (seen: ConnectTimeout on
+loopback with the connection already accepted)."""
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -51,7 +56,7 @@ def test_no_secret_reaches_the_corpus_or_the_sidecar(stack: Stack, cap: Cap,
                                                                 "completion_tokens": 3}},
         "[DONE]"))
     client = openai.OpenAI(
-        base_url=stack.fake + "/s/canary/v1", api_key="sk-" + c["key"], max_retries=0,
+        base_url=stack.fake + "/s/canary/v1", api_key="sk-" + c["key"], max_retries=0, timeout=HANG,
         default_headers={"X-Session-Id": c["session"], "X-Custom": c["header"]},
         default_query={"token": c["query"]},
     )
@@ -73,7 +78,7 @@ def test_no_secret_reaches_the_corpus_or_the_sidecar(stack: Stack, cap: Cap,
         pass
     # --- Anthropic SDK through the engine: metadata.user_id, x-api-key, sub-agent header ---
     ant = anthropic.Anthropic(
-        base_url=stack.sim, api_key="sk-ant-" + c["antkey"], max_retries=0,
+        base_url=stack.sim, api_key="sk-ant-" + c["antkey"], max_retries=0, timeout=HANG,
         default_headers={"x-claude-code-session-id": c["session"],
                          "x-claude-code-agent-id": c["agentid"]},
     )

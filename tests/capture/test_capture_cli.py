@@ -21,6 +21,11 @@ from capture.listeners import Listener, parse_listen, parse_upstream, plan
 from corpus import CorpusError, Reader
 from replay.engine import Running
 
+HANG = 300.0
+"""SDK clients' time-out, a hang guard: their default 5 s connect time-out runs on the
+client's event loop, which a loaded machine can stall for longer (seen: ConnectTimeout on
+loopback with the connection already accepted)."""
+
 pytestmark = pytest.mark.timeout(300)
 
 SYSTEM = "You review commercial leases for a property firm and flag unusual clauses. " * 20
@@ -59,7 +64,7 @@ def converse(url: str, first: str, *, turns: int = 3,
     """`turns` turns of a chat (continuing `history` when given); returns the messages."""
     messages = history if history is not None else [
         {"role": "system", "content": SYSTEM}, {"role": "user", "content": first}]
-    with openai.OpenAI(base_url=url + "/v1", api_key="sk-x", max_retries=0) as client:
+    with openai.OpenAI(base_url=url + "/v1", api_key="sk-x", max_retries=0, timeout=HANG) as client:
         for i in range(turns):
             reply = client.chat.completions.create(model="lease-model", messages=messages,
                                                    max_tokens=8)

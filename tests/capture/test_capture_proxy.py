@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -279,3 +282,41 @@ async def test_a_body_that_is_not_json_is_skipped_not_an_error(stack: Stack, cap
     assert proxied == direct
     assert cap.sessions() == []
     assert (cap.stats.skipped, cap.stats.errors) == (1, 0)
+
+
+STOP_AND_CONNECT = """
+import asyncio, pathlib, socket, sys
+from mitmproxy.net.free_port import get_free_port
+from capture.listeners import Listener
+from capture.proxy import Proxy
+from capture.recorder import Recorder
+from corpus import Header, Writer
+
+async def main(tmp: pathlib.Path) -> None:
+    recorder = Recorder(Writer(tmp / "c.zst", Header(domain="test")))
+    proxy = Proxy(recorder, [Listener("127.0.0.1", get_free_port(), "http://127.0.0.1:9")],
+                  confdir=tmp / "mitmproxy")
+    (addr,) = await proxy.start()
+    socket.create_connection(addr, timeout=30).close()  # the kernel accepts: no loop needed
+    await proxy.stop()
+    try:
+        socket.create_connection(addr, timeout=30).close()
+        print("still listening")
+    except ConnectionRefusedError:
+        print("refused")
+    recorder.close()
+
+asyncio.run(main(pathlib.Path(sys.argv[1])))
+"""
+
+
+def test_a_stopped_proxy_frees_its_ports(tmp_path: Path) -> None:
+    """mitmproxy's master leaves its listening sockets open when it shuts down (its own tool
+    exits next); `Proxy.stop()` closes them, so a stopped proxy refuses connections at once.
+    (Left open, they were the sockets garbage-collected at the end of full test runs.) In a
+    child process: mitmproxy keeps one master per process (module globals), and this session's
+    proxy must keep its own."""
+    done = subprocess.run([sys.executable, "-c", STOP_AND_CONNECT, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["refused"], done.stdout + done.stderr

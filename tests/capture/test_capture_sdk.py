@@ -18,6 +18,11 @@ from corpus import Session
 from corpus.tokenizer import count
 from corpus.wire import linearize
 
+HANG = 300.0
+"""SDK clients' time-out, a hang guard: their default 5 s connect time-out runs on the
+client's event loop, which a loaded machine can stall for longer (seen: ConnectTimeout on
+loopback with the connection already accepted)."""
+
 pytestmark = pytest.mark.timeout(90)
 
 SYSTEM = "You are a meticulous legal research agent. Cite every source you use. " * 12
@@ -155,7 +160,7 @@ def chat_conversation(client: openai.OpenAI, stream: bool,
 @pytest.mark.parametrize("stream", [True, False])
 def test_openai_sdk_tool_conversation_is_one_session(stack: Stack, cap: Cap, stream: bool) -> None:
     clock = Clock()
-    with openai.OpenAI(base_url=stack.sim + "/v1", api_key="sk-test", max_retries=0,
+    with openai.OpenAI(base_url=stack.sim + "/v1", api_key="sk-test", max_retries=0, timeout=HANG,
                        http_client=clock.http()) as client:
         sleeps, usages = chat_conversation(client, stream, clock=clock)
     [session] = cap.sessions()
@@ -181,15 +186,16 @@ def test_anthropic_sdk_tool_conversation_is_one_session(
     if cloud == "vertex":
         client = anthropic.AnthropicVertex(
             region="us-east5", project_id="proj-test", access_token="ya29.test",
-            base_url=stack.sim + "/v1", max_retries=0, http_client=clock.http())
+            base_url=stack.sim + "/v1", max_retries=0, timeout=HANG, http_client=clock.http())
     elif cloud == "bedrock":
         model = "us.anthropic.sim-claude-v1:0"
         client = anthropic.AnthropicBedrock(
             aws_access_key="AKIATESTTESTTESTTEST", aws_secret_key="test-secret",
-            aws_region="us-east-1", base_url=stack.sim, max_retries=0, http_client=clock.http())
+            aws_region="us-east-1", base_url=stack.sim, max_retries=0, timeout=HANG,
+            http_client=clock.http())
     else:
         client = anthropic.Anthropic(base_url=stack.sim, api_key="sk-ant-test", max_retries=0,
-                                     http_client=clock.http())
+                                     timeout=HANG, http_client=clock.http())
     request.addfinalizer(client.close)
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Read the engagement letter."}]
     sleeps, usages = [], []
@@ -230,7 +236,8 @@ def test_anthropic_sdk_tool_conversation_is_one_session(
 def test_concurrent_conversations_are_separate_sessions_sharing_prompt_blocks(
     stack: Stack, cap: Cap, request: pytest.FixtureRequest
 ) -> None:
-    client = openai.OpenAI(base_url=stack.sim + "/v1", api_key="sk-test", max_retries=0)
+    client = openai.OpenAI(base_url=stack.sim + "/v1", api_key="sk-test", max_retries=0,
+                           timeout=HANG)
     request.addfinalizer(client.close)
     errors: list[BaseException] = []
 
@@ -263,7 +270,8 @@ def test_concurrent_conversations_are_separate_sessions_sharing_prompt_blocks(
 def test_openai_responses_chain_is_one_session_with_rebuilt_context(
     stack: Stack, cap: Cap, request: pytest.FixtureRequest
 ) -> None:
-    client = openai.OpenAI(base_url=stack.fake + "/gen/v1", api_key="sk-test", max_retries=0)
+    client = openai.OpenAI(base_url=stack.fake + "/gen/v1", api_key="sk-test", max_retries=0,
+                           timeout=HANG)
     request.addfinalizer(client.close)
     tools = [{"type": "function", "name": "shell", "description": "Run a command.",
               "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}]

@@ -8,7 +8,6 @@ a private engine (any profile or `Profile`, `max_queue=`, `time_scale=`) for the
 
 from __future__ import annotations
 
-import signal
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -38,14 +37,6 @@ def parse_metrics(text: str) -> Metrics:
     return out
 
 
-
-@pytest.fixture(autouse=True)
-def _ctrl_c_reaches_children() -> None:
-    """A child process inherits an ignored SIGINT and Python then keeps it ignored, so a
-    Ctrl-C test whose child was started after something in the session ignored SIGINT would
-    wait forever (seen in full-suite runs under load): tests start with it delivered."""
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 @pytest.fixture(scope="session")
 def engine_server() -> Iterator[Running]:

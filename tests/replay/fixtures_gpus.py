@@ -99,9 +99,10 @@ def fake_amdsmi(
     """GPU i draws 700 + 10i W, reported as `current_socket_power` (MI300 and later) with
     power="current", as `average_socket_power` (MI200, Navi) with "average", neither with
     "none"; gfx activity 90 - 20i %, 60 + i GiB of VRAM used, GFX clock 2100 - 20i MHz (N/A
-    with clock=False). With `partitions` > 1 the GPUs are partitions of fewer devices and only
-    each device's first reports power. `state["fail"] = True` makes every read raise the
-    library's error; `state["no_power"] = True` makes every power figure N/A."""
+    with clock=False). With `partitions` > 1 the GPUs are dies or partitions of fewer devices
+    and only each device's first reports power (the others 0 W). `state["fail"] = True` makes
+    every read raise the library's error; `state["no_power"] = True` makes every power figure
+    N/A."""
     mod = types.ModuleType("amdsmi")
     state: dict[str, Any] = {"init": False, "shutdown": False, "fail": False, "no_power": False}
     handles = [Handle(i) for i in range(gpus)]
@@ -123,8 +124,10 @@ def fake_amdsmi(
     def power_info(h: object) -> dict[str, object]:
         i = check(h).index
         watts: object = 700 + 10 * i
-        if state["no_power"] or i % partitions:
+        if state["no_power"]:
             watts = "N/A"
+        elif i % partitions:
+            watts = 0  # as MI250's secondary die reports it
         return {  # ROCm 7's keys; "N/A" where the metrics table has no such field
             "socket_power": "N/A",
             "current_socket_power": watts if power == "current" else "N/A",

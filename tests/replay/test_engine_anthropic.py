@@ -13,6 +13,11 @@ from corpus import TokenCache
 from corpus.tokenizer import encode
 from corpus.wire.linearize import segments
 
+HANG = 300.0
+"""SDK clients' time-out, a hang guard: their default 5 s connect time-out runs on the
+client's event loop, which a loaded machine can stall for longer (seen: ConnectTimeout on
+loopback with the connection already accepted)."""
+
 TOKENS = TokenCache()
 SYSTEM = "You are a contract-review agent. " * 40  # long shared prefix (> 16-token blocks)
 TOOLS: list[Any] = [
@@ -34,7 +39,7 @@ def local_count(body: dict[str, Any]) -> int:
 
 @pytest.fixture
 def client(engine_url: str) -> Any:
-    with anthropic.Anthropic(base_url=engine_url, api_key="test", max_retries=0) as c:
+    with anthropic.Anthropic(base_url=engine_url, api_key="test", max_retries=0, timeout=HANG) as c:
         yield c
 
 
@@ -184,11 +189,11 @@ def test_cloud_forms_answer_like_messages(engine_url: str, cloud: str) -> None:
     c: anthropic.AnthropicVertex | anthropic.AnthropicBedrock
     if cloud == "vertex":
         c = anthropic.AnthropicVertex(region="europe-west1", project_id="p", access_token="t",
-                                      base_url=engine_url + "/v1", max_retries=0)
+                                      base_url=engine_url + "/v1", max_retries=0, timeout=HANG)
     else:
         c = anthropic.AnthropicBedrock(aws_access_key="AKIATEST", aws_secret_key="s",
                                        aws_region="eu-west-1", base_url=engine_url,
-                                       max_retries=0)
+                                       max_retries=0, timeout=HANG)
     body: dict[str, Any] = {"system": SYSTEM, "tools": TOOLS, "messages": [
         {"role": "user", "content": "Find the indemnity clause."}]}
     with c:

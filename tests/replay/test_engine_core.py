@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corpus.tokenizer import encode
+from replay import virtual
 from replay.engine import (
     PROFILES,
     ContextLengthExceeded,
@@ -219,18 +220,24 @@ async def test_cancel_frees_kv_blocks() -> None:
         assert stats.requests_finished["abort"] == 1
 
 
-async def test_energy_grows_faster_while_busy() -> None:
-    async with Engine(H100, time_scale=0.2) as engine:
-        before = engine.stats()
-        await engine.submit(list(range(4000)), max_tokens=20, ignore_eos=True).wait()
-        busy = engine.stats()
-        await asyncio.sleep(0.05)
-        idle = engine.stats()
-    assert idle.power_w == H100.idle_power_w
-    assert busy.energy_j > before.energy_j
-    elapsed_busy = busy.energy_j - before.energy_j
-    assert elapsed_busy > 0
-    assert idle.energy_j - busy.energy_j < elapsed_busy
+def test_energy_grows_faster_while_busy() -> None:
+    # Virtual time: the energy counter integrates the loop's clock, so wall-clock windows (a
+    # sleep that overshoots on a loaded machine) would change the figures being compared.
+    async def main() -> tuple[list[float], list[float], float]:
+        loop = asyncio.get_running_loop()
+        async with Engine(H100) as engine:
+            t0, before = loop.time(), engine.stats()
+            await engine.submit(list(range(4000)), max_tokens=20, ignore_eos=True).wait()
+            t1, busy = loop.time(), engine.stats()
+            await asyncio.sleep(1.0)
+            t2, idle = loop.time(), engine.stats()
+        return [t0, t1, t2], [before.energy_j, busy.energy_j, idle.energy_j], idle.power_w
+
+    (t0, t1, t2), (e0, e1, e2), idle_w = virtual.run(main())
+    assert idle_w == H100.idle_power_w
+    assert t1 > t0
+    assert e2 - e1 == pytest.approx(H100.idle_power_w * (t2 - t1))
+    assert (e1 - e0) / (t1 - t0) > 2 * H100.idle_power_w
 
 
 def test_engine_readme_documents_every_profile_and_parameter() -> None:

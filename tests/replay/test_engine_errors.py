@@ -19,6 +19,11 @@ from hypothesis import strategies as st
 
 from replay.engine import PROFILES, Running
 
+HANG = 300.0
+"""SDK clients' time-out, a hang guard: their default 5 s connect time-out runs on the
+client's event loop, which a loaded machine can stall for longer (seen: ConnectTimeout on
+loopback with the connection already accepted)."""
+
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions")
 ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 CHAT = {"model": "sim", "messages": [{"role": "user", "content": "hi"}]}
@@ -122,12 +127,14 @@ def test_bad_messages_fields_are_400_in_anthropic_shape(
 
 
 def test_sdks_raise_bad_request_errors(engine_url: str) -> None:
-    with openai.OpenAI(base_url=engine_url + "/v1", api_key="t", max_retries=0) as client:
+    with openai.OpenAI(base_url=engine_url + "/v1", api_key="t", max_retries=0,
+                       timeout=HANG) as client:
         with pytest.raises(openai.BadRequestError) as caught:
             client.chat.completions.create(model="sim", messages=[], max_tokens=3)
     assert caught.value.status_code == 400
     assert caught.value.param == "messages"
-    with anthropic.Anthropic(base_url=engine_url, api_key="t", max_retries=0) as aclient:
+    with anthropic.Anthropic(base_url=engine_url, api_key="t", max_retries=0,
+                             timeout=HANG) as aclient:
         with pytest.raises(anthropic.BadRequestError) as acaught:
             aclient.messages.create(model="sim", messages=[], max_tokens=3)
     assert acaught.value.status_code == 400
@@ -137,7 +144,7 @@ def test_context_overflow_is_400_in_both_apis(start_engine: Callable[..., Runnin
     small = msgspec.structs.replace(PROFILES["instant"], max_context=300)
     url = start_engine(small).url
     long_text = "word " * 400
-    with openai.OpenAI(base_url=url + "/v1", api_key="t", max_retries=0) as client:
+    with openai.OpenAI(base_url=url + "/v1", api_key="t", max_retries=0, timeout=HANG) as client:
         with pytest.raises(openai.BadRequestError) as caught:
             client.chat.completions.create(
                 model="sim", messages=[{"role": "user", "content": long_text}], max_tokens=3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import aiohttp
@@ -11,7 +12,13 @@ import pytest
 
 from replay.engine import PROFILES, Running, serve
 
+HANG = 300.0
+"""SDK clients' time-out, a hang guard: their default 5 s connect time-out runs on the
+client's event loop, which a loaded machine can stall for longer (seen: ConnectTimeout on
+loopback with the connection already accepted)."""
+
 Scrape = Callable[[str], dict[str, float]]
+ABORTED = 'vllm:request_success_total{model_name="sim-32b",engine="0",finished_reason="abort"}'
 SHARED = "You review contracts clause by clause and cite them. " * 30
 
 
@@ -35,7 +42,8 @@ def test_metrics_use_dcgm_and_vllm_names_and_types(engine_url: str, scrape: Scra
 
 def test_counters_move_with_requests_and_cache_hits(engine_url: str, scrape: Scrape) -> None:
     before = scrape(engine_url)
-    with openai.OpenAI(base_url=engine_url + "/v1", api_key="t", max_retries=0) as client:
+    with openai.OpenAI(base_url=engine_url + "/v1", api_key="t", max_retries=0,
+                       timeout=HANG) as client:
         usages = []
         for question in ("First question about clause 2?", "Second, about clause 7?"):
             resp = client.chat.completions.create(
@@ -68,7 +76,8 @@ def test_counters_move_with_requests_and_cache_hits(engine_url: str, scrape: Scr
 
 async def _streams(url: str, streams: int, tokens: int) -> list[int]:
     """Content chunks each of `streams` concurrent streams received."""
-    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="t", max_retries=0) as client:
+    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="t", max_retries=0,
+                                  timeout=HANG) as client:
 
         async def one(i: int) -> int:
             stream = await client.chat.completions.create(
@@ -102,11 +111,24 @@ async def test_concurrent_streams_are_counted_in_the_metrics(
     assert m["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"] > 0
 
 
+async def _idle(scrape: Scrape, url: str) -> dict[str, float]:
+    """The engine's metrics once it runs no request (an event the test cannot await: it
+    polls, with a deadline only a hang reaches)."""
+    deadline = time.monotonic() + 60
+    while True:
+        m = await asyncio.to_thread(scrape, url)
+        if m["vllm:num_requests_running"] == 0 or time.monotonic() > deadline:
+            assert m["vllm:num_requests_running"] == 0
+            return m
+        await asyncio.sleep(0.02)
+
+
 async def test_running_gauge_counts_a_live_stream(
     start_engine: Callable[..., Running], scrape: Scrape
 ) -> None:
     url = start_engine("h100").url
-    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="t", max_retries=0) as client:
+    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="t", max_retries=0,
+                                  timeout=HANG) as client:
         stream = await client.chat.completions.create(
             model="sim",
             messages=[{"role": "user", "content": "long answer"}],
@@ -120,16 +142,8 @@ async def test_running_gauge_counts_a_live_stream(
             live = await asyncio.to_thread(scrape, url)
     assert live["vllm:num_requests_running"] == 1
     assert live["DCGM_FI_DEV_POWER_USAGE"] > PROFILES["h100"].idle_power_w
-    for _ in range(100):  # closing the stream aborts the request server-side
-        done = await asyncio.to_thread(scrape, url)
-        if done["vllm:num_requests_running"] == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert done["vllm:num_requests_running"] == 0
-    assert (
-        done['vllm:request_success_total{model_name="sim-32b",engine="0",finished_reason="abort"}']
-        == 1
-    )
+    done = await _idle(scrape, url)  # closing the stream aborts the request server-side
+    assert done[ABORTED] == 1
 
 
 async def test_client_hangup_aborts_a_non_streaming_request(
@@ -141,13 +155,11 @@ async def test_client_hangup_aborts_a_non_streaming_request(
         with pytest.raises(asyncio.TimeoutError):
             async with session.post(url + "/v1/chat/completions", json=body | {"ignore_eos": True}):
                 pass
-    for _ in range(100):
-        m = await asyncio.to_thread(scrape, url)
-        if m["vllm:num_requests_running"] == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert m["vllm:num_requests_running"] == 0
-    assert m["vllm:generation_tokens_total"] < 100
+    m = await _idle(scrape, url)
+    # Aborted, not finished: how many tokens came before the server noticed the hang-up
+    # depends on how busy the machine is, so only "fewer than asked" is certain.
+    assert m[ABORTED] == 1
+    assert m["vllm:generation_tokens_total"] < 3000
 
 
 async def test_serve_runs_in_the_callers_event_loop() -> None:

@@ -13,6 +13,11 @@ from corpus import TokenCache
 from corpus.tokenizer import encode
 from corpus.wire.linearize import segments
 
+HANG = 300.0
+"""SDK clients' time-out, a hang guard: their default 5 s connect time-out runs on the
+client's event loop, which a loaded machine can stall for longer (seen: ConnectTimeout on
+loopback with the connection already accepted)."""
+
 TOKENS = TokenCache()
 
 TOOLS: list[Any] = [
@@ -41,7 +46,8 @@ def local_count(api: str, body: dict[str, Any]) -> int:
 
 @pytest.fixture
 def client(engine_url: str) -> Any:
-    with openai.OpenAI(base_url=engine_url + "/v1", api_key="test", max_retries=0) as c:
+    with openai.OpenAI(base_url=engine_url + "/v1", api_key="test", max_retries=0,
+                       timeout=HANG) as c:
         yield c
 
 
@@ -197,7 +203,8 @@ def test_streamed_tool_call_arrives_as_deltas(client: openai.OpenAI) -> None:
 
 def test_sdk_stream_helper_accumulates_the_tool_call(engine_url: str) -> None:
     with (
-        openai.OpenAI(base_url=engine_url + "/v1", api_key="test", max_retries=0) as client,
+        openai.OpenAI(base_url=engine_url + "/v1", api_key="test", max_retries=0,
+                      timeout=HANG) as client,
         client.chat.completions.stream(
             model="sim", messages=messages(), tools=TOOLS, max_tokens=3
         ) as stream,
@@ -265,7 +272,7 @@ def test_models_and_engine_header(client: openai.OpenAI) -> None:
 
 async def test_concurrent_async_streams_each_get_their_own_output(engine_url: str) -> None:
     async with openai.AsyncOpenAI(
-        base_url=engine_url + "/v1", api_key="test", max_retries=0
+        base_url=engine_url + "/v1", api_key="test", max_retries=0, timeout=HANG
     ) as client:
 
         async def one(i: int) -> tuple[int, str]:

@@ -22,6 +22,11 @@ from corpus.wire.linearize import prompts, segments
 from replay.engine import PROFILES, Running
 from replay.engine.api_responses import ResponseStore
 
+HANG = 300.0
+"""SDK clients' time-out, a hang guard: their default 5 s connect time-out runs on the
+client's event loop, which a loaded machine can stall for longer (seen: ConnectTimeout on
+loopback with the connection already accepted)."""
+
 TOKENS = TokenCache()
 API = "openai-responses"
 
@@ -99,7 +104,8 @@ def openai_error(raw: bytes) -> dict[str, Any]:
 
 @pytest.fixture
 def client(engine_url: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=engine_url + "/v1", api_key="test", max_retries=0) as c:
+    with openai.OpenAI(base_url=engine_url + "/v1", api_key="test", max_retries=0,
+                       timeout=HANG) as c:
         yield c
 
 
@@ -363,7 +369,7 @@ def test_reasoning_and_developer_items_are_counted(client: openai.OpenAI) -> Non
 
 async def test_async_streamed_function_call_arrives_as_argument_deltas(engine_url: str) -> None:
     async with openai.AsyncOpenAI(
-        base_url=engine_url + "/v1", api_key="test", max_retries=0
+        base_url=engine_url + "/v1", api_key="test", max_retries=0, timeout=HANG
     ) as client:
         stream = await client.responses.create(
             model="sim", input="Open main.py (async)", tools=TOOLS, max_output_tokens=6, stream=True
@@ -482,7 +488,7 @@ def test_context_overflow_is_400_context_length_exceeded(
 ) -> None:
     small = msgspec.structs.replace(PROFILES["instant"], max_context=300)
     url = start_engine(small).url
-    with openai.OpenAI(base_url=url + "/v1", api_key="t", max_retries=0) as client:
+    with openai.OpenAI(base_url=url + "/v1", api_key="t", max_retries=0, timeout=HANG) as client:
         with pytest.raises(openai.BadRequestError) as caught:
             client.responses.create(model="sim", input="word " * 400, max_output_tokens=3)
     assert caught.value.code == "context_length_exceeded"

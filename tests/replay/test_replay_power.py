@@ -197,7 +197,7 @@ async def test_amdsmi_reads_average_power_where_a_gpu_has_no_current_power(
 async def test_amdsmi_sums_the_partitions_that_report_power(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # 4 partitions of 2 devices: partitions 0 and 2 report each device's power, 1 and 3 N/A
+    # 4 dies of 2 devices (MI250-like): dies 0 and 2 report each device's power, 1 and 3 0 W
     lib = install(monkeypatch, fake_amdsmi(gpus=4, partitions=2))
     amd = Amdsmi()
     assert (await amd.read()).watts == pytest.approx(1420.0)  # 700 W + 720 W

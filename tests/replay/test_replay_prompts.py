@@ -146,3 +146,18 @@ def test_long_runs_of_seeds_match_the_per_block_arithmetic() -> None:
     blocks = [*range(200), -3]
     short = [s for i in range(0, len(blocks), 10) for s in synth.seeds(blocks[i : i + 10], 12)]
     assert synth.seeds(blocks, 12) == short
+
+
+@pytest.mark.parametrize("cut", [0, 1, 63, 64, 65, 200, 299])
+def test_a_rewritten_context_keeps_exactly_the_blocks_before_the_change(cut: int) -> None:
+    s = synth(shared=set(range(0, 300, 7)))
+    ctx = Context(s, "blocks")
+    old = list(range(300))
+    ctx.build(old, 300 * BS, scope=1)
+    new = old[:cut] + [1000 + i for i in range(300 - cut)]  # the conversation rewrote here
+    p = ctx.build(new, 300 * BS, scope=1)
+    fresh = Context(s, "blocks").build(new, 300 * BS, scope=1)
+    assert p.blocks == fresh.blocks
+    assert p.blocks is not None
+    assert p.blocks[:cut] == s.seeds(old[:cut], 1)
+    assert p.ideal_cached == cut * BS  # the blocks before the change were sent already

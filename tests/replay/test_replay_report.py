@@ -213,9 +213,10 @@ def test_a_replay_writes_its_html_report_and_report_reads_the_json_back(
 ) -> None:
     corpus = make_corpus(tmp_path / "tiny.zst", sessions=3, turns=4)
     out_json, out_html = tmp_path / "run.json", tmp_path / "run.html"
+    # --warmup-max 60: warm-up waits for a steady rate (short, a loaded machine looks unstable)
     result = CliRunner().invoke(app, [
         str(corpus), "--endpoint", engine_url + "/v1", "--agents", "2", "--quick", "--duration",
-        "1", "--warmup", "0.2", "--warmup-max", "0.5", "--min-requests", "5", "--no-progress",
+        "1", "--warmup", "0.2", "--warmup-max", "60", "--min-requests", "5", "--no-progress",
         "--wait", "fixed:0.01", "--json", str(out_json), "--html", str(out_html)])
     assert result.exit_code == 0, result.output
     page = out_html.read_text()

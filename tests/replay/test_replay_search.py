@@ -163,3 +163,16 @@ def test_search_errors_name_parameters_and_the_cli_says_flags() -> None:
     with pytest.raises(ConfigError) as info:
         parse_resolution("lots")
     assert flagged(info.value).startswith("--resolution 'lots': expected a percentage")
+
+
+def test_short_levels_do_not_stop_the_ramp() -> None:
+    # long think times: the smallest levels complete too few requests to judge, larger ones can
+    s = Search(1, max_agents=1024, resolution=Resolution(absolute=1))
+    measured = []
+    while (n := s.next()) is not None:
+        measured.append(n)
+        s.record(n, [None if n < 16 else n <= 40], short=n < 16)
+        assert len(measured) < 40
+    assert measured[:10] == [1, 1, 2, 2, 4, 4, 8, 8, 16, 32]
+    assert s.answer(0) == 40
+    assert s.resolved(0)

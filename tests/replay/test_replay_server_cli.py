@@ -22,7 +22,10 @@ from replay.cli import app
 from replay.engine.profiles import PROFILES
 from replay.engine.server import Running
 
-FAST = ["--quick", "--duration", "1", "--warmup", "0.2", "--warmup-max", "0.5",
+# --warmup-max 60: a level warms up until its completion rate is steady (an event), with a
+# generous deadline; a short one flags levels on a loaded machine unstable and the run
+# then exits 1 with nothing usable.
+FAST = ["--quick", "--duration", "1", "--warmup", "0.2", "--warmup-max", "60",
         "--min-requests", "3", "--no-progress", "--wait", "fixed:0.01", "--agents", "2"]
 
 
