@@ -131,6 +131,8 @@ class PrefixCache:
         """`match(hashes, limit)`, then `reserve` those hits and `blocks` in all: the hits'
         `Pins` (for `register` and `release`), or None, changing nothing, when the blocks
         don't fit."""
+        if blocks - max(0, min(limit, len(hashes))) > self.capacity - self.used + self._evictable:
+            return None  # even if every hit were cached and free, the rest would not fit
         pins = Pins(self._hits(hashes, limit))
         return pins if self._reserve(pins, blocks) else None
 
