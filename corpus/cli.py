@@ -380,6 +380,7 @@ def _formats(module: Any) -> str:
 
 # Listed here so that help needs no importer loaded; a test keeps them equal to the modules'.
 IMPORT_FORMATS = {
+    "agentic-mooncake": "Dynamo Agentic Mooncake (v2 with header; v1 wait_for/tool_wait_ms rows)",
     "agentperf-local": "AA's agentperf-local traces (the wheel, its folder or *.jsonl)",
     "bailian": "Alibaba Bailian anonymized traces (16-token SipHash blocks, chat_id chains)",
     "claude-code": "Claude Code transcripts (~/.claude/projects, sub-agents included)",
@@ -393,6 +394,7 @@ IMPORT_FORMATS = {
     "weka": "kv-cache-tester (WEKA) trace_*.json, sub-agents included",
 }
 EXPORT_FORMATS = {
+    "agentic-mooncake": "Dynamo Agentic Mooncake v2 (whole requests with dependency edges)",
     "agentperf-local": "AA's agentperf-local replay folder (manifest + one JSONL row per turn)",
     "mooncake": "Mooncake JSONL for AIPerf/Dynamo session replay (one row per turn: what it adds)",
     "weka": "kv-cache-tester (WEKA) trace_NNNN.json folder",
@@ -478,9 +480,29 @@ def export(
     framing: Annotated[
         int | None,
         typer.Option(
-            help="mooncake: tokens the replay server's chat template adds per message, left "
-            "out of each later row (default 5: ChatML, Llama 3, replay serve).",
+            help="mooncake: tokens the replay server's chat template adds per message the "
+            "replayer sends, left out of the rows (default 5: ChatML, Llama 3, replay serve).",
             min=0,
+        ),
+    ] = None,
+    separator: Annotated[
+        int | None,
+        typer.Option(
+            "--separator-tokens",
+            help="mooncake: tokens more per hash block the server counts in the replayer's "
+            "synthesized prompt, left out of each row (AIPerf starts every block with its "
+            "tokenizer's BOS/EOS token; with a tiktoken tokenizer against a server that counts "
+            "text, e.g. replay serve, that is 6; default 0).",
+            min=0,
+        ),
+    ] = None,
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--format-version",
+            help="agentic-mooncake: 2 (default: header and typed edges) or 1 (legacy rows with "
+            "wait_for, branches, delay and tool_wait_ms).",
+            min=1,
         ),
     ] = None,
     force: Force = False,
@@ -494,6 +516,10 @@ def export(
         extra["whole"] = True
     if framing is not None:
         extra["framing"] = framing
+    if separator is not None:
+        extra["separator"] = separator
+    if version is not None:
+        extra["version"] = version
     with _status(f"exporting {fmt}"), ops.replacing(output, force=force, inputs=[file]) as tmp:
         report = exporters.run(fmt, file, tmp, **extra)
     counts = [

@@ -1,12 +1,13 @@
 """Importers: other tools' traces and recordings -> an anonymized corpus file.
 
 `run(fmt, sources, out)` reads `sources` (files or folders) in format `fmt` and writes a new
-corpus. Hash-only formats (mooncake, weka, bailian) keep their own block ids and block size;
-content formats (agentperf-local, mini-swe-agent, conversations) and agent logs (claude-code,
-codex) go through the same anonymizer as capture and honour any `block_size`; count-only
-formats (otel, dynamo, tracelab) make blocks up from their cache-read counts. A source that is
-not the declared format raises `SourceError`; a bad record inside an otherwise usable source is
-left out and listed in `Report.skipped`. See `corpus/importers/README.md` for each format's rules.
+corpus. Hash-only formats (mooncake, agentic-mooncake, weka, bailian) keep their own block ids
+and block size; content formats (agentperf-local, mini-swe-agent, conversations) and agent logs
+(claude-code, codex) go through the same anonymizer as capture and honour any `block_size`;
+count-only formats (otel, dynamo, tracelab) make blocks up from their cache-read counts. A source
+that is not the declared format raises `SourceError`; a bad record inside an otherwise usable
+source is left out and listed in `Report.skipped`. See `corpus/importers/README.md` for each
+format's rules.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from types import ModuleType
 from corpus.anonymizer import Anonymizer
 from corpus.errors import CorpusError, SourceError
 from corpus.importers import (
+    agentic,
     agentperf,
     bailian,
     claude_code,
@@ -37,6 +39,7 @@ from corpus.records import DEFAULT_BLOCK_SIZE, Header
 from corpus.writer import Writer
 
 _MODULES: dict[str, ModuleType] = {
+    "agentic-mooncake": agentic,
     "agentperf-local": agentperf,
     "bailian": bailian,
     "claude-code": claude_code,

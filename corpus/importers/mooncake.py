@@ -14,8 +14,11 @@ Sessions:
   whole requests instead (as agentload wrote before 0.2) and is read as such. The extensions
   `corpus export mooncake` writes make the round trip exact: `block_size` (on a session's
   first row; also the file's block size), `parent_session_id` (a sub-agent's parent), and on
-  later rows `context_length` (the whole input), `prefix_blocks` (leading blocks shared with
-  the previous turn) and `extra_hash_ids` (blocks between those and `hash_ids`).
+  later rows `context_length` (the whole input; also on a first row shortened for AIPerf's block
+  separators), `prefix_blocks` (leading blocks shared with the previous turn) and
+  `extra_hash_ids` (blocks between those and `hash_ids`); a session whose first row names
+  another in `continues` is a restart of that one (a whole request, its wait in
+  `continue_delay`) and its rows go on there.
   `t` comes from `timestamp`
   when the row has one, else accumulates the `delay`s (Mooncake records no durations, so each
   request is taken to end when it starts); `wait` is `delay`, else the gap between arrivals.
@@ -74,6 +77,7 @@ class Row:
     context: int | None = None  # extensions (see the module docstring)
     prefix: int | None = None
     extra: list[int] = field(default_factory=list)
+    continues: str | None = None  # a conversation that restarts this session (whole context)
 
 
 @dataclass
@@ -113,9 +117,11 @@ def _parse(path: Path, report: Report, bs: int) -> tuple[list[Row], list[str | N
                     )
                 ts = obj.get("timestamp")
                 parent = obj.get("parent_session_id")
+                cont = obj.get("continues")
+                delay = obj.get("continue_delay") if cont is not None else obj.get("delay")
                 row = Row(
                     ts=None if ts is None else _ms(ts, "timestamp"),
-                    delay=None if obj.get("delay") is None else _ms(obj["delay"], "delay"),
+                    delay=None if delay is None else _ms(delay, "delay"),
                     input=inp,
                     output=count(obj.get("output_length"), "output_length") or 0,
                     ids=ids,
@@ -123,6 +129,7 @@ def _parse(path: Path, report: Report, bs: int) -> tuple[list[Row], list[str | N
                     context=count(obj.get("context_length"), "context_length"),
                     prefix=count(obj.get("prefix_blocks"), "prefix_blocks"),
                     extra=_int_list(obj.get("extra_hash_ids"), "extra_hash_ids"),
+                    continues=None if cont is None else str(cont),
                 )
             except ValueError as exc:
                 report.skip(where(path, n), f"{exc}; row left out")
@@ -148,12 +155,20 @@ def _by_session_id(rows: list[Row], sids: list[str | None], bs: int) -> list[Gro
             continue
         sess = groups.get(sid)
         if sess is None:
+            whole = groups.get(row.continues) if row.continues is not None else None
+            if whole is not None:  # a restart of that session: its rows go on there
+                groups[sid] = whole
+                whole.rows.append(row)
+                continue
+            row.continues = None
             sess = groups[sid] = Group(sid=sid)
             out.append(sess)
         sess.rows.append(row)
     for sess in out:
         if len(sess.rows) > 1 and not _whole(sess.rows):
             _undelta(sess.rows, bs)
+        elif sess.rows[0].context is not None:
+            sess.rows[0].input = sess.rows[0].context
     return out
 
 
@@ -168,9 +183,16 @@ def _whole(rows: list[Row]) -> bool:
 
 
 def _undelta(rows: list[Row], bs: int) -> None:
-    """Turn delta rows into whole requests: inputs accumulate, chains extend the previous."""
+    """Turn delta rows into whole requests: inputs accumulate, chains extend the previous.
+    Restart rows (`continues`) and a first row hold their whole input already."""
     prev = rows[0]
+    if prev.context is not None:
+        prev.input = prev.context
     for row in rows[1:]:
+        if row.continues is not None:
+            row.input = row.context if row.context is not None else row.input
+            prev = row
+            continue
         total = row.context if row.context is not None else prev.input + prev.output + row.input
         need = math.ceil(total / bs)
         if row.prefix is not None:

@@ -12,6 +12,7 @@ import asyncio
 import gzip
 import itertools
 import json
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ class Script:
     )
     delay: float = 0.0
     hang: bool = False  # keep the connection open after the last chunk
+    gate: threading.Event | None = None
+    """Chunks after the first wait for it (a test sets it once its client has hung up)."""
 
 
 @dataclass
@@ -114,7 +117,9 @@ class Upstream:
         for key, value in script.headers:
             resp.headers.add(key, value)
         await resp.prepare(request)
-        for chunk in script.chunks:
+        for i, chunk in enumerate(script.chunks):
+            if i == 1 and script.gate is not None:
+                await asyncio.to_thread(script.gate.wait, 60)
             if script.delay:
                 await asyncio.sleep(script.delay)
             await resp.write(chunk)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -192,12 +193,16 @@ async def test_http_errors_are_failed_turns(stack: Stack, cap: Cap, status: int,
 async def test_client_abort_mid_stream_is_a_partial_turn(stack: Stack, cap: Cap) -> None:
     chunks = sse(*[{"choices": [{"index": 0, "delta": {"content": " word"}}]}
                    for _ in range(4)], "[DONE]")
-    stack.upstream.scripts["abort"] = Script(chunks, delay=0.3)
+    # the rest of the stream waits until the client has hung up: a stalled client can then
+    # never let the whole stream through first
+    hung_up = threading.Event()
+    stack.upstream.scripts["abort"] = Script(chunks, delay=0.3, gate=hung_up)
     started = time.perf_counter()
     async with aiohttp.ClientSession() as session:
         resp = await session.post(f"{stack.fake}/s/abort/v1/chat/completions", data=chat_body())
         await resp.content.readany()
         resp.close()  # hang up mid-stream
+        hung_up.set()
     deadline = time.perf_counter() + 30
     while not cap.stats.aborted:  # noqa: ASYNC110 - the proxy notices the hang-up on its own
         assert time.perf_counter() < deadline, "the abort was never recorded"
@@ -310,6 +315,7 @@ asyncio.run(main(pathlib.Path(sys.argv[1])))
 """
 
 
+@pytest.mark.timeout(300)  # a child importing mitmproxy on a loaded machine: a hang guard only
 def test_a_stopped_proxy_frees_its_ports(tmp_path: Path) -> None:
     """mitmproxy's master leaves its listening sockets open when it shuts down (its own tool
     exits next); `Proxy.stop()` closes them, so a stopped proxy refuses connections at once.
@@ -317,6 +323,6 @@ def test_a_stopped_proxy_frees_its_ports(tmp_path: Path) -> None:
     child process: mitmproxy keeps one master per process (module globals), and this session's
     proxy must keep its own."""
     done = subprocess.run([sys.executable, "-c", STOP_AND_CONNECT, str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, check=False)
+                          capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["refused"], done.stdout + done.stderr

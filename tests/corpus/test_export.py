@@ -53,7 +53,7 @@ def test_mooncake_rows_carry_session_id_then_timestamp_or_delay(tmp_path: Path) 
     exporters.run("mooncake", src, tmp_path / "a.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     standard = {"session_id", "input_length", "output_length", "hash_ids"}
-    assert set(rows[0]) == standard | {"timestamp", "block_size"}
+    assert set(rows[0]) == standard | {"timestamp", "block_size", "context_length"}
     assert set(rows[1]) - {"extra_hash_ids"} == standard | {
         "delay",
         "context_length",
@@ -79,16 +79,17 @@ def test_mooncake_later_rows_hold_what_the_turn_adds(tmp_path: Path) -> None:
     a = [r for r in rows if r["session_id"] == "s0"]
     framing = 2 * 5  # the chat template's tokens around the reply and the new message
     assert [r["input_length"] for r in a] == [
-        600,
+        600 - 5,  # the replayer frames the first row as one message
         1100 - 600 - 10 - framing,
         1200 - 1100 - 30 - framing,
     ]
-    assert [r.get("context_length") for r in a] == [None, 1100, 1200]
+    assert [r.get("context_length") for r in a] == [600, 1100, 1200]
     for r in a:
         assert len(r["hash_ids"]) == -(-r["input_length"] // 512)
     exporters.run("mooncake", src, tmp_path / "f.jsonl", framing=0)
     rows = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
     assert [r["input_length"] for r in rows if r["session_id"] == "s0"] == [600, 490, 70]
+    assert "context_length" not in rows[0]
     whole = exporters.run("mooncake", src, tmp_path / "w.jsonl", whole=True)
     assert whole.turns == 4
     rows = [json.loads(line) for line in (tmp_path / "w.jsonl").read_text().splitlines()]
@@ -147,13 +148,108 @@ def test_mooncake_rows_are_grouped_by_session_in_start_order(tmp_path: Path) -> 
         w.add_turn(early, Turn(t=3.0, input=30, output=3, wait=1.25), [2, 3])
         w.close_session(late)
         w.close_session(early)
-    exporters.run("mooncake", src, tmp_path / "c.jsonl")
+    exporters.run("mooncake", src, tmp_path / "c.jsonl", framing=0)
     rows = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
     assert [(r["session_id"], r.get("timestamp"), r.get("delay")) for r in rows] == [
         (f"s{early}", 1500, None),
         (f"s{early}", None, 1250),
         (f"s{late}", 9000, None),
     ]
+
+
+def _shrinking(path: Path) -> int:
+    """A session whose third turn holds less than the second and its reply (a compaction): its
+    first 512-token block is kept, the rest is new."""
+    with Writer(path, Header(block_size=512), keys=False) as w:
+        sid = w.open_session(start=0.0)
+        w.add_turn(sid, Turn(t=0.0, input=1500, output=100), [1, 2, 3])
+        w.add_turn(sid, Turn(t=5.0, input=1700, output=80, wait=1.0, after="tool"), [1, 2, 4, 5])
+        w.add_turn(sid, Turn(t=9.0, input=900, output=50, wait=2.5, after="user"), [1, 6])
+        w.add_turn(sid, Turn(t=12.0, input=1100, output=10, wait=0.5, after="tool"), [1, 7, 8])
+        w.close_session(sid)
+    return sid
+
+
+def test_mooncake_a_shrunk_context_starts_a_conversation_with_its_whole_chain(
+    tmp_path: Path,
+) -> None:
+    """A session replayer only appends: a turn that is not the conversation so far plus new
+    tokens is sent as a new conversation holding its whole context and block chain (the same
+    hash_ids give the same synthesized text, so the server's prefix cache still hits)."""
+    src = tmp_path / "a.zst"
+    sid = _shrinking(src)
+    report = exporters.run("mooncake", src, tmp_path / "a.jsonl")
+    assert any("1 turns don't hold the turn before them" in w for w in report.warnings)
+    rows = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["session_id"] for r in rows] == [f"s{sid}", f"s{sid}", f"s{sid}.1", f"s{sid}.1"]
+    restart = rows[2]
+    assert restart["is_restart"] is True  # as AIPerf's agentic-code generator marks one
+    assert restart["continues"] == f"s{sid}"
+    assert restart["continue_delay"] == 2500
+    assert (restart["timestamp"], restart["input_length"]) == (9000, 900 - 5)
+    assert restart["hash_ids"] == Reader(src).sessions().__next__().prefixes()[2]
+    assert "delay" not in restart  # Dynamo refuses a delay on a session's first row
+    assert rows[3]["input_length"] == 1100 - 900 - 50 - 2 * 5
+    second = tmp_path / "b.zst"
+    importers.run("mooncake", [tmp_path / "a.jsonl"], second, keys=False)
+    # Mooncake has no durations: t accumulates delays, but a restart row carries its timestamp
+    assert numbers(second, timing=("wait",)) == numbers(src, timing=("wait",))
+    assert [t.t for t in sessions(second)[0].turns][2] == 9.0
+
+
+def test_mooncake_separator_tokens_come_off_each_rows_last_block(tmp_path: Path) -> None:
+    """AIPerf starts every block it synthesizes with a separator token that a server counting
+    text sees as several: `separator` tokens per hash id come off the row, from its partial
+    last block, and `context_length` keeps the whole for the round trip."""
+    src = tmp_path / "a.zst"
+    _shrinking(src)
+    exporters.run("mooncake", src, tmp_path / "plain.jsonl")
+    exporters.run("mooncake", src, tmp_path / "sep.jsonl", separator=6)
+    plain = [json.loads(x) for x in (tmp_path / "plain.jsonl").read_text().splitlines()]
+    sep = [json.loads(x) for x in (tmp_path / "sep.jsonl").read_text().splitlines()]
+    for a, b in zip(plain, sep, strict=True):
+        k = len(a["hash_ids"])
+        assert b["hash_ids"] == a["hash_ids"]
+        assert b["input_length"] == a["input_length"] - 6 * k
+        assert (k - 1) * 512 < b["input_length"] <= k * 512  # what AIPerf accepts
+    assert sep[0]["context_length"] == 1500
+    second = tmp_path / "b.zst"
+    importers.run("mooncake", [tmp_path / "sep.jsonl"], second, keys=False)
+    assert numbers(second, timing=("wait",)) == numbers(src, timing=("wait",))
+
+
+def test_mooncake_separator_leaves_a_full_last_block_alone(tmp_path: Path) -> None:
+    src = tmp_path / "a.zst"
+    with Writer(src, Header(block_size=512), keys=False) as w:
+        a = w.open_session(start=0.0)
+        w.add_turn(a, Turn(t=0.0, input=1024, output=5), [1, 2])
+        w.close_session(a)
+        b = w.open_session(start=1.0)
+        w.add_turn(b, Turn(t=0.0, input=1030, output=5), [1, 2, 3])
+        w.close_session(b)
+    exporters.run("mooncake", src, tmp_path / "a.jsonl", separator=6)
+    rows = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    # the first row ends on a whole block (AIPerf refuses an id at two sizes: it stays 512);
+    # the second's last block has 6 tokens and keeps one of them (18 would be due)
+    assert [r["input_length"] for r in rows] == [1024, 1025]
+
+
+def test_mooncake_what_a_row_cannot_take_off_comes_off_the_next(tmp_path: Path) -> None:
+    """Every later request re-sends the rows before it, so a row whose last block is too small
+    to lose its share passes the rest to the next row of its conversation."""
+    src = tmp_path / "a.zst"
+    with Writer(src, Header(block_size=512), keys=False) as w:
+        a = w.open_session(start=0.0)
+        w.add_turn(a, Turn(t=0.0, input=1030, output=10), [1, 2, 3])
+        w.add_turn(a, Turn(t=1.0, input=1350, output=10, wait=0.5), [1, 2, 4])
+        w.close_session(a)
+    exporters.run("mooncake", src, tmp_path / "a.jsonl", separator=6)
+    rows = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    # first row: 5 framing + 3 × 6 due, its 6-token last block gives 5; the next takes 18 + 6
+    assert [r["input_length"] for r in rows] == [1025, 1350 - 1030 - 10 - 10 - 24]
+    second = tmp_path / "b.zst"
+    importers.run("mooncake", [tmp_path / "a.jsonl"], second, keys=False)
+    assert numbers(second, timing=("wait",)) == numbers(src, timing=("wait",))
 
 
 # -- weka -------------------------------------------------------------------------------------
@@ -204,7 +300,9 @@ def test_weka_export_needs_a_new_folder(tmp_path: Path) -> None:
         exporters.run("weka", src, tmp_path / "full")
     with pytest.raises(CorpusError, match="declare their own block size"):
         exporters.run("weka", src, tmp_path / "new", block_size=512)
-    with pytest.raises(CorpusError, match="expected one of agentperf-local, mooncake, weka"):
+    with pytest.raises(
+        CorpusError, match="expected one of agentic-mooncake, agentperf-local, mooncake, weka"
+    ):
         exporters.run("bailian", src, tmp_path / "new")
 
 

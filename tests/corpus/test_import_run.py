@@ -13,6 +13,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def test_formats_are_the_documented_ones() -> None:
     assert importers.FORMATS == (
+        "agentic-mooncake",
         "agentperf-local",
         "bailian",
         "claude-code",
@@ -30,7 +31,9 @@ def test_formats_are_the_documented_ones() -> None:
 
 
 def test_unknown_format_names_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match="expected one of agentperf-local, bailian, claude-code"):
+    with pytest.raises(
+        CorpusError, match="expected one of agentic-mooncake, agentperf-local, bailian, claude-code"
+    ):
         importers.run("csv", [FIXTURES], tmp_path / "x.zst")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,8 @@ async def test_a_dead_worker_is_reported_as_a_replay_error(tmp_path: Path) -> No
         proc = fleet._procs[0]
         proc.kill()
         await asyncio.to_thread(proc.join, 10)
-        for _ in range(100):  # let the event loop see the closed pipe
-            if 0 in fleet._dead:
-                break
+        deadline = time.monotonic() + 60  # a hang guard: the loop sees the closed pipe at once
+        while 0 not in fleet._dead and time.monotonic() < deadline:  # noqa: ASYNC110 - no event
             await asyncio.sleep(0.02)
         with pytest.raises(ReplayError, match="worker process 0 exited unexpectedly"):
             await fleet.begin(0, 1, 0, 0.0)
