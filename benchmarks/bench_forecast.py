@@ -6,7 +6,9 @@
 
 `speed`: one level of N agents on the bundled Claude Code corpus (773 sessions) against 32
 modelled 8-GPU H100 groups (256 GPUs, `profiles/h100x8-long.json`: 1M-token context, which the
-corpus needs), reported as modelled seconds per wall second and per CPU second.
+corpus needs — its prompts are p50 104K, p90 234K tokens; the single-GPU `h100` profile's
+131K context refuses the 30 % that are longer, so a search on 256 single-GPU replicas stops at
+2 agents on errors), reported as modelled seconds per wall second and per CPU second.
 `search`: the full tier search (`--full`) on the same cluster; wall, CPU and peak memory
 (target: ≤ 5 minutes wall on 2 cores within 4 GB).
 `compare`: the same corpus, profile and level measured live against the simulated engine

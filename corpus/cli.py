@@ -496,6 +496,15 @@ def export(
             min=0,
         ),
     ] = None,
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--format-version",
+            help="agentic-mooncake: 2 (default: header and typed edges) or 1 (legacy rows with "
+            "wait_for, branches, delay and tool_wait_ms).",
+            min=1,
+        ),
+    ] = None,
     force: Force = False,
 ) -> None:
     """Write a corpus in another tool's trace format."""
@@ -509,6 +518,8 @@ def export(
         extra["framing"] = framing
     if separator is not None:
         extra["separator"] = separator
+    if version is not None:
+        extra["version"] = version
     with _status(f"exporting {fmt}"), ops.replacing(output, force=force, inputs=[file]) as tmp:
         report = exporters.run(fmt, file, tmp, **extra)
     counts = [

@@ -69,6 +69,16 @@ class VirtualLoop(asyncio.SelectorEventLoop):
 
 
 def run[T](main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)` on a fresh `VirtualLoop`."""
+    """`asyncio.run(main)` on a fresh `VirtualLoop`.
+
+    The main task's own result stays None: when the runner restores SIGINT, Python 3.12 formats
+    the replaced handler — which holds the main task — into an error message it then discards,
+    and a task's repr includes its result's (a whole forecast's record: seconds of CPU)."""
+    out: list[T] = []
+
+    async def keep() -> None:
+        out.append(await main)
+
     with asyncio.Runner(loop_factory=VirtualLoop) as runner:
-        return runner.run(main)
+        runner.run(keep())
+    return out[0]

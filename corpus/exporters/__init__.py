@@ -29,6 +29,7 @@ def run(
     whole: bool = False,
     framing: int | None = None,
     separator: int | None = None,
+    version: int | None = None,
 ) -> Report:
     """Export corpus `src` to `out` in format `fmt`. `block_size` (mooncake only) coarsens
     the blocks to a multiple of the corpus's own size, e.g. 512 for a 64-token corpus.
@@ -36,8 +37,11 @@ def run(
     session (for replayers that send each row on its own). `framing` (mooncake only): tokens
     the replay server's chat template adds per message (default 5). `separator` (mooncake
     only): tokens more per hash block the replay server counts in a replayer's synthesized
-    prompt (AIPerf with a tiktoken tokenizer against a server that counts text: 6)."""
+    prompt (AIPerf with a tiktoken tokenizer against a server that counts text: 6). `version`
+    (agentic-mooncake only): 2 (default) or the legacy 1."""
     src, out = Path(src), Path(out)
+    if version is not None and fmt != "agentic-mooncake":
+        raise CorpusError("a format version applies to agentic-mooncake exports only")
     if fmt == "mooncake":
         if out.exists():
             raise CorpusError(f"{out}: already exists; choose another output or remove it first")
@@ -60,7 +64,8 @@ def run(
         if out.exists():
             raise CorpusError(f"{out}: already exists; choose another output or remove it first")
         try:
-            return agentic.write(src, out, block_size=block_size)
+            extra = {} if version is None else {"version": version}
+            return agentic.write(src, out, block_size=block_size, **extra)
         except BaseException:
             out.unlink(missing_ok=True)
             raise

@@ -18,6 +18,14 @@ the last block partial), `not_before_ms` (ms from its play's start), `recorded_a
 - `join`: the parent's first turn after a sub-agent's last turn ended waits for that last turn
   too (delay 0), as Dynamo's Weka lowering writes it.
 
+`version=1` writes the legacy rows instead: no header, `request_id`, `session_id`,
+`input_length`, `output_length`, `hash_ids`, `timestamp` (ms from the corpus's first session),
+`prefix_reset` (a session's first request), `wait_for` (the completions it waits on: its
+previous request, the parent request that spawned it, a joined sub-agent's last), `branches`
+(the sub-agents a request spawns) and the gap after its latest dependency as `tool_wait_ms`
+after a tool (`delay` 0), else as `delay`. v1 has no dispatch edges: a sub-agent that started
+while its parent's request ran gets none (it starts at its timestamp).
+
 Rows follow the sessions in start order. `block_size` coarsens the blocks as for `mooncake`.
 Durations missing from the corpus count as 0 (a turn
 ends when it starts). Tool calls, `after`, ttft and stop reasons have no field and are left out.
@@ -31,10 +39,11 @@ from typing import Any
 
 import msgspec
 
+from corpus.errors import CorpusError
 from corpus.exporters.base import Report, ms, opens
 from corpus.exporters.mooncake import block_factor, coarsen
 from corpus.reader import Reader
-from corpus.records import Session
+from corpus.records import Session, Turn
 
 SCHEMA = "dynamo.agentic_mooncake"
 VERSION = 2
@@ -77,7 +86,35 @@ def _spawn(parent: Session, child: Session) -> dict[str, Any]:
     }
 
 
-def write(src: Path, out: Path, *, block_size: int | None = None) -> Report:
+def _legacy(
+    row: dict[str, Any], turn: Turn, start: float, ends: dict[str, float], branches: list[str]
+) -> dict[str, Any]:
+    """The v1 row of a v2 `row` (see the module docstring); `start` in ms from the corpus's
+    first session, `ends` the end (s) of every request."""
+    waits = [d for d in row.get("dependencies", ()) if d["trigger"] == "completion"]
+    old: dict[str, Any] = {
+        "request_id": row["request_id"],
+        "session_id": row["session_id"],
+        "input_length": row["input_length"],
+        "output_length": row["output_length"],
+        "hash_ids": row["hash_ids"],
+        "timestamp": start,
+    }
+    if waits:
+        old["wait_for"] = [d["request_id"] for d in waits]
+        since = max(ends[d["request_id"]] for d in waits)
+        gap = ms(max(0.0, ends[row["request_id"]] - (turn.duration or 0.0) - since))
+        if turn.after == "tool" and gap:
+            old["delay"], old["tool_wait_ms"] = 0, gap
+        else:
+            old["delay"] = gap
+    if branches:
+        old["branches"] = branches
+    old["prefix_reset"] = "sequence" not in {d["relation"] for d in waits}
+    return old
+
+
+def write(src: Path, out: Path, *, block_size: int | None = None, version: int = VERSION) -> Report:
     reader = Reader(src)
     bs = reader.header.block_size
     factor = block_factor(src, bs, block_size)
@@ -117,8 +154,17 @@ def write(src: Path, out: Path, *, block_size: int | None = None) -> Report:
                     "relation": "join",
                 }
             )
+    if version not in (1, 2):
+        raise CorpusError(f"Agentic Mooncake has versions 1 and 2, not {version}")
     report = Report(format="agentic-mooncake", out=out, files=1)
     enc = msgspec.json.Encoder()
+    ends = {f"s{s.id}:{k}": _end(s, k) for s in sessions.values() for k in range(len(s.turns))}
+    branches: dict[str, list[str]] = {}
+    for rid, edges in deps.items():
+        for edge in edges:
+            if edge["relation"] == "spawn" and edge["trigger"] == "completion":
+                branches.setdefault(edge["request_id"], []).append(rid)
+    first = min((s.start for s in sessions.values()), default=0.0)
     header = {
         "schema": SCHEMA,
         "version": VERSION,
@@ -127,7 +173,8 @@ def write(src: Path, out: Path, *, block_size: int | None = None) -> Report:
         "source": {"format": "agentload", "digest": _digest(src)},
     }
     with open(out, "wb") as f:
-        f.write(enc.encode(header) + b"\n")
+        if version == 2:
+            f.write(enc.encode(header) + b"\n")
         for o in meta:
             sess = sessions.get(o.id)
             if sess is None:
@@ -162,9 +209,20 @@ def write(src: Path, out: Path, *, block_size: int | None = None) -> Report:
                 edges.extend(deps.get(rid, ()))
                 if edges:
                     row["dependencies"] = edges
+                if version == 1:
+                    start = ms(sess.start + turn.t - first)
+                    row = _legacy(row, turn, start, ends, branches.get(rid, []))
                 f.write(enc.encode(row) + b"\n")
             report.sessions += 1
             report.turns += len(sess.turns)
+    if version == 1:
+        report.warn(f"v1 rows don't say their block size: replay with --trace-block-size {target}")
+        dispatched = sum(1 for edges in deps.values() for e in edges if e["trigger"] == "dispatch")
+        if dispatched:
+            report.warn(
+                f"{dispatched} sub-agents started while their parent's request was running: "
+                "v1 waits only on completions, so they start at their timestamp, unlinked"
+            )
     if reader.damage is not None:
         report.warn(reader.damage.message(str(src)))
     return report

@@ -47,6 +47,10 @@ def tail_hash(ids: Sequence[int], hashes: Sequence[int], block_size: int) -> int
 _PINNED = np.iinfo(np.int64).max
 """The stamp of a slot whose block is pinned, or of an empty slot (never evictable)."""
 
+FIRST_SLOTS = 4096
+"""Slots the arrays start with; they double as blocks are cached, up to the capacity (a big
+KV cache on many replicas may stay mostly empty, and costs memory only as it fills)."""
+
 _CHUNK = 64
 """Hashes looked up per pass when matching (a miss ends the match early)."""
 
@@ -79,10 +83,13 @@ class PrefixCache:
         """Block hash -> slot, for every cached block."""
         self._hash: dict[int, int] = {}
         """Slot -> block hash, for every cached block."""
-        self._free = list(range(capacity - 1, -1, -1))
-        self._refs = np.zeros(capacity, dtype=np.int64)
+        self._free: list[int] = []
+        """Slots emptied by eviction; slots from `_top` up were never used."""
+        self._top = 0
+        size = min(capacity, FIRST_SLOTS)
+        self._refs = np.zeros(size, dtype=np.int64)
         """Running sequences that pin each slot's block (0: evictable, or empty)."""
-        self._stamp = np.full(capacity, _PINNED, dtype=np.int64)
+        self._stamp = np.full(size, _PINNED, dtype=np.int64)
         """When each evictable slot's block became unpinned; `_PINNED` otherwise."""
         self._clock = 0
         self._evictable = 0
@@ -131,6 +138,8 @@ class PrefixCache:
         """`match(hashes, limit)`, then `reserve` those hits and `blocks` in all: the hits'
         `Pins` (for `register` and `release`), or None, changing nothing, when the blocks
         don't fit."""
+        if blocks - max(0, min(limit, len(hashes))) > self.capacity - self.used + self._evictable:
+            return None  # even if every hit were cached and free, the rest would not fit
         pins = Pins(self._hits(hashes, limit))
         return pins if self._reserve(pins, blocks) else None
 
@@ -188,11 +197,28 @@ class PrefixCache:
             del slot[hash_of.pop(s)]
         self._free.extend(dropped)
 
+    def _take(self, n: int) -> list[int]:
+        """`n` empty slots."""
+        free = self._free
+        k = min(n, len(free))
+        taken = free[len(free) - k :]
+        del free[len(free) - k :]
+        if k < n:
+            start, self._top = self._top, self._top + n - k
+            taken.extend(range(start, self._top))
+            size = self._refs.size
+            if self._top > size:
+                grown = min(self.capacity, max(self._top, 2 * size))
+                self._refs = np.concatenate((self._refs, np.zeros(grown - size, np.int64)))
+                self._stamp = np.concatenate(
+                    (self._stamp, np.full(grown - size, _PINNED, np.int64)))
+        return taken
+
     def register(self, hashes: Sequence[int], start: int, pins: Pins | None = None) -> None:
         """Turn the private blocks holding `hashes[start:]` (now computed) into pinned cached
         blocks; a hash another sequence registered meanwhile is shared and our copy freed.
-        `pins` (the sequence's, from `admit`) grows by these blocks."""
-        slot, free = self._slot, self._free
+        `pins` (the sequence's, from `admit`, holding `hashes[:start]`) grows by these blocks."""
+        slot = self._slot
         todo = hashes[start:]
         repeats = len(set(hashes)) != len(hashes)
         slots = list(map(slot.get, todo))
@@ -200,8 +226,7 @@ class PrefixCache:
         if fresh:
             if not repeats:  # new blocks take free slots, in one C-level pass
                 new = list(compress(todo, map(is_, slots, repeat(None))))
-                taken = free[-fresh:]
-                del free[-fresh:]
+                taken = self._take(fresh)
                 slot.update(zip(new, taken, strict=True))
                 self._hash.update(zip(taken, new, strict=True))
                 slots = list(map(slot.__getitem__, todo))
@@ -210,7 +235,7 @@ class PrefixCache:
                 for h in todo:
                     s = slot.get(h)
                     if s is None:
-                        s = slot[h] = free.pop()
+                        s = slot[h] = self._take(1)[0]
                         self._hash[s] = h
                     slots.append(s)
         if slots:
