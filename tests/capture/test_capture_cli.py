@@ -56,7 +56,20 @@ def start(path: Path, upstream: str, tmp: Path) -> tuple[subprocess.Popen[str], 
         except OSError:
             time.sleep(0.05)
     proc.kill()
+    proc.communicate()
     raise AssertionError("capture did not start listening")
+
+
+def interrupt(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Ctrl-C `proc` and wait for it to exit (a hang guard, however slow the machine): on a
+    hang it is killed, so no child or pipe outlives the test."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"capture did not exit after Ctrl-C: {err[-2000:]}") from None
 
 
 def converse(url: str, first: str, *, turns: int = 3,
@@ -106,8 +119,7 @@ def test_kill_keeps_every_flushed_frame_and_restart_appends(
 
     proc, url = start(path, engine.url, tmp_path)
     converse(url, "Check the rent review clause.", turns=2)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, err = interrupt(proc)
     assert proc.returncode == 0, err
     assert "OPENAI_BASE_URL" in out
     assert "wrote" in out
@@ -198,8 +210,7 @@ def test_forward_mode_records_model_calls_and_tunnels_the_rest(engine: Running,
         assert call(tunnel, "/v1/chat/completions") == call(direct, "/v1/chat/completions")
         time.sleep(0.3)
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = interrupt(proc)
     assert proc.returncode == 0, err
     assert "HTTPS_PROXY" in out
     assert "NODE_EXTRA_CA_CERTS" in out
