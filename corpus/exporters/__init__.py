@@ -40,6 +40,8 @@ def run(
     prompt (AIPerf with a tiktoken tokenizer against a server that counts text: 6). `version`
     (agentic-mooncake only): 2 (default) or the legacy 1."""
     src, out = Path(src), Path(out)
+    if version is not None and fmt != "agentic-mooncake":
+        raise CorpusError("a format version applies to agentic-mooncake exports only")
     if fmt == "mooncake":
         if out.exists():
             raise CorpusError(f"{out}: already exists; choose another output or remove it first")
@@ -53,8 +55,6 @@ def run(
             raise
     if separator is not None:
         raise CorpusError("separator tokens apply to mooncake exports only")
-    if version is not None and fmt != "agentic-mooncake":
-        raise CorpusError("a format version applies to agentic-mooncake exports only")
     if fmt == "agentic-mooncake":
         if whole or framing is not None:
             raise CorpusError(

@@ -188,13 +188,13 @@ def test_forward_mode_records_model_calls_and_tunnels_the_rest(engine: Running,
             return {k: v for k, v in reply.items() if k not in ("id", "created")}
 
         # a plain-HTTP model call through the proxy (absolute-form request) is recorded
-        plain = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        plain = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         assert call(plain, f"{engine.url}/v1/chat/completions")["choices"]
         # a CONNECT tunnel to a host that is not an LLM API is passed through, not decrypted
         # or parsed: the same call inside it is not recorded
-        tunnel = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        tunnel = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         tunnel.set_tunnel(host, int(eport))
-        direct = http.client.HTTPConnection(host, int(eport), timeout=10)
+        direct = http.client.HTTPConnection(host, int(eport), timeout=60)
         assert call(tunnel, "/v1/chat/completions") == call(direct, "/v1/chat/completions")
         time.sleep(0.3)
     finally:

@@ -237,3 +237,25 @@ def test_import_and_export_help_list_every_format() -> None:
         assert result.exit_code == 0
         for name in formats:
             assert f"{name}:" in result.output
+
+
+def test_agentic_mooncake_round_trip_through_the_cli(sample_file: Path, tmp_path: Path) -> None:
+    v2, v1 = tmp_path / "v2.jsonl", tmp_path / "v1.jsonl"
+    assert corpus("export", "agentic-mooncake", sample_file, "-o", v2).exit_code == 0
+    legacy = corpus("export", "agentic-mooncake", sample_file, "-o", v1, "--format-version", 1)
+    assert legacy.exit_code == 0
+    assert json.loads(v2.read_text().splitlines()[0])["schema"] == "dynamo.agentic_mooncake"
+    assert "wait_for" in v1.read_text()
+    bad = corpus(
+        "export", "mooncake", sample_file, "-o", tmp_path / "m.jsonl", "--format-version", 1
+    )
+    assert bad.exit_code != 0
+    assert "agentic-mooncake exports only" in bad.output
+    size = str(Reader(sample_file).header.block_size)
+    for path, extra in ((v2, []), (v1, ["--block-size", size])):
+        out = tmp_path / f"{path.stem}.zst"
+        result = corpus("import", "agentic-mooncake", path, "-o", out, *extra)
+        assert result.exit_code == 0, result.output
+        back = list(Reader(out).sessions())
+        # sessions without turns have no row
+        assert len(back) == len([s for s in Reader(sample_file).sessions() if s.turns])

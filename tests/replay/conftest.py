@@ -62,7 +62,7 @@ def start_engine() -> Iterator[Callable[..., Running]]:
 @pytest.fixture(scope="session")
 def scrape() -> Callable[[str], Metrics]:
     def get(url: str) -> Metrics:
-        with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        with urllib.request.urlopen(url + "/metrics", timeout=60) as resp:
             return parse_metrics(resp.read().decode())
 
     return get

@@ -352,7 +352,7 @@ def app_in_thread(app: web.Application) -> Iterator[str]:
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    got = ready.get(timeout=10)
+    got = ready.get(timeout=60)  # a hang guard
     if isinstance(got, BaseException):
         raise got
     try:

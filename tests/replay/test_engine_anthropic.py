@@ -105,7 +105,7 @@ def test_event_sequence_matches_the_messages_protocol(
     request = urllib.request.Request(
         engine_url + "/v1/messages", data=json.dumps(raw_body).encode(), method="POST"
     )
-    with urllib.request.urlopen(request, timeout=10) as resp:
+    with urllib.request.urlopen(request, timeout=60) as resp:
         raw = resp.read().decode()
     names = [line[len("event: ") :] for line in raw.splitlines() if line.startswith("event: ")]
     assert names == [

@@ -25,13 +25,13 @@ def test_port_zero_prints_the_chosen_port_first_and_serves() -> None:
             first = proc.stdout.readline().rstrip("\n")
             match = re.fullmatch(r"listening on http://127\.0\.0\.1:(\d+)", first)
             assert match, first
-            with urllib.request.urlopen(f"http://127.0.0.1:{match[1]}/health", timeout=10) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{match[1]}/health", timeout=60) as r:
                 health = json.loads(r.read())
                 assert r.headers["x-agentload-engine"] == "simulated"
             assert health == {"status": "ok", "engine": "simulated", "profile": "instant"}
         finally:
             proc.terminate()
-            _, err = proc.communicate(timeout=20)
+            _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
 
 

@@ -30,7 +30,7 @@ def serving(*args: str) -> Iterator[tuple[str, list[str]]]:
             yield match[1], [proc.stdout.readline(), proc.stdout.readline()]
         finally:
             proc.terminate()
-            _, err = proc.communicate(timeout=20)
+            _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
 
 
@@ -40,9 +40,9 @@ def test_a_modelled_setup_serves_and_exports_one_power_series_per_gpu() -> None:
                  "--spec-decode", "mtp:3:0.7") as (base, (described, band)):
         assert "8x h200 deepseek-v3 fp8 TP8 EP8 mtp:3:0.7" in described
         assert band.startswith("model error: calibrated roofline: median error")
-        with urllib.request.urlopen(f"{base}/health", timeout=10) as r:
+        with urllib.request.urlopen(f"{base}/health", timeout=60) as r:
             assert b'"profile":"h200x8-deepseek-v3"' in r.read().replace(b" ", b"")
-        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=60) as r:
             text = r.read().decode()
     power = [line for line in text.splitlines() if line.startswith("DCGM_FI_DEV_POWER_USAGE{")]
     assert len(power) == 8
