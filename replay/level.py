@@ -171,7 +171,7 @@ async def measure(
     failed = 0
     ends: list[float] = []  # end times of the successful samples, sorted (for `steady`)
     window_done = 0  # successful samples that started in the window
-    shown = -FIGURES_EVERY_S
+    shown = float("-inf")
     try:
         while True:
             await clock.sleep(timing.tick)

@@ -17,7 +17,8 @@ refuses more). A turn that is not the conversation so far plus new tokens (its c
 less than that, or it no longer starts with the previous turn's full blocks: a compaction,
 reasoning the provider dropped, edited history) can't be appended: it starts a new conversation
 `sN.K` whose first row holds the turn's whole input and whole block chain (the same hash_ids
-give the same synthesized text, so a server's prefix cache still hits what it shares), with a
+laid out alike give the same synthesized text: a server's prefix cache hits what the restart
+shares with first rows), with a
 `timestamp` at the turn's recorded time, `is_restart: true` (how AIPerf's own agentic-code
 generator writes a restart continuation) and the extensions `continues` (the session it
 continues) and `continue_delay` (its recorded wait); the session's later turns follow in that
@@ -160,8 +161,12 @@ def write(
                     if keep < tail:
                         row["extra_hash_ids"] = ids[keep:tail]
                 want = debt + separator * len(row["hash_ids"])
-                cut = sizes.place(row["input_length"], row["hash_ids"], turn.input % target, want)
+                cut, row["hash_ids"], aliases = sizes.place(
+                    row["input_length"], row["hash_ids"], turn.input % target, want
+                )
                 debt = want - cut
+                if aliases:
+                    row["hash_id_aliases"] = [[a, h] for a, h in aliases.items()]
                 if cut or "prefix_blocks" in row:
                     row["input_length"] -= cut
                     row["context_length"] = turn.input
@@ -182,30 +187,52 @@ def write(
     return report
 
 
+ALIAS_BASE = 1 << 48
+"""Hash ids the export makes up start here (corpus block ids are counted from 0)."""
+
+
 class _Sizes:
     """The size the replayer gives each hash id, and how much a row can be shortened.
 
     AIPerf cuts a row's `input_length` tokens into its `hash_ids`' blocks (the last one partial)
     and refuses an id seen at two sizes. So a row is shortened only in its last block, by at
-    most all but one of its tokens, only when the turn's last block is partial (a whole block's
-    id may be shared at full size) and only when the id keeps the one size it has. What a row
-    can't take off is carried to the conversation's next row (`write`'s `debt`): every later
-    request re-sends the rows before it, so only the request it arose in stays long."""
+    most all but one of its tokens, and only when the turn's last block is partial (a whole
+    block's id is shared at full size). What a row can't take off is carried to the
+    conversation's next row (`write`'s `debt`): every later request re-sends the rows before
+    it, so only the request it arose in stays long. An id a row would need at another size
+    than it already has (a delta row sizes its last block by the new tokens, not by the block;
+    a restart re-sends it whole) is replaced in that row by a made-up id (`aliases`: made-up id
+    -> corpus id, written as the row's `hash_id_aliases` for the import)."""
 
     def __init__(self, target: int, separator: int) -> None:
         self.target, self.separator = target, separator
         self.size: dict[int, int] = {}
+        self.made_up = 0
 
-    def place(self, length: int, ids: list[int], partial: int, want: int) -> int:
+    def _own(self, h: int, tokens: int, aliases: dict[int, int]) -> int:
+        """`h`, or a made-up id when `h` already has another size than `tokens`."""
+        if self.size.setdefault(h, tokens) == tokens:
+            return h
+        alias = ALIAS_BASE + self.made_up
+        self.made_up += 1
+        self.size[alias] = tokens
+        aliases[alias] = h
+        return alias
+
+    def place(
+        self, length: int, ids: list[int], partial: int, want: int
+    ) -> tuple[int, list[int], dict[int, int]]:
         """Tokens to take off a row of `length` tokens and `ids` (of a turn whose last block
-        holds `partial` tokens, 0 when whole), at most `want`."""
+        holds `partial` tokens, 0 when whole), at most `want`; the ids to write and the
+        made-up ones among them."""
+        aliases: dict[int, int] = {}
         if not ids:
-            return 0
+            return 0, ids, aliases
         last = length - (len(ids) - 1) * self.target
         cut = max(0, min(want, last - 1)) if partial else 0
-        if cut and self.size.get(ids[-1], last - cut) != last - cut:
-            cut = 0
-        for h in ids[:-1]:
-            self.size.setdefault(h, self.target)
-        self.size.setdefault(ids[-1], last - cut)
-        return cut
+        known = self.size.get(ids[-1])
+        if cut and known is not None and known != last - cut and known == last:
+            cut = 0  # keep the id at the size it has rather than make one up
+        out = [self._own(h, self.target, aliases) for h in ids[:-1]]
+        out.append(self._own(ids[-1], last - cut, aliases))
+        return cut, out, aliases

@@ -102,7 +102,7 @@ def _parse(path: Path, report: Report, bs: int) -> tuple[list[Row], list[str | N
     with open(path, "rb") as f:
         for n, obj in json_lines(f, path, report):
             try:
-                ids = _int_list(obj.get("hash_ids"), "hash_ids")
+                ids = _aliased(obj, "hash_ids")
                 inp = count(obj.get("input_length"), "input_length", required=True)
                 assert inp is not None
                 if len(ids) > math.ceil(inp / bs):
@@ -128,7 +128,7 @@ def _parse(path: Path, report: Report, bs: int) -> tuple[list[Row], list[str | N
                     parent=None if parent is None else str(parent),
                     context=count(obj.get("context_length"), "context_length"),
                     prefix=count(obj.get("prefix_blocks"), "prefix_blocks"),
-                    extra=_int_list(obj.get("extra_hash_ids"), "extra_hash_ids"),
+                    extra=_aliased(obj, "extra_hash_ids"),
                     continues=None if cont is None else str(cont),
                 )
             except ValueError as exc:
@@ -138,6 +138,21 @@ def _parse(path: Path, report: Report, bs: int) -> tuple[list[Row], list[str | N
             sid = obj.get("session_id")
             sids.append(None if sid is None else str(sid))
     return rows, sids
+
+
+def _aliased(obj: dict[str, object], name: str) -> list[int]:
+    """The ids in `obj[name]`, with the export's made-up ids (`hash_id_aliases`: pairs of
+    made-up id and corpus id) back to the corpus's."""
+    ids = _int_list(obj.get(name), name)
+    pairs = obj.get("hash_id_aliases")
+    if pairs is None:
+        return ids
+    if not isinstance(pairs, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(i, int) for i in p) for p in pairs
+    ):
+        raise ValueError("'hash_id_aliases' should be a list of [made-up id, id] pairs")
+    back = {a: h for a, h in pairs}
+    return [back.get(i, i) for i in ids]
 
 
 def _ms(value: object, name: str) -> float:

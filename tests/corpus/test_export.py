@@ -65,7 +65,10 @@ def test_mooncake_rows_carry_session_id_then_timestamp_or_delay(tmp_path: Path) 
         ("s0", None, 250.5),
         ("s1", 500, None),
     ]
-    assert rows[0]["hash_ids"][0] == rows[3]["hash_ids"][0]  # a shared first block
+    # a shared first block, whole in s0 and partial in s1: AIPerf refuses an id at two sizes, so
+    # s1 names it by a made-up id and says which corpus id that stands for
+    ((alias, real),) = rows[3]["hash_id_aliases"]
+    assert (rows[3]["hash_ids"][0], real) == (alias, rows[0]["hash_ids"][0])
 
 
 def test_mooncake_later_rows_hold_what_the_turn_adds(tmp_path: Path) -> None:
@@ -175,7 +178,8 @@ def test_mooncake_a_shrunk_context_starts_a_conversation_with_its_whole_chain(
 ) -> None:
     """A session replayer only appends: a turn that is not the conversation so far plus new
     tokens is sent as a new conversation holding its whole context and block chain (the same
-    hash_ids give the same synthesized text, so the server's prefix cache still hits)."""
+    hash_ids laid out alike give the same synthesized text, so what it shares with the first
+    row still hits the server's prefix cache)."""
     src = tmp_path / "a.zst"
     sid = _shrinking(src)
     report = exporters.run("mooncake", src, tmp_path / "a.jsonl")
@@ -354,3 +358,51 @@ def test_agentperf_local_rows_hold_each_turns_input_exactly(tmp_path: Path) -> N
     assert [r["simulated_tool_delay_ms_after"] for r in rows] == [500, 250, 1000, 0]
     assert rows[1]["recorded_tool_calls_after"] == [{"duration_ms": 250, "tool_name": "bash"}]
     assert rows[2]["messages"][:3] == rows[1]["messages"]  # each row extends the one before
+
+
+@pytest.mark.parametrize("name", ["swe-bench", "claude-code"])
+def test_mooncake_export_of_a_reference_corpus_keeps_aiperfs_block_rules(
+    tmp_path: Path, name: str
+) -> None:
+    """What AIPerf 0.13's prompt synthesis refuses (`_build_token_sequence`): a row's tokens
+    must fill all its hash blocks but the last, and a hash id has one size everywhere. Dynamo's
+    loader refuses a delay on a session's first row."""
+    from corpus import reference
+
+    out = tmp_path / "a.jsonl"
+    exporters.run("mooncake", reference.path(name), out, block_size=512, separator=6)
+    size: dict[int, int] = {}
+    seen: set[str] = set()
+    restarts = 0
+    for line in out.read_text().splitlines():
+        row = json.loads(line)
+        ids, n = row["hash_ids"], row["input_length"]
+        assert ids
+        assert (len(ids) - 1) * 512 < n <= len(ids) * 512
+        for k, h in enumerate(ids):
+            tokens = 512 if k < len(ids) - 1 else n - k * 512
+            assert size.setdefault(h, tokens) == tokens, (row, h)
+        if row["session_id"] not in seen:
+            seen.add(row["session_id"])
+            assert "delay" not in row
+            assert "timestamp" in row
+            restarts += bool(row.get("is_restart"))
+    assert restarts > 0
+    if name == "swe-bench":  # made-up ids and restarts come back as the corpus's 512-token blocks
+        back = tmp_path / "b.zst"
+        importers.run("mooncake", [out], back, keys=False)
+
+        def shape(path: Path, factor: int) -> list[tuple[object, ...]]:
+            rename: dict[int, int] = {}
+            return [
+                tuple(
+                    (t.input, t.output, t.wait, tuple(rename.setdefault(b, len(rename)) for b in c))
+                    for t, c in zip(
+                        s.turns, (coarsen(p, factor) for p in s.prefixes()), strict=True
+                    )
+                )
+                for s in sorted(sessions(path), key=lambda s: (s.start, s.id))
+            ]
+
+        bs = Reader(reference.path(name)).header.block_size
+        assert shape(back, 1) == shape(reference.path(name), 512 // bs)
