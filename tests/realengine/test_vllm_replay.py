@@ -83,7 +83,10 @@ def test_vllm_sees_the_recorded_input_and_makes_the_asked_output(
     assert load["generation_tokens"] > 0
     assert load["prefix_queries"] > 0
     assert load["prefix_hits"] > 0
-    assert load["running_max"] >= 1
+    # running is a gauge sampled about once a second: short requests can fall between the
+    # samples (seen: 0.0 in a loaded run), so only "read, and a count" is certain here; the
+    # figures themselves are checked exactly against fixed /metrics in test_replay_dialects
+    assert 0 <= load["running_mean"] <= load["running_max"]
     assert load["kv_usage_max"] is not None
     assert load["cache_hit_ratio"] == pytest.approx(fid["cache_counters"])
     assert "server: vllm (detected)" in text

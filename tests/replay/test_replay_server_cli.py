@@ -42,9 +42,9 @@ def invoke(*args: str) -> tuple[int, str]:
 def test_levels_carry_the_servers_own_figures_and_fidelity(
     corpus: Path, start_engine: Callable[..., Running], tmp_path: Path
 ) -> None:
-    # The running gauge is sampled, so requests must last long enough to be seen: on the
-    # instant engine a poll fell between requests in a CI run. 10 ms a step makes a 20-token
-    # answer take ~0.2 s against a 0.01 s pause, so an agent is almost always mid-request.
+    # Requests that last (10 ms a step: a 20-token answer takes ~0.2 s against a 0.01 s
+    # pause) give the sampled running gauge something to see; the test asserts only that it
+    # was read, since a sample can still fall between requests (as on the instant engine in CI).
     slow = msgspec.structs.replace(PROFILES["instant"], step_overhead_s=0.01)
     engine_url = start_engine(slow).url
     out = tmp_path / "r.json"
@@ -58,7 +58,8 @@ def test_levels_carry_the_servers_own_figures_and_fidelity(
     load = level["server"]
     assert load["prefix_queries"] > 0
     assert load["generation_tokens"] > 0
-    assert load["running_max"] >= 1
+    # sampled gauge: a count was read (its values are checked exactly in test_replay_dialects)
+    assert 0 <= load["running_mean"] <= load["running_max"] <= 2
     assert load["polls"] >= 2
     assert level["fidelity"]["cache_counters"] == load["cache_hit_ratio"]
     assert "fidelity: input 100.0% (max dev" in text
