@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -290,14 +291,11 @@ def test_python_dash_m_replay_runs_the_command() -> None:
 
 
 def test_a_damaged_corpus_is_an_error_with_the_message_validate_gives(
-    corpus: Path, tmp_path: Path
+    corpus: Path, tmp_path: Path, cut_in_last_frame: Callable[[Path, Path], Path]
 ) -> None:
-    from corpus.frames import Frame, scan
     from corpus.validate import validate
 
-    last = [f for f in scan(corpus) if isinstance(f, Frame)][-1].offset
-    cut = tmp_path / "cut.zst"
-    cut.write_bytes(corpus.read_bytes()[: last + 9])
+    cut = cut_in_last_frame(corpus, tmp_path / "cut.zst")
     (message,) = validate(cut).problems
     code, text = invoke(str(cut), *FAST)
     assert code == 1
@@ -305,21 +303,13 @@ def test_a_damaged_corpus_is_an_error_with_the_message_validate_gives(
 
 
 
-def test_allow_damaged_replays_the_intact_frames_and_says_what_was_lost(tmp_path: Path) -> None:
-    from corpus import Header, Turn, Writer
-    from corpus.frames import Frame, scan
+def test_allow_damaged_replays_the_intact_frames_and_says_what_was_lost(
+    damaged_corpus: Path,
+) -> None:
     from replay.errors import ReplayError
     from replay.workload import Workload
 
-    path = tmp_path / "c.zst"
-    with Writer(path, Header(block_size=4), keys=False, max_turns=1) as w:
-        for i in range(4):
-            sid = w.open_session(start=float(i))
-            w.add_turn(sid, Turn(t=0.0, input=8, output=2), [2 * i, 2 * i + 1])
-            w.close_session(sid)
-    last = [f for f in scan(path) if isinstance(f, Frame)][-1].offset
-    cut = tmp_path / "cut.zst"
-    cut.write_bytes(path.read_bytes()[: last + 9])
+    cut = damaged_corpus
     with pytest.raises(ReplayError, match="is truncated"):
         Workload.load(cut)
     workload = Workload.load(cut, allow_damaged=True)

@@ -225,20 +225,10 @@ def test_html_into_a_missing_directory_fails_before_any_work(
     assert "no such directory" in res.output
 
 
-def test_a_damaged_corpus_is_an_error_unless_allowed(tmp_path: Path) -> None:
-    from corpus import Header, Turn, Writer
-    from corpus.frames import Frame, scan
+def test_a_damaged_corpus_is_an_error_unless_allowed(damaged_corpus: Path) -> None:
     from corpus.validate import validate
 
-    path = tmp_path / "c.zst"
-    with Writer(path, Header(block_size=4), keys=False, max_turns=1) as w:
-        for i in range(4):
-            sid = w.open_session(start=float(i))
-            w.add_turn(sid, Turn(t=0.0, input=8, output=2), [2 * i, 2 * i + 1])
-            w.close_session(sid)
-    last = [f for f in scan(path) if isinstance(f, Frame)][-1].offset
-    cut = tmp_path / "cut.zst"
-    cut.write_bytes(path.read_bytes()[: last + 9])
+    cut = damaged_corpus
     (message,) = validate(cut).problems
     for command in (["describe", str(cut)], ["compare", str(cut), "-r", "agentperf-published"]):
         res = runner.invoke(app, command, env={"COLUMNS": "160"})
