@@ -1,5 +1,6 @@
-"""Helpers for the replay tests: synthetic corpora, a fake `Endpoint`, virtual time, and a fake
-OpenAI-compatible aiohttp server that can fail on purpose."""
+"""Helpers for the replay tests: synthetic corpora, a fake `Endpoint`, virtual time, a fake
+OpenAI-compatible aiohttp server that can fail on purpose, and a `replay` child stopped by a
+signal."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import heapq
 import json
 import queue
 import random
+import signal
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from corpus import Header, Turn, Writer
@@ -360,3 +364,36 @@ def app_in_thread(app: web.Application) -> Iterator[str]:
     finally:
         loop_box[0].call_soon_threadsafe(stop[0].set)
         thread.join(10)
+
+
+def signal_at(cmd: list[str], env: dict[str, str], marker: str, sig: signal.Signals, *,
+              hang_s: float) -> tuple[int, str]:
+    """Run `cmd`, send it `sig` once a line of its output contains `marker` (an event, not a
+    sleep), and return its exit code and whole output. `hang_s` guards against a child that
+    never exits: the test then fails with the child's signal masks and output."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            text=True)
+    assert proc.stdout is not None
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if marker in line:
+                proc.send_signal(sig)
+                break
+        else:
+            pytest.fail(f"no progress line with {marker!r}: " + "".join(seen))
+        try:
+            rest, _ = proc.communicate(timeout=hang_s)
+        except subprocess.TimeoutExpired:
+            masks = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+            proc.kill()
+            rest, _ = proc.communicate()
+            pytest.fail("no exit after the signal; " + " ".join(
+                m for m in masks if m.startswith(("SigIgn", "SigCgt"))) + "\n" + "".join(seen)
+                + rest)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, "".join(seen) + rest

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from fixtures_replay import FlakyServer, app_in_thread, make_corpus
+from fixtures_replay import FlakyServer, app_in_thread, make_corpus, signal_at
 from typer.testing import CliRunner
 
 from replay.cli import app, main
@@ -236,41 +236,12 @@ def test_a_stop_signal_saves_what_was_measured(
     way: partial results saved, no traceback, exit 130. The signal is sent once the progress
     line of `phase` is printed (an event, not a sleep)."""
     out = tmp_path / "int.json"
-    # as from an interactive shell: Ctrl-C delivered (a child inherits an ignored SIGINT, and
-    # Python then leaves it ignored)
-    start = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-             "from replay.cli import main; main()")
-    cmd = [sys.executable, "-c", start, str(corpus),
+    cmd = [sys.executable, "-c", "from replay.cli import main; main()", str(corpus),
            "--endpoint", engine_url, "--agents", "2", "--json", str(out), "--quick",
            "--duration", "600", "--warmup", "0.2", "--warmup-max", "600"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                            text=True)
-    assert proc.stdout is not None
-    seen = []
-    try:
-        for line in proc.stdout:
-            seen.append(line)
-            if f"2 agents  {phase}" in line:
-                proc.send_signal(sig)
-                break
-        else:
-            pytest.fail("no progress line for the phase: " + "".join(seen))
-        try:
-            rest, _ = proc.communicate(timeout=600)  # a guard against a hang only
-        except subprocess.TimeoutExpired:
-            masks = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-            proc.kill()
-            rest, _ = proc.communicate()
-            pytest.fail("no exit after the signal; " + " ".join(
-                m for m in masks if m.startswith(("SigIgn", "SigCgt"))) + "\n" + "".join(seen)
-                + rest)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    output = "".join(seen) + rest
-    assert proc.returncode == 130, output
+    code, output = signal_at(cmd, env, f"2 agents  {phase}", sig, hang_s=600)
+    assert code == 130, output
     assert "Traceback" not in output
     assert "interrupted" in output
     doc = json.loads(out.read_text())

@@ -9,14 +9,13 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_replay import make_corpus
+from fixtures_replay import make_corpus, signal_at
 from typer.testing import CliRunner
 
 from replay.cli import _bare_ray, app
@@ -244,25 +243,8 @@ def test_ctrl_c_in_a_replay_process_joined_with_a_bare_ray_flag_saves_every_node
            "--duration", "600", "--warmup", "0.2", "--warmup-max", "600", "--wait",
            "fixed:0.01", "--ray"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_ADDRESS": ray_cluster.address}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                            text=True)
-    assert proc.stdout is not None
-    seen = []
-    try:
-        for line in proc.stdout:
-            seen.append(line)
-            if "4 agents  window" in line:
-                proc.send_signal(signal.SIGINT)
-                break
-        else:
-            pytest.fail("no progress line for the window: " + "".join(seen))
-        rest, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    output = "".join(seen) + rest
-    assert proc.returncode == 130, output
+    code, output = signal_at(cmd, env, "4 agents  window", signal.SIGINT, hang_s=120)
+    assert code == 130, output
     assert "Traceback" not in output
     doc = json.loads(out.read_text())
     assert doc["interrupted"] is True
