@@ -276,17 +276,7 @@ class Engine:
                     f"your prompt has {n} tokens. Please reduce the length of the prompt.",
                     param=param,
                 )
-        elif max_tokens < 1:
-            raise InvalidRequest(
-                f"max_tokens must be at least 1, got {max_tokens}", param="max_tokens"
-            )
-        if n + max_tokens > p.max_context:
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {p.max_context} tokens. However, you "
-                f"requested {n + max_tokens} tokens ({n} in the prompt, {max_tokens} in the "
-                "completion). Please reduce the length of the prompt or completion.",
-                param=param,
-            )
+        self._check_fits(n, max_tokens, param)
         bs = p.block_size
         hashes = block_hashes(prompt, bs)
         if ignore_eos:
@@ -309,21 +299,26 @@ class Engine:
         prefix-cache query. Raises as `submit` does."""
         if self._task is None:
             raise EngineStopped("the simulated engine is not running")
-        p = self.profile
         if tokens < 1:
             raise InvalidRequest("the prompt is empty", param="prompt")
+        self._check_fits(tokens, max_tokens, "prompt")
+        return self._enqueue(tokens, hashes, max_tokens, "length", "prompt", prefilled=prefilled)
+
+    def _check_fits(self, n: int, max_tokens: int, param: str) -> None:
+        """Raise as vLLM does when `max_tokens` is below 1 or an `n`-token prompt plus
+        `max_tokens` exceeds the context."""
         if max_tokens < 1:
             raise InvalidRequest(
                 f"max_tokens must be at least 1, got {max_tokens}", param="max_tokens"
             )
-        if tokens + max_tokens > p.max_context:
+        limit = self.profile.max_context
+        if n + max_tokens > limit:
             raise ContextLengthExceeded(
-                f"This model's maximum context length is {p.max_context} tokens. However, you "
-                f"requested {tokens + max_tokens} tokens ({tokens} in the prompt, {max_tokens} "
-                "in the completion). Please reduce the length of the prompt or completion.",
-                param="prompt",
+                f"This model's maximum context length is {limit} tokens. However, you "
+                f"requested {n + max_tokens} tokens ({n} in the prompt, {max_tokens} in the "
+                "completion). Please reduce the length of the prompt or completion.",
+                param=param,
             )
-        return self._enqueue(tokens, hashes, max_tokens, "length", "prompt", prefilled=prefilled)
 
     def _enqueue(
         self, n: int, hashes: list[int], target: int, finish: Finish, param: str, *,
