@@ -19,10 +19,17 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from typer.testing import CliRunner
 
 from corpus import Header, Turn, Writer
+from replay.cli import app as replay_app
 from replay.endpoint import Request, Result
 from replay.prompts import Form
+
+LIVE = ["--quick", "--duration", "1", "--warmup", "0.2", "--warmup-max", "60", "--no-progress"]
+"""Short live-CLI windows for tests. `--warmup-max 60`: a level warms up until its completion
+rate is steady (an event), with a generous deadline; a short one flags levels on a loaded
+machine unstable and the run then exits 1 with nothing usable."""
 
 
 class _Chain:
@@ -397,3 +404,9 @@ def signal_at(cmd: list[str], env: dict[str, str], marker: str, sig: signal.Sign
             proc.kill()
             proc.communicate()
     return proc.returncode, "".join(seen) + rest
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    """`replay ARGS` in this process: its exit code and output."""
+    result = CliRunner().invoke(replay_app, list(args))
+    return result.exit_code, result.output

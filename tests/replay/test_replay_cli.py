@@ -13,26 +13,16 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from fixtures_replay import FlakyServer, app_in_thread, make_corpus, signal_at
-from typer.testing import CliRunner
+from fixtures_replay import LIVE, FlakyServer, app_in_thread, invoke, make_corpus, signal_at
 
-from replay.cli import app, main
+from replay.cli import main
 
-# --warmup-max 60: a level warms up until its completion rate is steady (an event), with a
-# generous deadline; a short one flags levels on a loaded machine unstable and the run
-# then exits 1 with nothing usable.
-FAST = ["--quick", "--duration", "1", "--warmup", "0.2", "--warmup-max", "60",
-        "--min-requests", "5", "--no-progress", "--wait", "fixed:0.01"]
+FAST = [*LIVE, "--min-requests", "5", "--wait", "fixed:0.01"]
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("cli") / "tiny.zst", sessions=4, turns=4)
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.output
 
 
 def test_one_level_against_an_endpoint_writes_the_documented_json(

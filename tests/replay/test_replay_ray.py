@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_replay import make_corpus, signal_at
+from fixtures_replay import LIVE, make_corpus, signal_at
 from typer.testing import CliRunner
 
 from replay.cli import _bare_ray, app
@@ -31,11 +31,7 @@ from replay.runner import run as run_levels
 from replay.search import parse_resolution
 from replay.tiers import Tier
 
-# --warmup-max 60: a level warms up until its completion rate is steady (an event), with a
-# generous deadline; a short one flags levels on a loaded machine unstable and the run
-# then exits 1 with nothing usable.
-FAST = ["--quick", "--duration", "1", "--warmup", "0.2", "--warmup-max", "60",
-        "--min-requests", "5", "--no-progress", "--wait", "fixed:0.01", "--seed", "3",
+FAST = [*LIVE, "--min-requests", "5", "--wait", "fixed:0.01", "--seed", "3",
         "--run-tag", "same"]
 SMALL = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024, "include_dashboard": False}
 

@@ -15,28 +15,17 @@ import msgspec
 import pytest
 from fixtures_dialects import STREAMS, DialectServer, metrics
 from fixtures_gpus import fake_amdsmi, fake_pynvml
-from fixtures_replay import app_in_thread, make_corpus
-from typer.testing import CliRunner
+from fixtures_replay import LIVE, app_in_thread, invoke, make_corpus
 
-from replay.cli import app
 from replay.engine.profiles import PROFILES
 from replay.engine.server import Running
 
-# --warmup-max 60: a level warms up until its completion rate is steady (an event), with a
-# generous deadline; a short one flags levels on a loaded machine unstable and the run
-# then exits 1 with nothing usable.
-FAST = ["--quick", "--duration", "1", "--warmup", "0.2", "--warmup-max", "60",
-        "--min-requests", "3", "--no-progress", "--wait", "fixed:0.01", "--agents", "2"]
+FAST = [*LIVE, "--min-requests", "3", "--wait", "fixed:0.01", "--agents", "2"]
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("server-cli") / "tiny.zst", sessions=3, turns=3)
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.output
 
 
 def test_levels_carry_the_servers_own_figures_and_fidelity(
