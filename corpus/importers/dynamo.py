@@ -67,6 +67,12 @@ def _lines(path: Path) -> list[bytes]:
 def _ms(value: Any, name: str) -> float | None:
     if value is None:
         return None
+    return _required_ms(value, name)
+
+
+def _required_ms(value: Any, name: str) -> float:
+    if value is None:
+        raise ValueError(f"'{name}' is missing")
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ValueError(f"'{name}' should be milliseconds ≥ 0, found {value!r}")
     return float(value) / 1000.0
@@ -119,9 +125,7 @@ def _record(rec: Mapping[str, Any], lanes: dict[str, _Lane]) -> None:
         req = rec.get("request")
         if not isinstance(req, Mapping):
             raise ValueError("'request' is missing")
-        start = _ms(req.get("request_received_ms"), "request.request_received_ms")
-        if start is None:
-            raise ValueError("'request.request_received_ms' is missing")
+        start = _required_ms(req.get("request_received_ms"), "request.request_received_ms")
         total = _ms(req.get("total_time_ms"), "request.total_time_ms")
         inp = count(req.get("input_tokens"), "request.input_tokens", required=True)
         assert inp is not None
@@ -140,9 +144,7 @@ def _record(rec: Mapping[str, Any], lanes: dict[str, _Lane]) -> None:
         tool = rec.get("tool")
         if not isinstance(tool, Mapping):
             raise ValueError("'tool' is missing")
-        start = _ms(tool.get("started_at_unix_ms"), "tool.started_at_unix_ms")
-        if start is None:
-            raise ValueError("'tool.started_at_unix_ms' is missing")
+        start = _required_ms(tool.get("started_at_unix_ms"), "tool.started_at_unix_ms")
         name = str(tool.get("tool_class") or tool.get("tool_name_hash") or "tool")
         _lane(rec.get("agent_context"), lanes).tools.append((start, name))
 
